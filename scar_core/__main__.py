@@ -1,0 +1,3 @@
+from scar_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""`python -m scar_core COMMAND ...`: one module per command, each with `add(subparsers)` and `run(args)`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from scar_core.cli import rank, score
+from scar_core.errors import ScarError
+
+COMMANDS = [score, rank]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scar_core",
+                                     description="Rank instruction-tuning data by response style consistency (SCAR).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except ScarError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # last resort: one paragraph, no traceback unless asked for
+        if os.environ.get("SCAR_DEBUG"):
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e}. This is a bug in SCAR Studio; "
+              "run again with SCAR_DEBUG=1 to see the traceback.", file=sys.stderr)
+        return 1

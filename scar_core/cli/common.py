@@ -1,0 +1,54 @@
+"""Options and steps shared by several commands."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from scar_core.example import Example
+from scar_core.load import LoadResult, load
+from scar_core.ranker import StyleRanker, load_ranker
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".json, .jsonl, .csv or .parquet file(s)")
+    p.add_argument("--input-format", choices=["alpaca", "sharegpt", "messages", "prompt_completion"],
+                   help="row shape of the input (detected from the first row when omitted)")
+    p.add_argument("--lenient", action="store_true",
+                   help="keep every valid row and report rejected rows instead of stopping at the first")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="'default' (bundled ranker) or a checkpoint folder")
+    p.add_argument("--encoder", help="load the encoder from here instead of the checkpoint's (offline copy)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 where the hardware supports it natively, else fp32")
+    p.add_argument("--batch-size", type=int, default=64, help="most texts per encoder batch")
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[list[LoadResult], list[Example]]:
+    results = [load(path, fmt=args.input_format, lenient=args.lenient) for path in args.inputs]
+    for r in results:
+        print(f"{r.path}: {r.format}, {r.rows} rows, {len(r.examples)} pairs, {len(r.rejected)} rejected",
+              file=sys.stderr)
+        for rej in r.rejected[:20]:
+            print(f"  rejected: {rej.message(r.path)}", file=sys.stderr)
+        if len(r.rejected) > 20:
+            print(f"  ... and {len(r.rejected) - 20} more rejected rows", file=sys.stderr)
+    return results, [ex for r in results for ex in r.examples]
+
+
+def open_ranker(args: argparse.Namespace) -> StyleRanker:
+    return load_ranker(args.model, encoder=args.encoder)
+
+
+def progress_bar(total: int, desc: str = "scoring"):
+    """A tqdm bar on stderr and a callback for the scoring engine's progress."""
+    bar = tqdm(total=total, desc=desc, unit="pair", file=sys.stderr, disable=None)
+
+    def update(done: int, _total: int, _rate: float) -> None:
+        bar.update(done - bar.n)
+
+    return bar, update

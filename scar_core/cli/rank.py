@@ -1,0 +1,49 @@
+"""`rank INPUT --out SELECTED.jsonl --ratio R`: score, rank, cut and export the subset, best first."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scar_core.cli.common import add_input_options, add_model_options, load_inputs, open_ranker, progress_bar
+from scar_core.export import export, file_sha256
+from scar_core.score import resolve_device, resolve_precision, score_examples
+from scar_core.select import cut
+
+
+def add(sub) -> None:
+    p = sub.add_parser("rank", help="score, rank, cut and export the best pairs")
+    add_input_options(p)
+    add_model_options(p)
+    p.add_argument("--out", required=True, help="output JSONL path (a .manifest.json is written beside it)")
+    rule = p.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--ratio", type=float, help="keep this fraction of the pool, e.g. 0.1")
+    rule.add_argument("--topk", type=int, help="keep this many pairs")
+    rule.add_argument("--threshold", type=float, help="keep pairs scoring at least this")
+    p.add_argument("--format", default="alpaca", choices=["alpaca", "sharegpt", "messages", "prompt_completion"],
+                   help="shape of the exported rows")
+    p.add_argument("--with-scores", action="store_true", help="add a 'score' field to each exported row")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    results, examples = load_inputs(args)
+    ranker = open_ranker(args)
+    bar, update = progress_bar(len(examples))
+    with bar:
+        scores = score_examples(ranker, examples, device=args.device, precision=args.precision,
+                                batch_size=args.batch_size, progress=update)
+    chosen = cut(scores.score, ratio=args.ratio, topk=args.topk, threshold=args.threshold)
+    kept = [examples[i] for i in chosen.kept]
+    device = resolve_device(args.device)
+    manifest = {
+        "inputs": [{"path": r.path, "sha256": file_sha256(r.path), "format": r.format, "rows": r.rows,
+                    "pairs": len(r.examples), "rejected": len(r.rejected)} for r in results],
+        "ranker": {"model": str(args.model), "encoder": ranker.encoder_name, "weights_sha256": ranker.weights_hash},
+        "device": str(device), "precision": str(resolve_precision(args.precision, device)).replace("torch.", ""),
+        "cut": chosen.params(), "pool_size": len(examples),
+    }
+    out, side = export(args.out, kept, args.format, [scores.score[i] for i in chosen.kept] if args.with_scores
+                       else None, manifest)
+    print(f"kept {len(kept)} of {len(examples)} pairs (lowest kept score {chosen.threshold}); "
+          f"wrote {out} and {side}", file=sys.stderr)
+    return 0

@@ -1,0 +1,89 @@
+"""Export step: write a selection as JSONL in a chosen shape, with a manifest beside it.
+
+Files are written to a temporary name in the same folder and renamed at the end, so a failure
+(disk full, interrupted run) never leaves a half-written export behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from scar_core import formats
+from scar_core.errors import ScarError
+from scar_core.example import Example
+
+
+def to_jsonl_lines(examples: Iterable[Example], fmt: str, scores: Iterable[float] | None = None) -> Iterable[str]:
+    shape = formats.shape(fmt)
+    scores = iter(scores) if scores is not None else None
+    for ex in examples:
+        score = float(next(scores)) if scores is not None else None
+        yield json.dumps(shape.from_example(ex, score), ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: str | Path, lines: Iterable[str]) -> Path:
+    """Write text lines to `path` through a temporary file and an atomic rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise ScarError(f"cannot write to {path.parent}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise ScarError(f"cannot write {path}: {e.strerror}; nothing was written") from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def ids_sha256(ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    """Code and library versions for manifests."""
+    import numpy
+    import torch
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"scar_studio": commit, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": numpy.__version__}
+
+
+def export(path: str | Path, examples: Sequence[Example], fmt: str, scores: Sequence[float] | None = None,
+           manifest: dict | None = None) -> tuple[Path, Path]:
+    """Write `examples` (already best first) to `path` and `<path>.manifest.json`."""
+    out = write_atomic(path, to_jsonl_lines(examples, fmt, scores))
+    info = {"path": str(out), "format": fmt, "rows": len(examples), "with_scores": scores is not None,
+            "selected_ids_sha256": ids_sha256([e.id for e in examples]), "versions": versions(),
+            **(manifest or {})}
+    side = write_atomic(str(out) + ".manifest.json", [json.dumps(info, indent=2, default=str) + "\n"])
+    return out, side

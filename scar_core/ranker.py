@@ -1,0 +1,201 @@
+"""The SCAR style ranker (Li et al., ACL 2025) and its checkpoint formats.
+
+One shared encoder embeds instruction and response separately. Per pair:
+  e_i, e_r = pooler output (or first-token state) of instruction and response
+  v_is = relation_network([e_i ; e_r])        instructional-surprisal representation
+  v_lf = masked max-pool of response states    linguistic-form representation
+  score = output_layer([v_is ; v_lf])          an unbounded real; higher = more consistent style
+Parameter names follow the official `scar-tool` so state dicts are interchangeable.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from scar_core.errors import ScarError
+
+FORMAT = "scar-studio-ranker"
+WEIGHTS = "model.safetensors"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+@dataclass
+class RankerOutput:
+    score: torch.Tensor  # (B,)
+    v_lf: torch.Tensor   # (B, H)
+    v_is: torch.Tensor   # (B, H)
+
+
+class StyleRanker(nn.Module):
+    def __init__(self, encoder: nn.Module, tokenizer, hidden_dim: int | None = None,
+                 linear_dim: int | None = None, encoder_name: str = ""):
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        if hidden_dim is not None and hidden_dim != hidden:
+            raise ScarError(f"checkpoint hidden_dim {hidden_dim} does not match the encoder's hidden size {hidden}")
+        self.hidden_dim = hidden
+        self.linear_dim = linear_dim or hidden
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.encoder_name = encoder_name
+        self.max_length = 512
+        self.relation_network = nn.Sequential(
+            nn.Linear(2 * hidden, self.linear_dim), nn.ReLU(), nn.Linear(self.linear_dim, hidden))
+        self.output_layer = nn.Sequential(
+            nn.Linear(2 * hidden, self.linear_dim), nn.ReLU(), nn.Linear(self.linear_dim, 1))
+        self.weights_hash = ""
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled vector, masked max-pool of last hidden states) for a batch of texts."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        states = out.last_hidden_state
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            pooled = states[:, 0]
+        masked = states.masked_fill(attention_mask.unsqueeze(-1) == 0, -1e9)
+        return pooled, masked.max(dim=1).values
+
+    def head(self, e_instruction: torch.Tensor, e_response: torch.Tensor,
+             v_lf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score, v_is) from the pooled vectors and the form representation."""
+        v_is = self.relation_network(torch.cat([e_instruction, e_response], dim=-1))
+        return self.score_from(v_is, v_lf), v_is
+
+    def score_from(self, v_is: torch.Tensor, v_lf: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(torch.cat([v_is, v_lf], dim=-1)).squeeze(-1)
+
+    def forward(self, instruction_ids, instruction_mask, response_ids, response_mask) -> RankerOutput:
+        e_i, _ = self.embed(instruction_ids, instruction_mask)
+        e_r, v_lf = self.embed(response_ids, response_mask)
+        score, v_is = self.head(e_i, e_r, v_lf)
+        return RankerOutput(score, v_lf, v_is)
+
+    def save(self, directory: str | Path, include_encoder: bool = True, extra: dict | None = None) -> Path:
+        """Write `config.json`, `model.safetensors` and the tokenizer.
+
+        With include_encoder=False only the head is stored and the encoder is loaded from
+        `encoder_name` (useful when the encoder was frozen and is available offline).
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                 if include_encoder or not k.startswith("encoder.")}
+        config = {"format": FORMAT, "version": 1, "encoder": self.encoder_name,
+                  "hidden_dim": self.hidden_dim, "linear_dim": self.linear_dim,
+                  "max_length": self.max_length, "includes_encoder": include_encoder,
+                  "encoder_config": self.encoder.config.to_dict(), **(extra or {})}
+        save_file(state, str(directory / WEIGHTS))
+        (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        self.weights_hash = file_hash(directory / WEIGHTS)
+        return directory
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def new_ranker(encoder: str = "minilm", linear_dim: int | None = None, seed: int = 0) -> StyleRanker:
+    """A ranker with a pretrained encoder and a freshly initialised head (the start of training)."""
+    from scar_core.encoders import load_encoder
+
+    model, tokenizer = load_encoder(encoder)
+    torch.manual_seed(seed)
+    return StyleRanker(model, tokenizer, linear_dim=linear_dim, encoder_name=encoder)
+
+
+def load_ranker(path: str | Path = "default", encoder: str | None = None) -> StyleRanker:
+    """Load a ranker: "default" (the bundled one), a folder in this project's format, or a folder
+    written by the official scar-tool (`pytorch_model.bin`). `encoder` overrides where the encoder
+    comes from, e.g. a local copy when the checkpoint names a hub model or another machine's path."""
+    directory = DEFAULT_DIR if str(path) == "default" else Path(path).expanduser()
+    if not (directory / "config.json").is_file():
+        raise ScarError(f"{directory}: not a ranker checkpoint (no config.json)")
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ScarError(f"{directory / 'config.json'}: unreadable config ({e})") from None
+    if config.get("format") == FORMAT:
+        ranker = _load_own(directory, config, encoder)
+    elif "encoder_name" in config and (directory / "pytorch_model.bin").is_file():
+        ranker = _load_scar_tool(directory, config, encoder)
+    else:
+        raise ScarError(f"{directory}: unknown checkpoint format (expected {WEIGHTS} with a "
+                        "scar-studio config, or scar-tool's pytorch_model.bin with encoder_name)")
+    return ranker.eval()
+
+
+def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    weights = directory / WEIGHTS
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, Exception) as e:  # a corrupt file raises several types
+        raise ScarError(f"{weights}: cannot read weights ({e})") from None
+    has_encoder = any(k.startswith("encoder.") for k in state)
+    if has_encoder and encoder is None:
+        cfg = dict(config["encoder_config"])
+        enc_config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+        model = AutoModel.from_config(enc_config)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"), local_files_only=True)
+    else:
+        from scar_core.encoders import load_encoder
+
+        model, tokenizer = load_encoder(encoder or config["encoder"])
+    ranker = StyleRanker(model, tokenizer, config["hidden_dim"], config["linear_dim"],
+                         encoder_name=encoder or config["encoder"])
+    ranker.max_length = int(config.get("max_length", 512))
+    _load_state(ranker, state, weights, strict_encoder=has_encoder)
+    ranker.to(torch.float32)
+    ranker.weights_hash = file_hash(weights)
+    return ranker
+
+
+def _load_scar_tool(directory: Path, config: dict, encoder: str | None) -> StyleRanker:
+    from transformers import AutoTokenizer
+
+    from scar_core.encoders import load_encoder
+
+    weights = directory / "pytorch_model.bin"
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refuses pickled code with UnpicklingError, corrupt files vary
+        raise ScarError(f"{weights}: refused to load ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    model, tokenizer = load_encoder(encoder or config["encoder_name"])
+    if (directory / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    ranker = StyleRanker(model, tokenizer, config.get("hidden_dim"), config.get("linear_dim"),
+                         encoder_name=encoder or config["encoder_name"])
+    _load_state(ranker, state, weights, strict_encoder=any(k.startswith("encoder.") for k in state))
+    ranker.weights_hash = file_hash(weights)
+    return ranker
+
+
+def _load_state(ranker: StyleRanker, state: dict, weights: Path, strict_encoder: bool) -> None:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ScarError(f"{weights}: not a state dict of tensors")
+    expected = ranker.state_dict()
+    required = [k for k in expected if strict_encoder or not k.startswith("encoder.")]
+    # Buffers such as position_ids are rebuilt by the encoder and may be absent from older files.
+    missing = [k for k in required if k not in state and not k.endswith("position_ids")]
+    if missing:
+        raise ScarError(f"{weights}: missing weights {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if wrong:
+        raise ScarError(f"{weights}: weights of the wrong shape (checkpoint vs model): {wrong[:3]}")
+    ranker.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)

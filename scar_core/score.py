@@ -1,0 +1,196 @@
+"""Score step: run a StyleRanker over many pairs, fast on CPU and GPU.
+
+What makes it fast: rows are processed longest-first so batches hold texts of similar length
+(little padding), batches are sized by a token budget, each distinct instruction is encoded once,
+everything runs under `torch.inference_mode`, and bf16/fp16 autocast is available. Results come
+back in input order. `iter_scores` yields chunk by chunk so callers (background jobs) can commit
+as they go.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scar_core.errors import ScarError
+from scar_core.example import Example
+from scar_core.ranker import StyleRanker
+
+Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
+
+
+@dataclass
+class Scores:
+    """Per-pair results, aligned with the input order (or with `index` for a chunk)."""
+
+    score: np.ndarray                  # (N,) float32
+    v_lf: np.ndarray                   # (N, H) float32, linguistic-form representation
+    v_is: np.ndarray                   # (N, H) float32, instructional-surprisal representation
+    truncated_instruction: np.ndarray  # (N,) bool
+    truncated_response: np.ndarray     # (N,) bool
+    index: np.ndarray | None = None    # (N,) positions in the input, for a chunk
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ScarError("CUDA was requested but no CUDA GPU is available on this machine "
+                        "(or this torch build has no CUDA support); use --device cpu or auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ScarError(f"unknown device '{device}'; choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 where the hardware computes it natively, fp16 on older GPUs, else fp32."""
+    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    if precision not in table:
+        raise ScarError(f"unknown precision '{precision}'; choose fp32, bf16, fp16 or auto")
+    return table[precision]
+
+
+def score_examples(ranker: StyleRanker, examples: Sequence[Example], **options) -> Scores:
+    """Score Examples; multi-turn prompts are truncated from the left (oldest turns go first)."""
+    return score_pairs(ranker, [e.ranker_instruction() for e in examples], [e.response for e in examples],
+                       left_truncate=[bool(e.context) for e in examples], **options)
+
+
+def score_pairs(ranker: StyleRanker, instructions: Sequence[str], responses: Sequence[str],
+                **options) -> Scores:
+    """Score (instruction, response) pairs; results in input order."""
+    n = len(responses)
+    parts = list(iter_scores(ranker, instructions, responses, **options))
+    if not parts:
+        h = ranker.hidden_dim
+        return Scores(np.zeros(0, np.float32), np.zeros((0, h), np.float32), np.zeros((0, h), np.float32),
+                      np.zeros(0, bool), np.zeros(0, bool))
+    index = np.concatenate([p.index for p in parts])
+    order = np.empty(n, dtype=np.int64)
+    order[index] = np.arange(n)
+    cat = {f: np.concatenate([getattr(p, f) for p in parts])[order]
+           for f in ("score", "v_lf", "v_is", "truncated_instruction", "truncated_response")}
+    return Scores(**cat)
+
+
+def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Sequence[str], *,
+                left_truncate: Sequence[bool] | None = None, device: str = "auto",
+                precision: str = "fp32", batch_size: int = 64, token_budget: int = 16384,
+                chunk_rows: int = 1024, progress: Progress | None = None) -> Iterator[Scores]:
+    """Yield Scores for chunks of rows, longest responses first; each chunk carries its `index`."""
+    if len(instructions) != len(responses):
+        raise ScarError(f"{len(instructions)} instructions but {len(responses)} responses")
+    n = len(responses)
+    if n == 0:
+        return
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    left = list(left_truncate) if left_truncate is not None else [False] * n
+    ranker.to(dev).eval()
+    encoder = _Encoder(ranker, dev, dtype, batch_size, token_budget)
+    resp_ids, resp_trunc = encoder.tokenize(list(responses), left=False)
+    order = sorted(range(n), key=lambda i: len(resp_ids[i]), reverse=True)
+    instr_cache: dict[tuple[str, bool], tuple[np.ndarray, bool]] = {}
+    start, done = time.perf_counter(), 0
+    for lo in range(0, n, chunk_rows):
+        idx = order[lo:lo + chunk_rows]
+        keys = list(dict.fromkeys((instructions[i], left[i]) for i in idx if (instructions[i], left[i]) not in instr_cache))
+        for side in (False, True):
+            todo = [k for k in keys if k[1] == side]
+            if todo:
+                ids, trunc = encoder.tokenize([k[0] for k in todo], left=side)
+                pooled, _ = encoder.encode(ids, want_max=False)
+                instr_cache.update({k: (pooled[j], trunc[j]) for j, k in enumerate(todo)})
+        pooled_r, v_lf = encoder.encode([resp_ids[i] for i in idx], want_max=True)
+        e_i = np.stack([instr_cache[(instructions[i], left[i])][0] for i in idx])
+        with torch.inference_mode():
+            head_dev = next(ranker.relation_network.parameters()).device
+            score, v_is = ranker.head(torch.from_numpy(e_i).to(head_dev), torch.from_numpy(pooled_r).to(head_dev),
+                                      torch.from_numpy(v_lf).to(head_dev))
+        done += len(idx)
+        if progress:
+            progress(done, n, done / max(time.perf_counter() - start, 1e-9))
+        yield Scores(score.float().cpu().numpy(), v_lf, v_is.float().cpu().numpy(),
+                     np.array([instr_cache[(instructions[i], left[i])][1] for i in idx], dtype=bool),
+                     resp_trunc[idx], np.asarray(idx, dtype=np.int64))
+
+
+class _Encoder:
+    """Tokenizes and encodes texts in length-sorted, token-budgeted batches."""
+
+    def __init__(self, ranker: StyleRanker, device: torch.device, dtype: torch.dtype,
+                 batch_size: int, token_budget: int):
+        self.ranker, self.device, self.dtype = ranker, device, dtype
+        self.batch_size, self.token_budget = max(1, batch_size), max(1, token_budget)
+        self.tok = ranker.tokenizer
+        self.max_length = min(ranker.max_length, getattr(ranker.encoder.config, "max_position_embeddings", 512))
+        self.pad_id = self.tok.pad_token_id or 0
+
+    def tokenize(self, texts: list[str], left: bool) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids (truncated to max_length) and whether each text was truncated."""
+        saved = self.tok.truncation_side
+        self.tok.truncation_side = "left" if left else "right"
+        try:
+            ids = self.tok(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        finally:
+            self.tok.truncation_side = saved
+        full = [i for i, x in enumerate(ids) if len(x) >= self.max_length]
+        truncated = np.zeros(len(texts), dtype=bool)
+        if full:
+            lengths = self.tok([texts[i] for i in full], truncation=False)["input_ids"]
+            truncated[full] = [len(x) > self.max_length for x in lengths]
+        return ids, truncated
+
+    def encode(self, ids: list[list[int]], want_max: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pooled vectors, max-pooled states or None), in the order of `ids`."""
+        h = self.ranker.hidden_dim
+        pooled = np.empty((len(ids), h), np.float32)
+        maxed = np.empty((len(ids), h), np.float32) if want_max else None
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        pos = 0
+        while pos < len(order):
+            longest = max(len(ids[order[pos]]), 1)
+            size = max(1, min(self.batch_size, self.token_budget // longest, len(order) - pos))
+            batch = order[pos:pos + size]
+            try:
+                p, m = self._forward([ids[i] for i in batch], want_max)
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise ScarError("out of GPU memory even with a batch of one; use --device cpu") from None
+                torch.cuda.empty_cache()
+                self.batch_size = max(1, size // 2)
+                self.token_budget = max(1, self.token_budget // 2)
+                continue
+            pooled[batch] = p
+            if want_max:
+                maxed[batch] = m
+            pos += size
+        return pooled, maxed
+
+    def _forward(self, batch: list[list[int]], want_max: bool):
+        width = max(len(x) for x in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, x in enumerate(batch):
+            input_ids[row, :len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[row, :len(x)] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        autocast = self.dtype != torch.float32
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+            pooled, maxed = self.ranker.embed(input_ids, mask)
+        return pooled.float().cpu().numpy(), (maxed.float().cpu().numpy() if want_max else None)

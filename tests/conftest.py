@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny randomly initialised rankers (no downloads) and paths to shared data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(2)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def tiny_ranker(seed: int = 0, hidden: int = 32, linear: int = 16):
+    """A StyleRanker over a 2-layer BERT with random weights and the bundled MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from scar_core.encoders import bundled_encoder_path
+    from scar_core.ranker import StyleRanker
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=512)
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_encoder_path()), local_files_only=True)
+    return StyleRanker(BertModel(config), tokenizer, linear_dim=linear, encoder_name="tiny-bert").eval()
+
+
+@pytest.fixture
+def ranker():
+    return tiny_ranker()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A saved tiny ranker in this project's format."""
+    path = tmp_path_factory.mktemp("tiny_ranker")
+    tiny_ranker().save(path)
+    return path
+
+
+def shared_file(relative: str) -> Path:
+    """A file under ../shared/data, or skip the test when the shared folder is absent."""
+    path = SHARED / relative
+    if not path.is_file():
+        pytest.skip(f"needs ../shared/data/{relative} (shared data is not part of a fresh clone)")
+    return path
