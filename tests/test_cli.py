@@ -1,0 +1,62 @@
+"""The score and rank commands end to end, in a subprocess as a user runs them."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+POOL = [{"instruction": f"Explain item {i}", "input": "", "output": "Short." if i % 2 else "A longer answer " * (i + 1)}
+        for i in range(12)]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "scar_core", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
+
+
+@pytest.fixture
+def pool(tmp_path):
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(POOL))
+    return path
+
+
+def test_score_writes_one_line_per_pair_in_input_order(tmp_path, pool, tiny_checkpoint):
+    out = tmp_path / "scores.jsonl"
+    proc = run("score", str(pool), "--out", str(out), "--model", str(tiny_checkpoint), "--precision", "fp32")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == len(POOL)
+    assert [r["where"] for r in rows] == [f"row {i + 1}" for i in range(len(POOL))]
+    assert all(isinstance(r["score"], float) and len(r["id"]) == 24 for r in rows)
+
+
+@pytest.mark.parametrize("fmt", ["alpaca", "sharegpt", "messages"])
+def test_rank_exports_the_best_subset_with_manifest(tmp_path, pool, tiny_checkpoint, fmt):
+    scores_path, out = tmp_path / "scores.jsonl", tmp_path / "top.jsonl"
+    assert run("score", str(pool), "--out", str(scores_path), "--model", str(tiny_checkpoint),
+               "--precision", "fp32").returncode == 0
+    proc = run("rank", str(pool), "--out", str(out), "--ratio", "0.25", "--format", fmt, "--with-scores",
+               "--model", str(tiny_checkpoint), "--precision", "fp32")
+    assert proc.returncode == 0, proc.stderr
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(kept) == 3
+    best = sorted((json.loads(line)["score"] for line in scores_path.read_text().splitlines()), reverse=True)[:3]
+    assert [round(r["score"], 5) for r in kept] == [round(s, 5) for s in best]
+    manifest = json.loads((tmp_path / "top.jsonl.manifest.json").read_text())
+    assert manifest["cut"]["kept"] == 3 and manifest["inputs"][0]["rows"] == len(POOL)
+    assert len(manifest["selected_ids_sha256"]) == 64
+
+
+def test_bad_file_and_bad_model_give_a_message_not_a_traceback(tmp_path, pool, tiny_checkpoint):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": 5}\n')
+    proc = run("score", str(bad), "--out", str(tmp_path / "o.jsonl"), "--model", str(tiny_checkpoint))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "bad.jsonl, line 2: field 'output': expected text, got int" in proc.stderr
+    proc = run("score", str(pool), "--out", str(tmp_path / "o.jsonl"), "--model", str(tmp_path / "nowhere"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "not a ranker checkpoint" in proc.stderr
