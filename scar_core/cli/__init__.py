@@ -5,10 +5,10 @@ import argparse
 import os
 import sys
 
-from scar_core.cli import rank, score
+from scar_core.cli import eval, rank, score, train
 from scar_core.errors import ScarError
 
-COMMANDS = [score, rank]
+COMMANDS = [score, rank, train, eval]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,33 @@
+"""`eval --model default|DIR DATA.jsonl [...]`: pairwise accuracy; the last stdout line is one JSON object."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from scar_core.cli.common import add_model_options, open_ranker, progress_bar
+from scar_core.cli.train import add_source_filters
+from scar_core.evaluate import pairwise_report, score_rows
+from scar_core.training_data import read_rows
+
+
+def add(sub) -> None:
+    p = sub.add_parser("eval", help="pairwise accuracy of a ranker on human / referenced / direct rows")
+    p.add_argument("data", nargs="+", metavar="DATA", help="JSONL rows in the training format")
+    add_model_options(p)
+    add_source_filters(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = read_rows(args.data, args.source, args.exclude_source)
+    ranker = open_ranker(args)
+    bar, update = progress_bar(sum(len(r.responses) for r in rows), desc="scoring")
+    with bar:
+        scores = score_rows(ranker, rows, device=args.device, precision=args.precision,
+                            batch_size=args.batch_size, progress=update)
+    report = {"model": str(args.model), "data": args.data, **pairwise_report(rows, scores)}
+    print(f"pairwise accuracy {report['pairwise_accuracy']} over {report['n_pairs']} pairs "
+          f"(longer-wins baseline {report['length_baseline']['pairwise_accuracy']})", file=sys.stderr)
+    print(json.dumps(report))
+    return 0

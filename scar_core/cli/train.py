@@ -1,0 +1,86 @@
+"""`train DATA.jsonl [...] --out DIR`: train a SCAR ranker; the last stdout line is a JSON summary."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm import tqdm
+
+from scar_core.export import file_sha256
+from scar_core.train import TrainConfig, TrainProgress, train
+from scar_core.training_data import QUALITY_MODES, read_rows
+
+
+def add(sub) -> None:
+    p = sub.add_parser("train", help="train a ranker on instruction / human / referenced / direct rows")
+    p.add_argument("data", nargs="+", metavar="DATA", help="JSONL training rows (see scar_core/training_data.py)")
+    p.add_argument("--out", required=True, help="folder for the best checkpoint")
+    p.add_argument("--encoder", default="minilm", help="encoder to start from: minilm (bundled), a folder or hub id")
+    p.add_argument("--linear-dim", type=int, help="width of the head's hidden layers (default: the encoder's)")
+    add_source_filters(p)
+    d = TrainConfig()
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per optimiser step")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    p.add_argument("--val-ratio", type=float, default=d.val_ratio, help="share of instructions held out for validation")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--quality-mode", choices=QUALITY_MODES, default=d.quality_mode,
+                   help="SCAR's quality constraint on pairs with scores")
+    p.add_argument("--quality-min", type=float, default=d.quality_min)
+    p.add_argument("--quality-max", type=float, default=d.quality_max)
+    tune = p.add_mutually_exclusive_group()
+    tune.add_argument("--freeze-encoder", action="store_true",
+                      help="train only the head (encoder outputs are computed once and cached)")
+    tune.add_argument("--adapters", choices=["lora"], help="train LoRA adapters on the encoder plus the head")
+    p.add_argument("--lora-rank", type=int, default=d.lora_rank)
+    p.add_argument("--save-encoder", action="store_true",
+                   help="store the encoder weights even when frozen (default: only when trained)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(run=run)
+
+
+def add_source_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", action="append", default=[], metavar="PATTERN",
+                   help="keep only rows whose 'source' matches this glob, e.g. 'hc3/*' (repeatable)")
+    p.add_argument("--exclude-source", action="append", default=[], metavar="PATTERN",
+                   help="drop rows whose 'source' matches this glob (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from scar_core.ranker import new_ranker
+
+    rows = read_rows(args.data, args.source, args.exclude_source)
+    print(f"{len(rows)} training rows from {len(args.data)} file(s)", file=sys.stderr)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_ratio=args.val_ratio,
+                         seed=args.seed, quality_mode=args.quality_mode, quality_min=args.quality_min,
+                         quality_max=args.quality_max, freeze_encoder=args.freeze_encoder, adapters=args.adapters,
+                         lora_rank=args.lora_rank, save_encoder=True if args.save_encoder else None,
+                         device=args.device)
+    ranker = new_ranker(args.encoder, linear_dim=args.linear_dim, seed=args.seed)
+    metadata = {"data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
+                "sources": args.source, "exclude_sources": args.exclude_source, "rows": len(rows)}
+    bars: dict[str, tqdm] = {}
+
+    def show(p: TrainProgress) -> None:
+        bar = bars.get(p.phase)
+        if p.phase == "epoch":
+            tqdm.write(f"epoch {p.epoch}/{p.epochs}: loss {p.loss}, validation pairwise accuracy {p.val_accuracy}",
+                       file=sys.stderr)
+            return
+        if bar is None:
+            desc, unit = ("encoding", "text") if p.phase == "encode" else ("training", "step")
+            bar = bars[p.phase] = tqdm(total=p.steps, desc=desc, unit=unit, file=sys.stderr, disable=None)
+        bar.update(p.step - bar.n)
+        if p.loss is not None:
+            bar.set_postfix(epoch=p.epoch, loss=f"{p.loss:.4f}")
+
+    try:
+        result = train(ranker, rows, config, out=args.out, progress=show, metadata=metadata)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    print(f"best epoch {result.best_epoch} (validation pairwise accuracy {result.best_val_accuracy}); "
+          f"saved to {result.out}", file=sys.stderr)
+    print(json.dumps(result.summary()))
+    return 0

@@ -1,0 +1,345 @@
+"""Train a SCAR style ranker (Li et al., ACL 2025) on human / referenced / direct responses.
+
+Faithful to SCAR's training: per batch, margin ranking loss (margin 0.5) summed over the ordered
+pairs direct > referenced, referenced > human, direct > human that pass the quality constraint;
+plus 0.1 x the mean of two triplet margin losses (margin 1.0, L2) on rows whose three pairs all
+pass: on v_is (anchor referenced, positive human, negative direct) and on v_lf (anchor direct,
+positive referenced, negative human). AdamW, linear warm-up over 10% of the steps then linear
+decay, gradient clipping at 1.0, fixed seed, and the checkpoint of the epoch with the best
+validation pairwise accuracy.
+
+CPU options: `freeze_encoder` trains only the head; then the encoder's outputs (pooled vectors
+and max-pooled states) are computed once and cached, which gives the same head updates as
+running the frozen encoder every step, only faster. `adapters="lora"` trains LoRA adapters
+(peft) on the encoder plus the head and merges them into the encoder weights when saving.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from scar_core.errors import ScarError
+from scar_core.evaluate import pairwise_report, score_rows
+from scar_core.ranker import StyleRanker
+from scar_core.training_data import PAIR_NAMES, PAIRS, ROLES, TrainRow, training_pairs
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 2e-5
+    weight_decay: float = 0.01        # torch's AdamW default, as SCAR uses it
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    margin: float = 0.5
+    triplet_margin: float = 1.0
+    representation_weight: float = 0.1
+    quality_mode: str = "abs"
+    quality_min: float = 5.0
+    quality_max: float = 10.0
+    val_ratio: float = 0.1
+    seed: int = 42
+    freeze_encoder: bool = False
+    cache_features: bool = True       # with a frozen encoder: encode once, train the head on the cache
+    adapters: str | None = None       # "lora"
+    lora_rank: int = 8
+    save_encoder: bool | None = None  # None: save the encoder unless it was frozen
+    device: str = "auto"
+    encode_precision: str = "fp32"    # precision of the one-off encoding of a frozen encoder's cache
+    encode_batch_size: int = 64
+
+
+@dataclass
+class TrainProgress:
+    """What a progress callback receives, after every optimiser step and at the end of each epoch."""
+
+    phase: str                 # "encode", "train" or "epoch"
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float | None = None  # mean training loss of the epoch so far
+    val_accuracy: float | None = None
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float | None
+    val_accuracy: float | None
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochStats]
+    best_epoch: int
+    best_val_accuracy: float | None
+    n_train_rows: int
+    n_val_rows: int
+    train_pairs: dict[str, int]
+    out: Path | None = None
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d["out"] = str(self.out) if self.out else None
+        return d
+
+
+@dataclass
+class Features:
+    """A frozen encoder's outputs per row: instruction pooled vector, and per role the response's
+    pooled vector and max-pooled states (v_lf); zero rows where a row lacks the role."""
+
+    instruction: torch.Tensor
+    response: dict[str, torch.Tensor]
+    form: dict[str, torch.Tensor]
+
+    def subset(self, index: Sequence[int]) -> Features:
+        idx = torch.as_tensor(list(index), dtype=torch.long)
+        return Features(self.instruction[idx], {r: t[idx] for r, t in self.response.items()},
+                        {r: t[idx] for r, t in self.form.items()})
+
+
+Callback = Callable[[TrainProgress], None]
+
+
+def encode_features(ranker: StyleRanker, rows: Sequence[TrainRow], device: str = "auto",
+                    precision: str = "fp32", batch_size: int = 64, progress: Callback | None = None) -> Features:
+    """Run the (frozen) encoder once over every distinct instruction and response of `rows`."""
+    from scar_core.score import _Encoder, resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    ranker.to(dev).eval()
+    encoder = _Encoder(ranker, dev, resolve_precision(precision, dev), batch_size, token_budget=16384)
+    instructions = list(dict.fromkeys(r.instruction for r in rows))
+    responses = list(dict.fromkeys(t for r in rows for t in r.responses.values()))
+    total, done = len(instructions) + len(responses), 0
+    vectors: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for texts, want_max in ((instructions, False), (responses, True)):
+        for lo in range(0, len(texts), 256):
+            chunk = texts[lo:lo + 256]
+            ids, _ = encoder.tokenize(chunk, left=False)
+            pooled, maxed = encoder.encode(ids, want_max)
+            for j, text in enumerate(chunk):
+                vectors[(want_max, text)] = (pooled[j], maxed[j] if want_max else None)
+            done += len(chunk)
+            if progress:
+                progress(TrainProgress("encode", 0, 0, done, total))
+    h = ranker.hidden_dim
+    e_i = torch.from_numpy(np.stack([vectors[(False, r.instruction)][0] for r in rows]))
+    response, form = {}, {}
+    for role in ROLES:
+        pooled, maxed = np.zeros((len(rows), h), np.float32), np.zeros((len(rows), h), np.float32)
+        for i, row in enumerate(rows):
+            if role in row.responses:
+                pooled[i], maxed[i] = vectors[(True, row.responses[role])]
+        response[role], form[role] = torch.from_numpy(pooled), torch.from_numpy(maxed)
+    return Features(e_i, response, form)
+
+
+def split_rows(rows: Sequence[TrainRow], val_ratio: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) row indices; rows sharing an instruction stay on the same side."""
+    groups = list(dict.fromkeys(r.instruction for r in rows))
+    order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = int(round(len(groups) * val_ratio)) if len(groups) > 1 else 0
+    val_groups = {groups[k] for k in order[:n_val]}
+    train = [i for i, r in enumerate(rows) if r.instruction not in val_groups]
+    return train, [i for i, r in enumerate(rows) if r.instruction in val_groups]
+
+
+def scar_loss(outputs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+              selected: Sequence[Sequence[tuple[str, str]]], config: TrainConfig) -> torch.Tensor | None:
+    """SCAR's loss for a batch. outputs: role -> (score, v_is, v_lf), each batch-sized;
+    selected: per row, the (better, worse) pairs that pass the quality constraint."""
+    masks = {p: torch.tensor([p in sel for sel in selected]) for p in PAIRS}
+    ranking = nn.MarginRankingLoss(margin=config.margin)
+    loss = None
+    for (better, worse), m in masks.items():
+        if m.any():
+            m = m.to(outputs[better][0].device)
+            s_b, s_w = outputs[better][0][m], outputs[worse][0][m]
+            term = ranking(s_b, s_w, torch.ones_like(s_b))
+            loss = term if loss is None else loss + term
+    full = masks[PAIRS[0]] & masks[PAIRS[1]] & masks[PAIRS[2]]
+    if config.representation_weight and full.any():
+        triplet = nn.TripletMarginLoss(margin=config.triplet_margin, p=2)
+        full = full.to(outputs["direct"][0].device)
+        d, r, h = (outputs[role] for role in ("direct", "referenced", "human"))
+        surprisal = triplet(r[1][full], h[1][full], d[1][full])
+        form = triplet(d[2][full], r[2][full], h[2][full])
+        loss = loss + config.representation_weight * (surprisal + form) / 2
+    return loss
+
+
+def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | None = None,
+          out: str | Path | None = None, progress: Callback | None = None,
+          features: Features | None = None, metadata: dict | None = None) -> TrainResult:
+    """Train `ranker` in place on `rows` and keep the best epoch's weights; save to `out` if given.
+
+    `features` (aligned with `rows`) reuses an earlier encode_features call with a frozen encoder."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from scar_core.score import resolve_device
+
+    config = config or TrainConfig()
+    _check(config)
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    train_idx, val_idx = split_rows(rows, config.val_ratio, config.seed)
+    selected = {i: training_pairs(rows[i], config.quality_mode, config.quality_min, config.quality_max)
+                for i in train_idx}
+    train_idx = [i for i in train_idx if selected[i]]
+    if not train_idx:
+        raise ScarError("no training pairs: every row lacks two differing responses or fails the quality "
+                        f"constraint (mode {config.quality_mode}, min {config.quality_min})")
+    counts = {PAIR_NAMES[p]: sum(p in selected[i] for i in train_idx) for p in PAIRS}
+    if config.adapters == "lora":
+        ranker.encoder = _with_lora(ranker.encoder, config.lora_rank)
+    if config.freeze_encoder:
+        ranker.encoder.requires_grad_(False)
+    cached = config.freeze_encoder and config.cache_features
+    if cached and features is None:
+        features = encode_features(ranker, rows, config.device, config.encode_precision,
+                                   config.encode_batch_size, progress)
+    ranker.to(device)
+    params = [p for p in ranker.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    total = per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[EpochStats] = []
+    best: tuple[float, int, dict] | None = None
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        start, losses = time.perf_counter(), []
+        _train_mode(ranker, config.freeze_encoder)
+        order = torch.randperm(len(train_idx), generator=generator).tolist()
+        for lo in range(0, len(order), config.batch_size):
+            batch = [train_idx[k] for k in order[lo:lo + config.batch_size]]
+            outputs = (_cached_outputs(ranker, features, batch, device) if cached
+                       else _live_outputs(ranker, [rows[i] for i in batch], device))
+            loss = scar_loss(outputs, [selected[i] for i in batch], config)
+            step += 1
+            if loss is not None:
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, max_norm=config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+            if progress:
+                progress(TrainProgress("train", epoch, config.epochs, step, total, _avg(losses)))
+        val = _validate(ranker, rows, val_idx, features if cached else None, device)
+        history.append(EpochStats(epoch, _avg(losses), val, round(time.perf_counter() - start, 2)))
+        if progress:
+            progress(TrainProgress("epoch", epoch, config.epochs, step, total, _avg(losses), val))
+        if best is None or (val is not None and val > best[0]):
+            best = (val if val is not None else -1.0, epoch, _snapshot(ranker, config.freeze_encoder))
+    assert best is not None
+    ranker.load_state_dict(best[2], strict=False)
+    if config.adapters == "lora":
+        ranker.encoder = ranker.encoder.merge_and_unload()
+    ranker.eval()
+    result = TrainResult(history, best[1], history[best[1] - 1].val_accuracy, len(train_idx), len(val_idx), counts)
+    if out is not None:
+        include = config.save_encoder if config.save_encoder is not None else not config.freeze_encoder
+        extra = {"training": {"config": asdict(config), "result": result.summary(), **(metadata or {})}}
+        result.out = ranker.save(out, include_encoder=include, extra=extra)
+    return result
+
+
+def _check(config: TrainConfig) -> None:
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ScarError("epochs and batch size must be at least 1")
+    if not 0 <= config.val_ratio < 1:
+        raise ScarError(f"validation ratio must be in [0, 1), got {config.val_ratio}")
+    if config.adapters not in (None, "lora"):
+        raise ScarError(f"unknown adapters '{config.adapters}'; the only kind is 'lora'")
+    if config.adapters and config.freeze_encoder:
+        raise ScarError("choose either a frozen encoder or adapters, not both")
+    training_pairs(TrainRow("x", {}), config.quality_mode)  # validates the mode name
+
+
+def _with_lora(encoder: nn.Module, rank: int) -> nn.Module:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ScarError("adapters need the peft package: pip install peft") from None
+    try:
+        return get_peft_model(encoder, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.1))
+    except ValueError as e:
+        raise ScarError(f"cannot add LoRA adapters to this encoder: {e}") from None
+
+
+def _train_mode(ranker: StyleRanker, frozen: bool) -> None:
+    ranker.train()
+    if frozen:  # a frozen encoder runs without dropout, so its cached outputs are exact
+        ranker.encoder.eval()
+
+
+def _snapshot(ranker: StyleRanker, frozen: bool) -> dict:
+    return {k: v.detach().clone() for k, v in ranker.state_dict().items()
+            if not (frozen and k.startswith("encoder."))}
+
+
+def _avg(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 6) if values else None
+
+
+def _cached_outputs(ranker: StyleRanker, features: Features, batch: list[int], device) -> dict:
+    idx = torch.as_tensor(batch, dtype=torch.long)
+    e_i = features.instruction[idx].to(device)
+    outputs = {}
+    for role in ROLES:
+        v_lf = features.form[role][idx].to(device)
+        score, v_is = ranker.head(e_i, features.response[role][idx].to(device), v_lf)
+        outputs[role] = (score, v_is, v_lf)
+    return outputs
+
+
+def _live_outputs(ranker: StyleRanker, rows: list[TrainRow], device) -> dict:
+    e_i, _ = _embed(ranker, [r.instruction for r in rows], device)
+    outputs = {}
+    for role in ROLES:
+        have = [j for j, r in enumerate(rows) if role in r.responses]
+        if not have:
+            continue
+        e_r, v_lf = _embed(ranker, [rows[j].responses[role] for j in have], device)
+        score, v_is = ranker.head(e_i[have], e_r, v_lf)
+        idx = torch.as_tensor(have, dtype=torch.long, device=device)
+        n, h = len(rows), ranker.hidden_dim
+        outputs[role] = (score.new_zeros(n).index_copy(0, idx, score),
+                         v_is.new_zeros(n, h).index_copy(0, idx, v_is),
+                         v_lf.new_zeros(n, h).index_copy(0, idx, v_lf))
+    return outputs
+
+
+def _embed(ranker: StyleRanker, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+    limit = min(ranker.max_length, getattr(ranker.encoder.config, "max_position_embeddings", 512))
+    enc = ranker.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+    return ranker.embed(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+
+
+def _validate(ranker: StyleRanker, rows: Sequence[TrainRow], val_idx: list[int],
+              features: Features | None, device) -> float | None:
+    if not val_idx:
+        return None
+    val_rows = [rows[i] for i in val_idx]
+    ranker.eval()
+    if features is not None:
+        with torch.no_grad():
+            outputs = _cached_outputs(ranker, features, val_idx, device)
+        scores = {role: outputs[role][0].float().cpu().numpy() for role in ROLES}
+    else:
+        scores = score_rows(ranker, val_rows, device=str(device), precision="fp32")
+    return pairwise_report(val_rows, scores)["pairwise_accuracy"]

@@ -1,0 +1,164 @@
+"""Training, evaluation and training-row validation on a tiny generated data set and a tiny random encoder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from scar_core.cli import main
+from scar_core.errors import InputError, ScarError
+from scar_core.evaluate import pairwise_report, score_rows
+from scar_core.ranker import load_ranker
+from scar_core.train import TrainConfig, scar_loss, train
+from scar_core.training_data import TrainRow, quality_allows, read_rows, training_pairs
+from tests.conftest import tiny_ranker
+
+TOPICS = ["rivers", "tax forms", "the moon", "sourdough", "chess openings", "printers", "volcanoes", "jazz",
+          "gardening", "compilers", "knitting", "tides", "bicycles", "coffee", "glaciers", "owls"]
+
+
+def rows_file(tmp_path, n: int = 16, **extra) -> str:
+    """Rows whose three responses differ in style: casual human, plain rewrite, formal LLM answer."""
+    path = tmp_path / "rows.jsonl"
+    with open(path, "w") as f:
+        for topic in TOPICS[:n]:
+            f.write(json.dumps({
+                "instruction": f"Tell me about {topic}.",
+                "human": f"lol {topic} r kinda cool i guess",
+                "referenced": f"{topic.capitalize()} are quite interesting.",
+                "direct": f"Certainly! Here is an overview of {topic}. In summary, {topic} matter a great deal.",
+                "source": "toy/" + ("a" if len(topic) % 2 else "b"), **extra}) + "\n")
+    return str(path)
+
+
+def test_loss_decreases_and_checkpoint_round_trips(tmp_path):
+    rows = read_rows([rows_file(tmp_path)])
+    ranker = tiny_ranker()
+    config = TrainConfig(epochs=6, batch_size=4, lr=3e-3, val_ratio=0.25, freeze_encoder=True,
+                         save_encoder=True, device="cpu")
+    seen = []
+    result = train(ranker, rows, config, out=tmp_path / "model", progress=seen.append)
+    losses = [e.loss for e in result.history]
+    assert losses[-1] < losses[0]
+    assert {p.phase for p in seen} == {"encode", "train", "epoch"}
+    assert result.n_train_rows + result.n_val_rows == len(rows) and result.n_val_rows == 4
+    assert result.train_pairs == {"d>r": 12, "r>h": 12, "d>h": 12}
+    before = score_rows(ranker, rows, device="cpu", precision="fp32")
+    after = score_rows(load_ranker(tmp_path / "model"), rows, device="cpu", precision="fp32")
+    for role in before:
+        np.testing.assert_allclose(after[role], before[role], rtol=1e-5, atol=1e-5)
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["training"]["result"]["best_epoch"] == result.best_epoch
+
+
+def test_live_encoder_and_lora_training_update_the_encoder(tmp_path):
+    rows = read_rows([rows_file(tmp_path, n=6)])
+    for adapters in (None, "lora"):
+        ranker = tiny_ranker()
+        weight = ranker.encoder.encoder.layer[0].attention.self.query.weight.detach().clone()
+        train(ranker, rows, TrainConfig(epochs=1, batch_size=3, lr=1e-2, val_ratio=0.0, adapters=adapters,
+                                        device="cpu"))
+        changed = ranker.encoder.encoder.layer[0].attention.self.query.weight
+        assert not torch.equal(weight, changed), adapters
+
+
+def scored(quality: dict[str, float]) -> TrainRow:
+    return TrainRow("q", {"human": "h", "referenced": "r", "direct": "d"}, quality)
+
+
+@pytest.mark.parametrize("mode, quality, expected", [
+    ("abs", {"human": 4.0, "referenced": 6.0, "direct": 8.0}, {"d>r"}),
+    ("abs", {"human": 5.5, "referenced": 6.0, "direct": 9.5}, {"d>r", "r>h", "d>h"}),
+    ("abs_pos", {"human": 1.0, "referenced": 4.0, "direct": 8.0}, {"d>r", "d>h"}),
+    ("diff", {"human": 1.0, "referenced": 4.0, "direct": 8.0}, {"d>r", "r>h", "d>h"}),
+    ("none", {"human": 0.0, "referenced": 0.0, "direct": 0.0}, {"d>r", "r>h", "d>h"}),
+])
+def test_quality_constraint_selects_pairs(mode, quality, expected):
+    names = {"direct": "d", "referenced": "r", "human": "h"}
+    pairs = training_pairs(scored(quality), mode)
+    assert {f"{names[a]}>{names[b]}" for a, b in pairs} == expected
+
+
+def test_quality_constraint_edges_and_identical_texts():
+    assert quality_allows("diff", 9.0, 1.0, maximum=5.0) is False
+    assert quality_allows("abs_diff", 8.0, 6.0, minimum=5.0, maximum=10.0) is True
+    assert quality_allows("abs_diff", 8.0, 4.0, minimum=5.0, maximum=10.0) is False
+    assert quality_allows("abs", None, 2.0) is True  # nothing to check without both scores
+    same = TrainRow("q", {"human": "same", "referenced": "same", "direct": "d"})
+    assert training_pairs(same, "none") == [("direct", "referenced"), ("direct", "human")]
+    partial = TrainRow("q", {"human": "h", "direct": "d"})
+    assert training_pairs(partial) == [("direct", "human")]
+
+
+def test_representation_loss_only_on_complete_rows():
+    config = TrainConfig()
+    zeros = torch.zeros(2, 4)
+    outputs = {role: (torch.zeros(2), zeros, zeros) for role in ("human", "referenced", "direct")}
+    ranking_only = scar_loss(outputs, [[("direct", "human")], [("direct", "human")]], config)
+    assert ranking_only.item() == pytest.approx(0.5)  # margin 0.5, equal scores
+    everything = [[("direct", "referenced"), ("referenced", "human"), ("direct", "human")]] * 2
+    # three ranking terms of 0.5 plus 0.1 x triplet(1.0 margin, identical vectors) = 1.5 + 0.1
+    assert scar_loss(outputs, everything, config).item() == pytest.approx(1.6, abs=1e-4)
+    assert scar_loss(outputs, [[], []], config) is None
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("direct_score", float("nan"), "finite"),
+    ("human_helpfulness", "7", "must be a number"),
+    ("referenced", 3, "must be text or null"),
+])
+def test_bad_rows_name_file_line_and_field(tmp_path, field, value, message):
+    path = rows_file(tmp_path, n=2)
+    with open(path, "a") as f:
+        f.write(json.dumps({"instruction": "x", "human": "a", "direct": "b", field: value}) + "\n")
+    with pytest.raises(InputError) as e:
+        read_rows([path])
+    assert e.value.where == "line 3" and e.value.field == field and message in str(e.value)
+    assert str(path) in str(e.value)
+
+
+def test_scores_in_both_forms_are_refused_and_helpfulness_correctness_average(tmp_path):
+    path = rows_file(tmp_path, n=1, direct_helpfulness=6, direct_correctness=8)
+    assert read_rows([path])[0].quality == {"direct": 7.0}
+    with pytest.raises(InputError, match="not both"):
+        read_rows([rows_file(tmp_path, n=1, human_score=6, human_correctness=8)])
+
+
+def test_no_usable_pairs_is_a_clear_error(tmp_path):
+    rows = read_rows([rows_file(tmp_path, n=4, human_score=1, referenced_score=1, direct_score=1)])
+    with pytest.raises(ScarError, match="no training pairs"):
+        train(tiny_ranker(), rows, TrainConfig(freeze_encoder=True, device="cpu"))
+
+
+def test_pairwise_report_and_length_baseline():
+    rows = [TrainRow("q1", {"human": "a much longer human answer", "direct": "short"}, source="s1"),
+            TrainRow("q2", {"human": "h", "referenced": "rr", "direct": "ddd"}, source="s2")]
+    scores = {"human": np.array([0.0, 0.0]), "referenced": np.array([np.nan, 1.0]), "direct": np.array([1.0, -1.0])}
+    report = pairwise_report(rows, scores)
+    assert report["n_pairs"] == 4
+    assert report["pair_types"]["d>h"] == {"accuracy": 0.5, "n_pairs": 2}
+    assert report["pair_types"]["r>h"] == {"accuracy": 1.0, "n_pairs": 1}
+    assert report["length_baseline"]["pairwise_accuracy"] == 0.75
+    assert report["length_controlled"]["better_not_longer"] == {"accuracy": 1.0, "n_pairs": 1}
+    assert report["length_controlled"]["length_baseline_balanced_accuracy"] == 0.5
+    assert report["by_source"]["s1"]["n_pairs"] == 1
+
+
+def test_eval_command_prints_json_last(tmp_path, tiny_checkpoint, capsys):
+    path = rows_file(tmp_path, n=4)
+    assert main(["eval", "--model", str(tiny_checkpoint), path, "--device", "cpu", "--exclude-source", "toy/b"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected_rows = sum(1 for t in TOPICS[:4] if len(t) % 2)
+    assert report["n_rows"] == expected_rows and report["n_pairs"] == 3 * expected_rows
+    assert set(report["pair_types"]) == {"d>r", "r>h", "d>h"}
+    assert 0.0 <= report["pairwise_accuracy"] <= 1.0
+
+
+def test_train_command_reports_bad_data_without_traceback(tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"instruction": "x", "human": "a", "direct": "b", "direct_score": "high"}\n')
+    assert main(["train", str(path), "--out", str(tmp_path / "m"), "--encoder", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl, line 1: field 'direct_score'" in err and "Traceback" not in err
