@@ -1,0 +1,89 @@
+"""Queries the app's pages need beyond the repository modules: renaming datasets, the per-row
+columns of a run for the Select page (one query, numpy arrays), labels as overrides, and a
+selection's examples best first for export. Everything uses bound parameters."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.engine import make_url
+
+from db.models import Dataset, Example, Label, Result
+from db.store import Store
+from scar_core.errors import ScarError
+
+UPLOADS_ENV = "SCAR_UPLOAD_DIR"
+
+
+def upload_folder(store: Store) -> Path:
+    """Where uploaded files are kept: $SCAR_UPLOAD_DIR, else `uploads/` beside a SQLite store, else ./uploads."""
+    if os.environ.get(UPLOADS_ENV):
+        return Path(os.environ[UPLOADS_ENV]).expanduser()
+    database = make_url(store.url).database if store.is_sqlite else None
+    if database and database != ":memory:":
+        return Path(database).resolve().parent / "uploads"
+    return Path("uploads").resolve()
+
+
+def rename_dataset(store: Store, dataset_id: int, name: str) -> None:
+    """Give a dataset a new display name (the file it came from is unchanged)."""
+    name = name.strip()
+    if not name:
+        raise ScarError("a dataset name cannot be empty")
+    store.transact(lambda s: s.execute(update(Dataset).where(Dataset.id == dataset_id).values(name=name[:512])))
+
+
+def words(column):
+    """Whitespace word count of a text column, computed in the database (spaces and newlines + 1)."""
+    spaced = func.replace(func.replace(column, literal("\n"), literal(" ")), literal(" "), literal(""))
+    return func.length(column) - func.length(spaced) + 1
+
+
+def run_columns(store: Store, run_id: int) -> pd.DataFrame:
+    """One row per scored example in file order: example_id, score, lf/is contributions, source,
+    response words, flags (cleaning flag names joined by ', '), label (latest of any annotator)."""
+    query = (select(Result.example_id, Result.score, Result.lf_contribution, Result.is_contribution,
+                    Example.source, words(Example.response).label("words"), Example.flags)
+             .join(Example, Example.id == Result.example_id)
+             .where(Result.run_id == run_id).order_by(Example.position))
+    with store.read() as s:
+        frame = pd.DataFrame(s.execute(query).all(), columns=["example_id", "score", "lf_contribution",
+                                                              "is_contribution", "source", "words", "flags"])
+    frame["flags"] = [", ".join(sorted(f)) if f else "" for f in frame["flags"]]
+    latest = run_labels(store, run_id)
+    frame["label"] = frame["example_id"].map(latest).astype(object)
+    frame["label"] = frame["label"].where(frame["label"].notna(), None)
+    return frame
+
+
+def run_labels(store: Store, run_id: int) -> dict[int, str]:
+    """{example id: latest label by any annotator} for the examples of a run."""
+    query = (select(Label.example_id, Label.label).join(Result, Result.example_id == Label.example_id)
+             .where(Result.run_id == run_id).order_by(Label.created_at, Label.id))
+    with store.read() as s:
+        return {example_id: label for example_id, label in s.execute(query)}
+
+
+def flag_names(store: Store, dataset_id: int, sample: int = 5000) -> list[str]:
+    """Names of the cleaning flags present on a dataset's examples (from the first flagged rows)."""
+    query = (select(Example.flags).where(Example.dataset_id == dataset_id, Example.flags != literal("{}"))
+             .limit(sample))
+    with store.read() as s:
+        names = {name for flags in s.scalars(query) if flags for name in flags}
+    return sorted(names)
+
+
+def selected_rows(store: Store, run_id: int, example_ids: Sequence[int]) -> list[tuple[Example, float]]:
+    """(stored example, score) for these ids, best first (ties in file order)."""
+    ids = [int(i) for i in example_ids]
+    out: list[tuple[Example, float]] = []
+    with store.read() as s:
+        for lo in range(0, len(ids), 5000):
+            query = (select(Example, Result.score).join(Result, Result.example_id == Example.id)
+                     .where(Result.run_id == run_id, Example.id.in_(ids[lo:lo + 5000])))
+            out.extend((row[0], float(row[1])) for row in s.execute(query))
+    out.sort(key=lambda pair: (-pair[1], pair[0].position))
+    return out

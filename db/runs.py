@@ -1,0 +1,227 @@
+"""Scoring runs and their per-example results: writing chunk by chunk, reading pages at 100k rows.
+
+Vectors are stored as float16 little-endian bytes (`pack` / `unpack`). Reads page and filter in the
+database; whole-run reads return numpy arrays of one or two columns, never ORM rows.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, exists, func, insert, literal, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, aliased
+
+from db.models import Example, Label, Result, Run
+from db.store import Store
+from scar_core.errors import ScarError
+
+VECTOR_DTYPE = np.dtype("<f2")
+SORTS = ("score_desc", "score_asc", "position")
+LABELS = ("keep", "drop", "flag")
+COPIED = ("score", "lf_contribution", "is_contribution", "diagnostics", "truncated_instruction",
+          "truncated_response", "v_lf", "v_is")
+
+
+def pack(vector: np.ndarray) -> bytes:
+    """A vector as compact float16 bytes."""
+    return np.asarray(vector, dtype=VECTOR_DTYPE).tobytes()
+
+
+def unpack(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=VECTOR_DTYPE).astype(np.float32)
+
+
+@dataclass
+class ResultFilter:
+    """Which results of a run to show. Every field is optional; all given ones must hold."""
+
+    search: str | None = None          # case-insensitive text in the instruction or the response
+    score_min: float | None = None
+    score_max: float | None = None
+    source: str | None = None
+    flag: str | None = None            # examples carrying this cleaning flag
+    label: str | None = None           # keep, drop, flag, or "none" for unlabelled examples
+    ids: Sequence[int] | None = None   # example ids, e.g. a lasso selection on the map
+
+
+def create_run(store: Store, dataset_id: int, ranker_id: int, device: str, precision: str,
+               params: dict | None = None, job_id: int | None = None) -> Run:
+    def work(session: Session) -> Run:
+        run = Run(dataset_id=dataset_id, ranker_id=ranker_id, device=device, precision=precision,
+                  params=params or {}, job_id=job_id, status="queued")
+        session.add(run)
+        session.flush()
+        return run
+    return store.transact(work)
+
+
+def get_run(store: Store, run_id: int) -> Run | None:
+    with store.read() as s:
+        return s.get(Run, run_id)
+
+
+def run_for_job(store: Store, job_id: int) -> Run | None:
+    with store.read() as s:
+        return s.scalar(select(Run).where(Run.job_id == job_id))
+
+
+def list_runs(store: Store, dataset_id: int | None = None) -> list[Run]:
+    query = select(Run).order_by(Run.id.desc())
+    if dataset_id is not None:
+        query = query.where(Run.dataset_id == dataset_id)
+    with store.read() as s:
+        return list(s.scalars(query))
+
+
+def fill_from_cache(store: Store, run_id: int) -> int:
+    """Copy results for this run's missing examples from earlier runs with the same ranker and precision,
+    matched by content id; returns how many rows were copied. No model is loaded."""
+    def work(session: Session) -> int:
+        run = session.get(Run, run_id)
+        prev, prev_ex, prev_run, src = aliased(Result), aliased(Example), aliased(Run), aliased(Result)
+        source_id = (select(func.min(prev.id)).join(prev_ex, prev_ex.id == prev.example_id)
+                     .join(prev_run, prev_run.id == prev.run_id)
+                     .where(prev_ex.content_id == Example.content_id, prev_run.ranker_id == run.ranker_id,
+                            prev_run.precision == run.precision, prev_run.id != run.id)
+                     .scalar_subquery())
+        rows = (select(literal(run_id), Example.id, *[getattr(src, c) for c in COPIED])
+                .select_from(Example).join(src, src.id == source_id)
+                .where(Example.dataset_id == run.dataset_id,
+                       ~exists().where(Result.run_id == run_id, Result.example_id == Example.id)))
+        count = select(func.count()).where(Result.run_id == run_id)
+        before = session.scalar(count)
+        session.execute(insert(Result).from_select(["run_id", "example_id", *COPIED], rows))
+        return session.scalar(count) - before
+    return store.transact(work)
+
+
+def missing_examples(store: Store, run_id: int) -> list[Example]:
+    """The examples of the run's dataset that have no result yet, in file order."""
+    with store.read() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise ScarError(f"no scoring run {run_id} in the store")
+        done = exists().where(Result.run_id == run_id, Result.example_id == Example.id)
+        return list(s.scalars(select(Example).where(Example.dataset_id == run.dataset_id, ~done)
+                              .order_by(Example.position)))
+
+
+def add_results(session: Session, run_id: int, rows: list[dict]) -> None:
+    """Insert result rows ({example_id, score, ..., v_lf bytes}); a row already stored is kept as it was."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = make(Result).on_conflict_do_nothing(index_elements=["run_id", "example_id"])
+    session.execute(statement, [{"run_id": run_id, **row} for row in rows])
+
+
+def count_done(store: Store, run_id: int) -> int:
+    with store.read() as s:
+        return s.scalar(select(func.count()).where(Result.run_id == run_id)) or 0
+
+
+def _conditions(store: Store, run_id: int, f: ResultFilter | None) -> list:
+    conditions = [Result.run_id == run_id]
+    if f is None:
+        return conditions
+    if f.search:
+        conditions.append(or_(Example.instruction.icontains(f.search, autoescape=True),
+                              Example.response.icontains(f.search, autoescape=True)))
+    if f.score_min is not None:
+        conditions.append(Result.score >= f.score_min)
+    if f.score_max is not None:
+        conditions.append(Result.score <= f.score_max)
+    if f.source is not None:
+        conditions.append(Example.source == f.source)
+    if f.flag:
+        conditions.append(Example.flags[f.flag].as_string().is_not(None))
+    if f.label == "none":
+        conditions.append(~exists().where(Label.example_id == Example.id))
+    elif f.label:
+        if f.label not in LABELS:
+            raise ScarError(f"unknown label '{f.label}'; choose keep, drop, flag or none")
+        conditions.append(exists().where(Label.example_id == Example.id, Label.label == f.label))
+    if f.ids is not None:
+        conditions.append(_in_ids(store, Result.example_id, f.ids))
+    return conditions
+
+
+def _in_ids(store: Store, column, ids: Sequence[int]):
+    """`column IN ids` as ONE bound parameter, so a lasso of 50k points stays within driver limits."""
+    ids = [int(i) for i in ids]
+    if store.is_sqlite:
+        table = func.json_each(bindparam("ids_json", json.dumps(ids))).table_valued("value")
+        return column.in_(select(table.c.value))
+    return column == any_(bindparam("ids_array", ids, type_=ARRAY(Integer)))
+
+
+def results_page(store: Store, run_id: int, where: ResultFilter | None = None, sort: str = "score_desc",
+                 offset: int = 0, limit: int = 50) -> list[dict]:
+    """One page of a run's results joined with their examples and latest label, best first by default."""
+    if sort not in SORTS:
+        raise ScarError(f"unknown sort '{sort}'; choose one of {', '.join(SORTS)}")
+    order = {"score_desc": (Result.score.desc(), Example.position), "score_asc": (Result.score, Example.position),
+             "position": (Example.position,)}[sort]
+    label = (select(Label.label).where(Label.example_id == Example.id)
+             .order_by(Label.created_at.desc(), Label.id.desc()).limit(1).scalar_subquery())
+    query = (select(Example.id.label("example_id"), Example.position, Example.content_id, Example.instruction,
+                    Example.context, Example.response, Example.system, Example.source, Example.meta,
+                    Example.flags, Result.score, Result.lf_contribution, Result.is_contribution,
+                    Result.diagnostics, Result.truncated_instruction, Result.truncated_response,
+                    label.label("label"))
+             .join(Example, Example.id == Result.example_id)
+             .where(and_(*_conditions(store, run_id, where))).order_by(*order).offset(offset).limit(limit))
+    with store.read() as s:
+        return [dict(row._mapping) for row in s.execute(query)]
+
+
+def count_results(store: Store, run_id: int, where: ResultFilter | None = None) -> int:
+    query = (select(func.count()).select_from(Result).join(Example, Example.id == Result.example_id)
+             .where(and_(*_conditions(store, run_id, where))))
+    with store.read() as s:
+        return s.scalar(query) or 0
+
+
+def run_scores(store: Store, run_id: int, where: ResultFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(example ids int64, scores float32) of a run, in file order: two columns, cheap at 100k rows."""
+    query = (select(Result.example_id, Result.score).join(Example, Example.id == Result.example_id)
+             .where(and_(*_conditions(store, run_id, where))).order_by(Example.position))
+    with store.read() as s:
+        rows = s.execute(query).all()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    scores = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
+    return ids, scores
+
+
+def score_histogram(store: Store, run_id: int, bins: int = 50,
+                    where: ResultFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, bin edges) of the run's scores under a filter."""
+    _, scores = run_scores(store, run_id, where)
+    return np.histogram(scores, bins=bins)
+
+
+def run_vectors(store: Store, run_id: int, space: str = "lf", sample: int | None = None,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(example ids, float32 matrix) of a run's v_lf or v_is vectors, optionally a seeded random sample."""
+    if space not in ("lf", "is"):
+        raise ScarError(f"unknown space '{space}'; choose lf or is")
+    column = Result.v_lf if space == "lf" else Result.v_is
+    ids, _ = run_scores(store, run_id)
+    if sample is not None and sample < len(ids):
+        ids = np.sort(np.random.default_rng(seed).choice(ids, size=sample, replace=False))
+    found: dict[int, np.ndarray] = {}
+    with store.read() as s:
+        for lo in range(0, len(ids), 5000):
+            part = ids[lo:lo + 5000].tolist()
+            for example_id, data in s.execute(select(Result.example_id, column).where(
+                    Result.run_id == run_id, _in_ids(store, Result.example_id, part))):
+                if data is not None:
+                    found[example_id] = unpack(data)
+    ids = np.array([i for i in ids.tolist() if i in found], dtype=np.int64)
+    matrix = np.stack([found[i] for i in ids.tolist()]) if len(ids) else np.zeros((0, 0), np.float32)
+    return ids, matrix
