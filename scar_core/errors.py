@@ -14,3 +14,13 @@ class InputError(ScarError):
         place = self.path + (f", {where}" if where else "")
         what = f"field '{field}': " if field else ""
         super().__init__(f"{place}: {what}{message}")
+
+
+def terminal_text(message: str) -> str:
+    """`message` with every non-printable character escaped (ANSI escapes, bidi overrides,
+    zero-width characters, carriage returns), so data quoted in a message cannot restyle,
+    reorder or hide text in the user's terminal. Line breaks between sentences are kept."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii")
+                   for c in message)

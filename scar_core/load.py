@@ -3,21 +3,22 @@
 The row shape (Alpaca, ShareGPT, OpenAI messages, prompt/completion) is detected from the first
 row unless given. Strict mode stops at the first bad row with an InputError naming the file, the
 line or row and the field; lenient mode keeps every valid row and reports the others.
+
+Files are read as streams: JSON Lines line by line, CSV record by record and a JSON list element
+by element (`formats.reader`), so a big file is never held in memory as both bytes and text.
 """
 from __future__ import annotations
 
-import csv
-import json
-import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scar_core import formats
 from scar_core.errors import InputError, ScarError
 from scar_core.example import Example
+from scar_core.formats.reader import SUFFIXES, Unreadable, read_rows
+from scar_core.formats.row import kind, shown, text
 
-SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+__all__ = ["SUFFIXES", "LoadResult", "Rejected", "load"]
 
 
 @dataclass
@@ -48,6 +49,9 @@ def load(path: str | Path, fmt: str | None = None, lenient: bool = False,
     fmt: a shape name from `formats.SHAPES` (detected when None).
     field_map: {expected field: field in the file}, e.g. {"output": "answer"}.
     source: tag for every example (defaults to the row's `source`/`dataset` field, else the file stem).
+    A row's own `id` must be unique in the file: a repeated id is an error (strict) or a rejected row
+    (lenient), because scores and edits are matched to rows by it. Rows with the same content but
+    no shared id are kept; cleaning flags them later.
     """
     path = Path(path)
     if not path.is_file():
@@ -55,150 +59,91 @@ def load(path: str | Path, fmt: str | None = None, lenient: bool = False,
     shape = formats.shape(fmt) if fmt else None
     examples: list[Example] = []
     rejected: list[Rejected] = []
+    seen_ids: dict[object, str] = {}
     rows = 0
-    for where, row in _rows(path):
+    stem = path.stem
+
+    def header_fits(names: list[str]) -> bool:
+        row = _mapped(dict.fromkeys(names, ""), field_map)
+        return shape.matches(row) if shape else formats.detect(row) is not None
+
+    for where, row in read_rows(path, header_fits):
         rows += 1
         try:
-            if isinstance(row, _BadRow):
-                raise formats.RowError(None, row.reason)
+            if isinstance(row, Unreadable):
+                raise formats.RowError(row.field, row.reason)
             if not isinstance(row, dict):
-                raise formats.RowError(None, f"expected an object, got {type(row).__name__}")
-            if field_map:
-                row = {**{k: v for k, v in row.items() if k not in field_map.values()},
-                       **{target: row[src] for target, src in field_map.items() if src in row}}
+                raise formats.RowError(None, f"expected an object with the row's fields, got {kind(row)}")
+            row = _mapped(row, field_map)
             if shape is None:
                 name = formats.detect(row)
                 if name is None:
-                    raise formats.RowError(None, "unknown row shape with fields "
-                                           f"{sorted(row)}; expected one of: {_expected()}")
+                    raise formats.RowError(None, f"unknown row shape with fields {_fields(row)}; "
+                                           f"expected one of: {EXPECTED}")
                 shape = formats.shape(name)
             elif not shape.matches(row):
-                raise formats.RowError(None, f"fields {sorted(row)} do not fit the {shape.NAME} "
-                                       f"format detected from the first row")
+                raise _misfit(row, shape, "chosen" if fmt else "detected from the first row")
             found = shape.to_examples(row)
+            tag = source or _row_source(row) or stem
+            row_id = _row_id(row)
+            if row_id is not None:
+                if row_id in seen_ids:
+                    raise formats.RowError("id", f"duplicate id {shown(row_id)}: {seen_ids[row_id]} has the "
+                                           "same id; ids must be unique within a file")
+                seen_ids[row_id] = where
         except formats.RowError as e:
             if not lenient:
                 raise InputError(str(path), str(e), where, e.field) from None
             rejected.append(Rejected(where, e.field, str(e)))
             continue
-        tag = source or _row_source(row) or path.stem
         for ex in found:
             ex.source = tag
             ex.meta["where"] = where
         examples.extend(found)
     if rows == 0:
-        raise ScarError(f"{path}: the file holds no rows")
+        raise InputError(str(path), "the file holds no rows")
     if not examples:
         first = rejected[0].message(str(path)) if rejected else ""
         raise ScarError(f"{path}: no valid rows ({len(rejected)} rejected). First problem: {first}")
     return LoadResult(str(path), shape.NAME, examples, rows, rejected)
 
 
-def _expected() -> str:
-    return "instruction/output (alpaca), conversations (sharegpt), messages, prompt/completion"
+EXPECTED = "instruction/output (alpaca), conversations (sharegpt), messages, prompt/completion"
+
+
+def _mapped(row: dict, field_map: dict[str, str] | None) -> dict:
+    if not field_map:
+        return row
+    return {**{k: v for k, v in row.items() if k not in field_map.values()},
+            **{target: row[src] for target, src in field_map.items() if src in row}}
+
+
+def _misfit(row: dict, shape, how: str) -> formats.RowError:
+    """Why a row does not fit the file's format: another format (a mixture) or missing fields."""
+    other = formats.detect(row)
+    if other is not None:
+        return formats.RowError(None, f"this row is in the {other} format but the file's format is "
+                                f"{shape.NAME} ({how}); a file must hold one format")
+    missing = [f for f in shape.FIELDS if f not in row]
+    return formats.RowError(missing[0], f"missing ({shape.NAME} rows need {', '.join(shape.FIELDS)}; "
+                            f"this row has {_fields(row)})")
+
+
+def _fields(row: dict) -> str:
+    names = [shown(k, 30) for k in list(row)[:12]]
+    return "[" + ", ".join(names) + (", ..." if len(row) > 12 else "") + "]"
+
+
+def _row_id(row: dict) -> object:
+    value = row.get("id")
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        return None
+    return value
 
 
 def _row_source(row: dict) -> str | None:
     for key in ("source", "dataset"):
-        if isinstance(row.get(key), str) and row[key]:
-            return row[key]
+        value = row.get(key)
+        if isinstance(value, str) and value.strip():
+            return text(row, key)
     return None
-
-
-def _rows(path: Path) -> Iterator[tuple[str, object]]:
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise ScarError(f"{path}: unsupported file type '{suffix}'; expected one of {', '.join(SUFFIXES)}")
-    if zipfile.is_zipfile(path):
-        raise InputError(str(path), f"this is a zip archive, not a {suffix} file; unpack it first")
-    if suffix == ".jsonl":
-        return _jsonl_rows(path)
-    if suffix == ".json":
-        return _json_rows(path)
-    if suffix == ".csv":
-        return _csv_rows(path)
-    return _parquet_rows(path)
-
-
-def _decode(path: Path, raw: bytes, where: str | None) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(str(path), f"not valid UTF-8 (byte {e.start} of this {'line' if where else 'file'}); "
-                         "re-save the file as UTF-8", where) from None
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, object]]:
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            where = f"line {number}"
-            line = _decode(path, raw, where).strip()
-            if not line:
-                continue
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                hint = " (truncated line?)" if "Unterminated" in e.msg or "Expecting" in e.msg else ""
-                yield where, _BadRow(f"invalid JSON at column {e.colno}: {e.msg}{hint}")
-
-
-def _json_rows(path: Path) -> Iterator[tuple[str, object]]:
-    text = _decode(path, path.read_bytes(), None)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        if e.msg == "Extra data":
-            raise InputError(str(path), "more than one JSON value; is this JSON Lines? "
-                             "rename it to .jsonl", f"line {e.lineno}") from None
-        raise InputError(str(path), f"invalid JSON at column {e.colno}: {e.msg}", f"line {e.lineno}") from None
-    if isinstance(data, dict):
-        lists = [k for k, v in data.items() if isinstance(v, list)]
-        if formats.detect(data) is not None:
-            data = [data]
-        elif len(lists) == 1:
-            data = data[lists[0]]
-        else:
-            raise InputError(str(path), "expected a JSON list of rows, got an object"
-                             + (f" with lists {lists}" if lists else ""))
-    if not isinstance(data, list):
-        raise InputError(str(path), f"expected a JSON list of rows, got {type(data).__name__}")
-    for number, row in enumerate(data, 1):
-        yield f"row {number}", row
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[str, object]]:
-    text = _decode(path, path.read_bytes(), None)
-    reader = csv.reader(text.splitlines(keepends=True))
-    header = next(reader, None)
-    if header is None:
-        return
-    if formats.detect(dict.fromkeys(header)) is None:
-        raise InputError(str(path), f"the first line {header[:6]} is not a header naming the fields "
-                         f"({_expected()})", "line 1")
-    for number, values in enumerate(reader, 2):
-        if len(values) != len(header):
-            yield f"row {number}", _BadRow(f"has {len(values)} values, the header has {len(header)}")
-            continue
-        yield f"row {number}", dict(zip(header, values))
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[str, object]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.ParquetFile(path)
-    except Exception as e:  # pyarrow raises several types for a bad file
-        raise InputError(str(path), f"not a readable Parquet file ({e})") from None
-    number = 0
-    for batch in table.iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
-            number += 1
-            yield f"row {number}", row
-
-
-class _BadRow(dict):
-    """A placeholder for a row that could not be parsed; it fails shape detection with its reason."""
-
-    def __init__(self, reason: str):
-        super().__init__()
-        self.reason = reason

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from scar_core.errors import ScarError
 from scar_core.formats import alpaca, messages, prompt_completion, sharegpt
-from scar_core.formats.row import RowError
+from scar_core.formats.row import RowError, kind
 
 SHAPES = {m.NAME: m for m in (alpaca, sharegpt, messages, prompt_completion)}
 
@@ -29,4 +29,4 @@ def shape(name: str):
         raise ScarError(f"unknown format '{name}'; choose one of: {', '.join(SHAPES)}") from None
 
 
-__all__ = ["SHAPES", "RowError", "detect", "shape"]
+__all__ = ["SHAPES", "RowError", "detect", "kind", "shape"]

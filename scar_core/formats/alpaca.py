@@ -5,10 +5,11 @@ from scar_core.example import Example
 from scar_core.formats.row import text
 
 NAME = "alpaca"
+FIELDS = ("instruction", "output")  # a row of this shape has all of these
 
 
 def matches(row: dict) -> bool:
-    return "instruction" in row and "output" in row
+    return all(f in row for f in FIELDS)
 
 
 def to_examples(row: dict) -> list[Example]:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from scar_core.example import Example
 from scar_core.formats import conversation
-from scar_core.formats.row import RowError, text, turn_list
+from scar_core.formats.row import RowError, kind, shown, text, turn_list
 
 NAME = "messages"
+FIELDS = ("messages",)  # a row of this shape has all of these
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
 def matches(row: dict) -> bool:
-    return "messages" in row
+    return all(f in row for f in FIELDS)
 
 
 def to_examples(row: dict) -> list[Example]:
@@ -18,14 +19,11 @@ def to_examples(row: dict) -> list[Example]:
     for i, turn in enumerate(turn_list(row, "messages")):
         field = f"messages[{i}]"
         if not isinstance(turn, dict):
-            raise RowError(field, f"expected an object with 'role' and 'content', got {type(turn).__name__}")
-        role = text(turn, "role")
+            raise RowError(field, f"expected an object with 'role' and 'content', got {kind(turn)}")
+        role = text(turn, "role", label=f"{field}.role")
         if role not in ROLES:
-            raise RowError(f"{field}.role", f"unknown role '{role}'")
-        try:
-            content = text(turn, "content", allow_empty=True)
-        except RowError as e:
-            raise RowError(f"{field}.content", str(e)) from None
+            raise RowError(f"{field}.role", f"unknown role {shown(role)}; expected one of {sorted(ROLES)}")
+        content = text(turn, "content", allow_empty=True, label=f"{field}.content")
         turns.append((ROLES[role], content))
     meta = {k: v for k, v in row.items() if k != "messages"}
     return conversation.to_examples(turns, "messages", meta)

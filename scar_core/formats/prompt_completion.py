@@ -5,10 +5,11 @@ from scar_core.example import Example
 from scar_core.formats.row import text
 
 NAME = "prompt_completion"
+FIELDS = ("prompt", "completion")  # a row of this shape has all of these
 
 
 def matches(row: dict) -> bool:
-    return "prompt" in row and "completion" in row
+    return all(f in row for f in FIELDS)
 
 
 def to_examples(row: dict) -> list[Example]:

@@ -12,26 +12,60 @@ class RowError(ValueError):
         super().__init__(message)
 
 
-def text(row: dict, field: str, required: bool = True, allow_empty: bool = False) -> str:
-    """The string in `row[field]`, or a RowError saying what is wrong with it."""
+def kind(value: object) -> str:
+    """What a JSON-like value is, in the words a user of the data would use."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, float) and math.isnan(value):
+        return "a number (NaN)"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return type(value).__name__
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A short, escaped rendering of data for a message: long text is cut, control characters escaped."""
+    text = value if isinstance(value, str) else str(value)
+    cut = text[:limit] + ("..." if len(text) > limit else "")
+    return repr(cut)
+
+
+def text(row: dict, field: str, required: bool = True, allow_empty: bool = False,
+         label: str | None = None) -> str:
+    """The string in `row[field]`, or a RowError (naming `label`, default `field`) saying what is wrong."""
+    name = label or field
     if field not in row or row[field] is None:
         if required:
-            raise RowError(field, "missing" if field not in row else "is null, expected text")
+            raise RowError(name, "missing" if field not in row else "is null, expected text")
         return ""
     value = row[field]
-    if isinstance(value, bool) or not isinstance(value, str):
+    if not isinstance(value, str):
         if isinstance(value, float) and math.isnan(value) and not required:
             return ""
-        raise RowError(field, f"expected text, got {type(value).__name__}")
+        raise RowError(name, f"expected text, got {kind(value)}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise RowError(name, f"holds an invalid character (a lone surrogate {value[e.start]!a} "
+                           f"at position {e.start}); the file was probably written with broken escapes") from None
     if required and not allow_empty and not value.strip():
-        raise RowError(field, "is empty" if not value else "is only whitespace")
+        raise RowError(name, "is empty" if not value else "is only whitespace")
     return value
 
 
 def turn_list(row: dict, field: str) -> list:
     value = row.get(field)
     if not isinstance(value, list):
-        raise RowError(field, f"expected a list of turns, got {type(value).__name__}")
+        raise RowError(field, f"expected a list of turns, got {kind(value)}")
     if not value:
         raise RowError(field, "has no turns")
     return value

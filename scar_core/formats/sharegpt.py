@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from scar_core.example import Example
 from scar_core.formats import conversation
-from scar_core.formats.row import RowError, text, turn_list
+from scar_core.formats.row import RowError, kind, shown, text, turn_list
 
 NAME = "sharegpt"
+FIELDS = ("conversations",)  # a row of this shape has all of these
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
          "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
          "system": "system"}
 
 
 def matches(row: dict) -> bool:
-    return "conversations" in row
+    return all(f in row for f in FIELDS)
 
 
 def to_examples(row: dict) -> list[Example]:
@@ -20,14 +21,11 @@ def to_examples(row: dict) -> list[Example]:
     for i, turn in enumerate(turn_list(row, "conversations")):
         field = f"conversations[{i}]"
         if not isinstance(turn, dict):
-            raise RowError(field, f"expected an object with 'from' and 'value', got {type(turn).__name__}")
-        role = text(turn, "from")
+            raise RowError(field, f"expected an object with 'from' and 'value', got {kind(turn)}")
+        role = text(turn, "from", label=f"{field}.from")
         if role.lower() not in ROLES:
-            raise RowError(f"{field}.from", f"unknown role '{role}'")
-        try:
-            value = text(turn, "value", allow_empty=True)
-        except RowError as e:
-            raise RowError(f"{field}.value", str(e)) from None
+            raise RowError(f"{field}.from", f"unknown role {shown(role)}; expected one of {sorted(ROLES)}")
+        value = text(turn, "value", allow_empty=True, label=f"{field}.value")
         turns.append((ROLES[role.lower()], value))
     meta = {k: v for k, v in row.items() if k != "conversations"}
     return conversation.to_examples(turns, "conversations", meta)
