@@ -1,6 +1,19 @@
-"""SCAR Studio: `streamlit run app.py`."""
+"""SCAR Studio: `streamlit run app.py`. The store is $SCAR_DB_URL (default ./scar_studio.db)."""
+from pathlib import Path
+
 import streamlit as st
 
+from pages import shared
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
 st.set_page_config(page_title="SCAR Studio", layout="wide")
-st.title("SCAR Studio")
-st.write("Rank instruction-tuning data by response style consistency.")
+navigation = st.navigation([
+    st.Page(PAGES / "datasets.py", title="Datasets", icon=":material/table_view:", default=True),
+    st.Page(PAGES / "rank.py", title="Rank", icon=":material/sort:"),
+    st.Page(PAGES / "explore.py", title="Explore", icon=":material/travel_explore:"),
+    st.Page(PAGES / "select.py", title="Select", icon=":material/filter_alt:"),
+    st.Page(PAGES / "export.py", title="Export", icon=":material/download:"),
+])
+shared.sidebar()
+shared.guarded(navigation.run)

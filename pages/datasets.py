@@ -1,0 +1,109 @@
+"""Datasets: add files (upload or server path), preview and map fields, import, list/rename/delete."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from db import browse, datasets
+from pages import shared
+from scar_core import formats, intake
+from scar_core.display import snippet
+from scar_core.errors import ScarError
+
+store = shared.store()
+st.header("Datasets")
+add, library = st.tabs(["Add data", "Library"])
+
+with add:
+    uploads = st.file_uploader("Upload .jsonl, .json, .csv or .parquet files", accept_multiple_files=True,
+                               type=["jsonl", "json", "csv", "parquet"], key="uploads")
+    server_path = st.text_input("…or a file path on the server (big files are read in place, not uploaded)",
+                                key="server_path", placeholder="/data/corpus.jsonl").strip()
+    paths: list[Path] = []
+    saved = st.session_state.setdefault("saved_uploads", {})
+    for upload in uploads or []:
+        try:
+            if upload.file_id not in saved:
+                saved[upload.file_id] = intake.save_upload(browse.upload_folder(store), upload.name, upload.getvalue())
+            paths.append(saved[upload.file_id])
+        except ScarError as e:
+            st.error(str(e))
+    if server_path:
+        candidate = Path(server_path).expanduser()
+        if candidate.is_file():
+            paths.append(candidate)
+        else:
+            st.error(f"{server_path}: no such file on the server")
+
+    shapes = ["auto", *formats.SHAPES]
+    for n, path in enumerate(paths):
+        st.subheader(f"File {n + 1}")
+        st.code(str(path), language=None)
+        try:
+            seen = intake.preview(path)
+        except ScarError as e:
+            st.error(str(e))
+            continue
+        left, right = st.columns([1, 2])
+        with left:
+            st.text(f"Detected format: {seen.detected or 'unknown'}")
+            fmt = st.selectbox("Format", shapes, key=f"fmt_{n}", help="auto: detected from the first row")
+            shape = seen.detected if fmt == "auto" else fmt
+            chosen = {}
+            for expected in intake.EXPECTED.get(shape or "", []):
+                options = ["", *seen.fields]
+                default = options.index(expected) if expected in options else 0
+                chosen[expected] = st.selectbox(f"field for '{expected}'", options, index=default,
+                                                key=f"map_{n}_{expected}")
+            lenient = st.checkbox("Lenient: keep valid rows, report the rest", value=True, key=f"lenient_{n}")
+            source = st.text_input("Source tag (default: the row's source field, else the file name)",
+                                   key=f"source_{n}").strip() or None
+        with right:
+            st.caption(f"First {len(seen.rows)} rows as read")
+            st.dataframe(seen.table(), hide_index=True)
+            for problem in seen.problems:
+                st.warning(problem)
+        if st.button("Import", key=f"import_{n}", type="primary"):
+            try:
+                mapping = intake.field_map(shape or "", chosen) if shape else None
+                dataset = datasets.import_file(store, path, fmt=None if fmt == "auto" else fmt, lenient=lenient,
+                                               field_map=mapping, source=source)
+            except ScarError as e:
+                st.error(str(e))
+            else:
+                st.session_state["dataset"] = dataset.id
+                st.success(f"Imported dataset #{dataset.id}: {dataset.example_count} pairs from "
+                           f"{dataset.row_count} rows, {len(dataset.rejected)} rejected.")
+
+with library:
+    items = datasets.list_datasets(store)
+    if not items:
+        st.info("No datasets yet.")
+    else:
+        st.dataframe(pd.DataFrame([{"id": d.id, "name": d.name, "format": d.format, "rows": d.row_count,
+                                    "pairs": d.example_count, "rejected": len(d.rejected), "sha256": d.sha256[:12],
+                                    "added": d.created_at} for d in items]), hide_index=True)
+        dataset_id = shared.pick_dataset(store)
+        dataset = datasets.get_dataset(store, dataset_id)
+        if dataset.rejected:
+            st.subheader("Validation report")
+            report = pd.DataFrame(dataset.rejected)
+            st.dataframe(report.map(lambda v: snippet(v, 200) if isinstance(v, str) else v), hide_index=True)
+            st.download_button("Download rejected rows (CSV)", report.to_csv(index=False).encode(),
+                               file_name=f"rejected-{dataset.id}.csv", mime="text/csv", on_click="ignore")
+        else:
+            st.text("Validation report: every row was accepted.")
+        name_col, rename_col = st.columns([3, 1])
+        new_name = name_col.text_input("Rename", value=dataset.name, key=f"rename_{dataset.id}")
+        if rename_col.button("Rename", key="rename_button"):
+            try:
+                browse.rename_dataset(store, dataset.id, new_name)
+                st.rerun()
+            except ScarError as e:
+                st.error(str(e))
+        sure = st.checkbox("I want to delete this dataset with all its runs, labels and selections",
+                           key=f"sure_{dataset.id}")
+        if st.button("Delete dataset", disabled=not sure, key="delete_button"):
+            datasets.delete_dataset(store, dataset.id)
+            st.session_state.pop("dataset", None)
+            st.rerun()

@@ -1,0 +1,126 @@
+"""Rank: choose a dataset, a ranker, device and precision; clean and score in a background job."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from db import cleaning, jobs, rankers, runs
+from pages import shared
+from scar_core import hub
+from scar_core import jobs as background
+from scar_core.clean import DEDUP_MODES
+from scar_core.errors import ScarError
+from scar_core.ranker import DEFAULT_DIR
+
+store = shared.store()
+st.header("Rank")
+jobs.mark_stale(store)
+dataset_id = shared.pick_dataset(store)
+if dataset_id is None:
+    st.stop()
+
+choice = st.radio("Ranker", ["default", "trained", "checkpoint folder", "hub id"], horizontal=True, key="ranker_kind")
+model = None
+if choice == "default":
+    if (DEFAULT_DIR / "config.json").is_file():
+        model = "default"
+    else:
+        st.warning(f"The default ranker is not installed ({DEFAULT_DIR} holds no checkpoint). "
+                   "Train one on the command line, or choose a checkpoint folder.")
+elif choice == "trained":
+    trained = [r for r in rankers.list_rankers(store) if r.name != "default" and Path(r.location).is_dir()]
+    if trained:
+        names = {r.location: f"{r.name} ({r.encoder}, {r.weights_hash[:10]})" for r in trained}
+        model = st.selectbox("Trained ranker", list(names), format_func=names.get, key="trained_ranker")
+    else:
+        st.info("No trained rankers in the store yet.")
+elif choice == "checkpoint folder":
+    model = st.text_input("Checkpoint folder on the server", key="checkpoint_dir").strip() or None
+else:
+    repo = st.text_input("Hub id (owner/name)", key="hub_id", disabled=hub.offline()).strip()
+    if hub.offline():
+        st.info("The Hub is switched off on this machine (HF_HUB_OFFLINE); use a local checkpoint.")
+    model = repo or None
+
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+device_col, precision_col, batch_col = st.columns(3)
+device = device_col.selectbox("Device", ["auto", "cpu", "cuda"], key="device",
+                              help="auto: the GPU when one is found, else the CPU")
+device_col.caption(f"GPU found: {gpu}" if gpu else "No GPU found: scoring runs on the CPU")
+precision = precision_col.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
+                                    help="auto: bf16 where the hardware computes it natively, else fp32")
+batch_size = batch_col.number_input("Batch size", 1, 1024, 64, key="batch_size")
+
+with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
+    do_clean = st.checkbox("Clean before scoring", value=True, key="do_clean")
+    dedup = st.selectbox("Duplicates", DEDUP_MODES, key="dedup", disabled=not do_clean,
+                         help="near: MinHash near duplicates and exact copies; exact: exact copies only")
+    lang = st.text_input("Expected languages (e.g. en or en,de; 'any' for no check)", "en", key="lang",
+                         disabled=not do_clean)
+
+if st.button("Start scoring", type="primary", disabled=model is None, key="start"):
+    try:
+        location = str(hub.fetch(model)) if choice == "hub id" else model
+        shared.ranker(location)  # refuse a checkpoint that does not load before starting a worker
+        summary = None
+        if do_clean:
+            with st.spinner("Cleaning…"):
+                summary = cleaning.clean_dataset(store, dataset_id, dedup=dedup, lang=lang)
+        run = background.submit_score(store, dataset_id, model=location, device=device, precision=precision,
+                                      batch_size=int(batch_size))
+        if summary is not None:
+            jobs.set_params(store, run.job_id, clean=summary)
+        st.session_state["run"] = run.id
+        st.success(f"Started run {run.id}.")
+    except ScarError as e:
+        st.error(str(e))
+
+
+@st.fragment(run_every=1.0)
+def progress() -> None:
+    """Live progress of this dataset's running jobs, with a cancel button each."""
+    active = [(r, jobs.get_job(store, r.job_id)) for r in runs.list_runs(store, dataset_id) if r.job_id]
+    active = [(r, j) for r, j in active if j and j.status in ("queued", "running")]
+    watching = st.session_state.setdefault("watching", set())
+    if watching - {j.id for _, j in active}:
+        watching.clear()
+        st.rerun()  # a job ended: refresh the history below
+    for run, job in active:
+        watching.add(job.id)
+        fraction = job.done / job.total if job.total else 0.0
+        rate = f"{job.rate:.1f} rows/s" if job.rate else "measuring rate"
+        eta = f", about {job.eta_s:.0f} s left" if job.eta_s else ""
+        st.progress(fraction, text=f"run {run.id}: {job.done}/{job.total} ({rate}{eta}) {job.message or job.status}")
+        if st.button("Cancel", key=f"cancel_{job.id}"):
+            background.cancel(store, job.id)
+
+
+st.subheader("Progress")
+progress()
+
+st.subheader("History")
+history = runs.list_runs(store, dataset_id)
+if not history:
+    st.info("This dataset has not been scored yet.")
+else:
+    names = {r.id: r.name for r in rankers.list_rankers(store)}
+    table = []
+    for run in history:
+        job = jobs.get_job(store, run.job_id) if run.job_id else None
+        table.append({"run": run.id, "ranker": names.get(run.ranker_id), "device": run.device,
+                      "precision": run.precision, "status": run.status,
+                      "scored": f"{job.done}/{job.total}" if job else "", "started": run.started_at,
+                      "finished": run.finished_at,
+                      "error": (job.error or "").split("\n")[0][:200] if job else ""})
+    st.dataframe(pd.DataFrame(table), hide_index=True)
+    resumable = [r for r in history if r.status in ("interrupted", "failed", "cancelled") and r.job_id]
+    if resumable:
+        pick = st.selectbox("Resume a run", [r.id for r in resumable], format_func=lambda i: f"run {i}",
+                            key="resume_pick")
+        if st.button("Resume", key="resume"):
+            try:
+                background.resume(store, next(r.job_id for r in resumable if r.id == pick))
+                st.rerun()
+            except ScarError as e:
+                st.error(str(e))

@@ -1,0 +1,93 @@
+"""Streamlit glue shared by the pages: the store, cached rankers, the annotator name, run pickers
+and error display. Logic lives in scar_core and db; this only connects it to widgets."""
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+
+import streamlit as st
+
+from db import datasets, rankers, runs
+from db.store import Store, open_store
+from scar_core.errors import ScarError
+
+log = logging.getLogger("scar_studio")
+
+
+@st.cache_resource(show_spinner=False)
+def _store() -> Store:
+    return open_store()
+
+
+def store() -> Store:
+    """The store named by $SCAR_DB_URL (default ./scar_studio.db), opened once per server."""
+    try:
+        return _store()
+    except ScarError as e:
+        st.error(str(e))
+        st.stop()
+
+
+@st.cache_resource(show_spinner="Loading the ranker…", max_entries=2)
+def ranker(location: str):
+    """A loaded ranker (kept in memory across reruns; at most two at a time)."""
+    from scar_core.ranker import load_ranker
+
+    return load_ranker(location)
+
+
+def guarded(work: Callable[[], None]) -> None:
+    """Run a page; user errors appear as a message, unexpected ones as a short message (traceback to the log)."""
+    try:
+        work()
+    except ScarError as e:
+        st.error(str(e))
+    except Exception as e:  # never show a traceback in the page
+        log.error("unexpected error\n%s", traceback.format_exc())
+        st.error(f"Unexpected error ({type(e).__name__}): {e}. Details are in the server log.")
+
+
+def sidebar() -> None:
+    """The annotator name, set once and kept for the session."""
+    with st.sidebar:
+        st.text_input("Your name (for labels)", key="_annotator", value=st.session_state.get("annotator", ""),
+                      on_change=lambda: st.session_state.update(annotator=st.session_state["_annotator"].strip()),
+                      max_chars=128, placeholder="annotator name")
+
+
+def annotator() -> str:
+    return st.session_state.get("annotator", "")
+
+
+def pick_dataset(store: Store, key: str = "dataset") -> int | None:
+    """A dataset chooser remembered across pages; None when the store has none."""
+    items = datasets.list_datasets(store)
+    if not items:
+        st.info("No datasets yet: add one on the Datasets page.")
+        return None
+    names = {d.id: f"#{d.id} {d.name} ({d.example_count} pairs)" for d in items}
+    return _remembered(key, "Dataset", list(names), names.get)
+
+
+def pick_run(store: Store, finished_only: bool = False) -> runs.Run | None:
+    """A scoring-run chooser remembered across pages; None when no run exists."""
+    items = [r for r in runs.list_runs(store) if not finished_only or r.status == "done"]
+    if not items:
+        st.info("No scored runs yet: score a dataset on the Rank page.")
+        return None
+    names = {d.id: d.name for d in datasets.list_datasets(store)}
+    ranker_names = {r.id: r.name for r in rankers.list_rankers(store)}
+    labels = {r.id: f"run {r.id}: {names.get(r.dataset_id, '?')} · ranker {ranker_names.get(r.ranker_id, '?')} · "
+                    f"{r.precision} · {r.status}" for r in items}
+    chosen = _remembered("run", "Scoring run", list(labels), labels.get)
+    return next(r for r in items if r.id == chosen)
+
+
+def _remembered(key: str, label: str, options: list[int], describe: Callable[[int], str]) -> int:
+    """A selectbox whose choice survives page switches (widget state alone is dropped on switch)."""
+    current = st.session_state.get(key)
+    index = options.index(current) if current in options else 0
+    choice = st.selectbox(label, options, index=index, format_func=describe, key=f"_{key}")
+    st.session_state[key] = choice
+    return choice

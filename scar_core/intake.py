@@ -1,0 +1,82 @@
+"""Before a file is imported: keep an uploaded copy on the server and preview its first rows.
+
+The preview reads only the first rows (a big file is never loaded whole to show it), reports the
+row shape the loader would detect and the fields it found, so a user can map their own field
+names onto the ones a shape expects before importing.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from scar_core import formats
+from scar_core.display import snippet
+from scar_core.errors import InputError, ScarError
+from scar_core.export import safe_filename
+from scar_core.formats.reader import SUFFIXES, Unreadable, read_rows
+
+# The fields each row shape reads; a field map renames the file's fields onto these.
+EXPECTED = {"alpaca": ["instruction", "input", "output"], "sharegpt": ["conversations"],
+            "messages": ["messages"], "prompt_completion": ["prompt", "completion"]}
+
+
+@dataclass
+class Preview:
+    """The first rows of a file as read, the shape detected from the first row, and the field names seen."""
+
+    path: str
+    detected: str | None
+    fields: list[str]
+    rows: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def table(self, width: int = 80) -> pd.DataFrame:
+        """The rows as one-line visible snippets (nested values as JSON), for a preview grid."""
+        return pd.DataFrame([{k: snippet(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False), width)
+                              for k, v in row.items()} for row in self.rows])
+
+
+def preview(path: str | Path, limit: int = 20) -> Preview:
+    """Read up to `limit` rows of a file without loading the rest; raises ScarError for an unreadable file."""
+    path = Path(path)
+    rows, problems, names = [], [], {}
+    if not path.is_file():
+        raise ScarError(f"{path}: no such file")
+    for where, row in itertools.islice(read_rows(path, lambda header: True), limit):
+        if isinstance(row, Unreadable):
+            problems.append(f"{where}: {row.reason}")
+        elif isinstance(row, dict):
+            rows.append(row)
+            names.update(dict.fromkeys(row))
+        else:
+            problems.append(f"{where}: not an object ({type(row).__name__})")
+    if not rows and not problems:
+        raise ScarError(f"{path}: the file holds no rows")
+    return Preview(str(path), formats.detect(rows[0]) if rows else None, list(names), rows, problems)
+
+
+def field_map(shape: str, chosen: dict[str, str]) -> dict[str, str] | None:
+    """The loader's field map from {expected field: file field}, leaving out identity and empty choices."""
+    wanted = set(EXPECTED.get(shape, []))
+    mapping = {k: v for k, v in chosen.items() if k in wanted and v and v != k}
+    return mapping or None
+
+
+def save_upload(folder: str | Path, name: str, data: bytes) -> Path:
+    """Store uploaded bytes under `folder` with a safe name prefixed by their hash, so uploads never clobber."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(name, f"unsupported file type '{suffix or '(none)'}'; expected one of {', '.join(SUFFIXES)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{hashlib.sha256(data).hexdigest()[:12]}-{safe_filename(name, suffix)}"
+    if not target.exists():
+        tmp = target.with_name(f".{target.name}.part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return target
