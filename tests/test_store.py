@@ -1,0 +1,257 @@
+"""The repository API, run against SQLite and against a live PostgreSQL server (.ci/run starts one)."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from db import datasets, jobs, labels, maps, open_store, rankers, runs, selections
+from db.models import Base, Dataset, Example, Result
+from db.runs import ResultFilter
+from scar_core.errors import ScarError
+from scar_core.example import Example as CoreExample
+from scar_core.load import LoadResult
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("SCAR_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but SCAR_TEST_POSTGRES_URL is unset: .ci/run should have started PostgreSQL")
+        pytest.skip("SCAR_TEST_POSTGRES_URL is unset (run the suite through .ci/run to test PostgreSQL)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A fresh, migrated store: a new SQLite file, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        yield open_store(str(tmp_path / "store.db"))
+        return
+    server = _postgres_url()
+    name = f"scar_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))  # a generated identifier, never user input
+    s = open_store(server.rsplit("/", 1)[0] + "/" + name)
+    yield s
+    s.dispose()
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture
+def dataset_file(tmp_path):
+    rows = [{"instruction": f"Question {i}?", "output": f"Answer {i}. " * (1 + i % 5),
+             "source": "alpha" if i % 2 else "beta"} for i in range(40)]
+    return write_jsonl(tmp_path / "pairs.jsonl", rows)
+
+
+def scored_run(store, dataset_id: int, precision: str = "fp32", weights: str = "a" * 64):
+    """A run with a result per example: score = position, vectors = position in every component."""
+    ranker = rankers.register_ranker(store, "r", "/r", weights, "tiny")
+    run = runs.create_run(store, dataset_id, ranker.id, "cpu", precision)
+    rows = [{"example_id": e.id, "score": float(e.position), "v_lf": runs.pack(np.full(8, e.position / 10)),
+             "v_is": runs.pack(np.full(8, -e.position / 10))} for e in runs.missing_examples(store, run.id)]
+    with store.write() as session:
+        runs.add_results(session, run.id, rows)
+    return run
+
+
+def test_schema_matches_models_and_sqlite_settings(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with store.engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
+        if store.is_sqlite:
+            assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_import_stores_dataset_examples_and_reuses_same_file(store, dataset_file):
+    ds = datasets.import_file(store, dataset_file)
+    assert (ds.name, ds.format, ds.row_count, ds.example_count, ds.rejected) == ("pairs.jsonl", "alpaca", 40, 40, [])
+    assert len(ds.sha256) == 64
+    page = datasets.examples(store, ds.id, offset=10, limit=3)
+    assert [e.position for e in page] == [10, 11, 12]
+    assert page[0].instruction == "Question 10?" and page[0].meta["where"] == "line 11"
+    assert datasets.to_core(page[0]).id == page[0].content_id == CoreExample("Question 10?", page[0].response).id
+    assert datasets.sources(store, ds.id) == ["alpha", "beta"]
+    assert datasets.import_file(store, dataset_file).id == ds.id
+    assert datasets.import_file(store, dataset_file, reuse=False).id != ds.id
+
+
+def test_lenient_import_keeps_rejected_rows_with_reasons(store, tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c"\n{"instruction": "d", "output": "e"}\n')
+    ds = datasets.import_file(store, path, lenient=True)
+    assert ds.example_count == 2 and ds.row_count == 3
+    assert ds.rejected[0]["where"] == "line 2" and "JSON" in ds.rejected[0]["reason"]
+
+
+def _counts(store) -> tuple[int, int]:
+    with store.read() as s:
+        return s.scalar(select(func.count()).select_from(Dataset)), s.scalar(select(func.count()).select_from(Example))
+
+
+def test_failed_import_changes_nothing(store, dataset_file, tmp_path):
+    datasets.import_file(store, dataset_file)
+    before = _counts(store)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n')
+    with pytest.raises(ScarError, match="line 2"):
+        datasets.import_file(store, bad)
+    # A failure inside the transaction, after the dataset row and most examples were written:
+    examples = [CoreExample(f"q{i}", f"r{i}") for i in range(30)] + [CoreExample("q", "r", meta={"x": {1, 2}})]
+    with pytest.raises(Exception):
+        datasets.import_result(store, LoadResult(dataset_file, "alpaca", examples, 31))
+    assert _counts(store) == before
+
+
+def test_results_page_filters_sorts_and_counts(store, dataset_file):
+    ds = datasets.import_file(store, dataset_file)
+    run = scored_run(store, ds.id)
+    top = runs.results_page(store, run.id, limit=5)
+    assert [r["score"] for r in top] == [39.0, 38.0, 37.0, 36.0, 35.0]
+    assert runs.results_page(store, run.id, sort="score_asc", offset=2, limit=2)[0]["score"] == 2.0
+    assert [r["position"] for r in runs.results_page(store, run.id, sort="position", limit=3)] == [0, 1, 2]
+    assert runs.count_results(store, run.id) == 40
+    assert runs.count_results(store, run.id, ResultFilter(source="alpha")) == 20
+    assert runs.count_results(store, run.id, ResultFilter(score_min=10, score_max=19.5)) == 10
+    # text search is case-insensitive and treats % and _ literally
+    assert runs.count_results(store, run.id, ResultFilter(search="question 3")) == 11  # 3, 30..39
+    assert runs.count_results(store, run.id, ResultFilter(search="%")) == 0
+    ids = [r["example_id"] for r in runs.results_page(store, run.id, sort="position", limit=40)]
+    lasso = ResultFilter(ids=ids[5:9] + list(range(10 ** 6, 10 ** 6 + 40000)))  # far beyond driver parameter limits
+    assert sorted(r["position"] for r in runs.results_page(store, run.id, lasso)) == [5, 6, 7, 8]
+    both = ResultFilter(source="beta", score_min=30, ids=ids)
+    assert [r["score"] for r in runs.results_page(store, run.id, both)] == [38.0, 36.0, 34.0, 32.0, 30.0]
+    with pytest.raises(ScarError, match="sort"):
+        runs.results_page(store, run.id, sort="bogus")
+
+
+def test_flags_labels_and_their_filters(store, dataset_file):
+    ds = datasets.import_file(store, dataset_file)
+    run = scored_run(store, ds.id)
+    ids = [r["example_id"] for r in runs.results_page(store, run.id, sort="position", limit=40)]
+    datasets.set_flags(store, {ids[0]: {"duplicate": True}, ids[1]: {"language": "fr"}, ids[2]: {"duplicate": "x"}})
+    assert runs.count_results(store, run.id, ResultFilter(flag="duplicate")) == 2
+    assert runs.count_results(store, run.id, ResultFilter(flag="language")) == 1
+    labels.set_label(store, ids[3], "drop", "ana", note="off-topic")
+    labels.set_label(store, ids[4], "keep", "ana")
+    labels.set_label(store, ids[4], "flag", "ben")
+    labels.set_label(store, ids[3], "keep", "ana")  # relabel replaces
+    assert runs.count_results(store, run.id, ResultFilter(label="drop")) == 0
+    assert runs.count_results(store, run.id, ResultFilter(label="keep")) == 2
+    assert runs.count_results(store, run.id, ResultFilter(label="none")) == 38
+    row = runs.results_page(store, run.id, ResultFilter(ids=[ids[4]]))[0]
+    assert row["label"] == "flag" and row["flags"] == {}
+    assert {(lb.annotator, lb.label) for lb in labels.labels_for(store, [ids[4]])} == {("ana", "keep"), ("ben", "flag")}
+    labels.clear_label(store, ids[4], "ben")
+    assert runs.results_page(store, run.id, ResultFilter(ids=[ids[4]]))[0]["label"] == "keep"
+    with pytest.raises(ScarError):
+        labels.set_label(store, ids[0], "maybe", "ana")
+
+
+def test_scores_vectors_histogram_and_maps(store, dataset_file):
+    ds = datasets.import_file(store, dataset_file)
+    run = scored_run(store, ds.id)
+    ids, scores = runs.run_scores(store, run.id)
+    assert scores.dtype == np.float32 and scores.tolist() == [float(i) for i in range(40)]
+    counts, edges = runs.score_histogram(store, run.id, bins=4)
+    assert counts.tolist() == [10, 10, 10, 10] and edges[0] == 0 and edges[-1] == 39
+    v_ids, v = runs.run_vectors(store, run.id, "lf")
+    assert v.shape == (40, 8) and np.allclose(v[:, 0], np.arange(40) / 10, atol=2e-3)
+    s_ids, sample = runs.run_vectors(store, run.id, "is", sample=7, seed=3)
+    assert sample.shape == (7, 8) and set(s_ids) <= set(ids)
+    assert np.array_equal(s_ids, runs.run_vectors(store, run.id, "is", sample=7, seed=3)[0])
+    xy = np.stack([np.arange(40), -np.arange(40)], axis=1).astype(np.float32)
+    maps.save_map(store, run.id, "lf", v_ids, xy)
+    maps.save_map(store, run.id, "lf", v_ids[:10], xy[:10])  # replaces the earlier layout
+    points = maps.map_points(store, run.id, "lf")
+    assert len(points["x"]) == 10 and points["score"].tolist() == points["x"].tolist()
+    assert len(maps.map_points(store, run.id, "is")["x"]) == 0
+
+
+def test_results_never_duplicate(store, dataset_file):
+    ds = datasets.import_file(store, dataset_file)
+    run = scored_run(store, ds.id)
+    again = [{"example_id": r["example_id"], "score": -1.0} for r in runs.results_page(store, run.id, limit=40)]
+    with store.write() as session:
+        runs.add_results(session, run.id, again)
+    assert runs.count_done(store, run.id) == 40 and runs.run_scores(store, run.id)[1].min() == 0
+    with pytest.raises(IntegrityError):
+        with store.write() as session:
+            session.add(Result(run_id=run.id, example_id=again[0]["example_id"], score=1.0))
+
+
+def test_cache_copies_by_content_ranker_and_precision(store, dataset_file, tmp_path):
+    ds = datasets.import_file(store, dataset_file)
+    first = scored_run(store, ds.id)
+    # A different file sharing 20 pairs with the first one.
+    rows = [json.loads(line) for line in open(dataset_file)][:20]
+    rows += [{"instruction": f"New {i}?", "output": "New."} for i in range(5)]
+    other = datasets.import_file(store, write_jsonl(tmp_path / "other.jsonl", rows))
+    same = runs.create_run(store, other.id, first.ranker_id, "cpu", "fp32")
+    assert runs.fill_from_cache(store, same.id) == 20
+    assert runs.fill_from_cache(store, same.id) == 0
+    assert len(runs.missing_examples(store, same.id)) == 5
+    assert runs.run_scores(store, same.id)[1].tolist() == [float(i) for i in range(20)]
+    bf16 = runs.create_run(store, other.id, first.ranker_id, "cpu", "bf16")
+    other_ranker = rankers.register_ranker(store, "r2", "/r2", "b" * 64, "tiny")
+    changed = runs.create_run(store, other.id, other_ranker.id, "cpu", "fp32")
+    assert runs.fill_from_cache(store, bf16.id) == 0 and runs.fill_from_cache(store, changed.id) == 0
+
+
+def test_selections_exports_and_cascading_delete(store, dataset_file):
+    ds = datasets.import_file(store, dataset_file)
+    run = scored_run(store, ds.id)
+    ids = runs.run_scores(store, run.id)[0][:5].tolist()
+    sel = selections.save_selection(store, run.id, "top", "ratio", {"ratio": 0.1}, ids)
+    assert selections.save_selection(store, run.id, "top", "topk", {"topk": 2}, ids[:2]).id == sel.id
+    assert selections.get_selection(store, sel.id).example_ids == ids[:2]
+    export = selections.record_export(store, "/tmp/out.jsonl", "alpaca", {"kept": 2}, run.id, sel.id)
+    assert [e.id for e in selections.list_exports(store, run.id)] == [export.id]
+    labels.set_label(store, ids[0], "keep", "ana")
+    datasets.delete_dataset(store, ds.id)
+    assert runs.get_run(store, run.id) is None and _counts(store) == (0, 0)
+    assert selections.list_selections(store, run.id) == []
+    assert selections.list_exports(store)[0].run_id is None
+
+
+def test_job_rows_claim_progress_cancel_and_stale(store):
+    job = jobs.create_job(store, "score", {"x": 1})
+    jobs.set_params(store, job.id, run_id=7)
+    assert jobs.get_job(store, job.id).params == {"x": 1, "run_id": 7}
+    claimed = jobs.claim(store, job.id)
+    assert claimed.status == "running" and claimed.pid == os.getpid()
+    with store.write() as session:
+        assert jobs.report(session, job.id, 25, 100, 5.0, "scoring") is False
+    row = jobs.get_job(store, job.id)
+    assert (row.done, row.total, row.eta_s, row.message) == (25, 100, 15.0, "scoring")
+    assert jobs.request_cancel(store, job.id).cancel_requested and jobs.heartbeat(store, job.id) is True
+    jobs.finish(store, job.id, "cancelled")
+    assert jobs.reset_for_resume(store, job.id).status == "queued"
+    # A running job whose worker pid is gone is stale and becomes interrupted.
+    other = jobs.create_job(store, "map")
+    jobs.claim(store, other.id)
+    with store.write() as session:
+        session.get(jobs.Job, other.id).pid = 2 ** 22 + 12345  # above Linux's pid_max: never alive
+    assert jobs.mark_stale(store) == [other.id]
+    assert jobs.get_job(store, other.id).status == "interrupted"
+    assert [j.kind for j in jobs.list_jobs(store)] == ["map", "score"]
+    with pytest.raises(ScarError, match="no job"):
+        jobs.claim(store, 999)
