@@ -5,10 +5,10 @@ import argparse
 import os
 import sys
 
-from scar_core.cli import eval, rank, score, train
+from scar_core.cli import diagnose, eval, rank, score, train
 from scar_core.errors import ScarError
 
-COMMANDS = [score, rank, train, eval]
+COMMANDS = [score, rank, train, eval, diagnose]
 
 
 def main(argv: list[str] | None = None) -> int:

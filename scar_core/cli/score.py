@@ -5,6 +5,7 @@ import argparse
 import json
 
 from scar_core.cli.common import add_input_options, add_model_options, load_inputs, open_ranker, progress_bar
+from scar_core.diagnostics.report import example_table
 from scar_core.export import write_atomic
 from scar_core.score import score_examples
 
@@ -24,10 +25,13 @@ def run(args: argparse.Namespace) -> int:
     with bar:
         scores = score_examples(ranker, examples, device=args.device, precision=args.precision,
                                 batch_size=args.batch_size, progress=update)
+    table = example_table(ranker, scores, [ex.response for ex in examples])
+    diagnostics = table.drop(columns="score").to_dict("records")
     lines = (json.dumps({"id": ex.id, "score": float(scores.score[i]), "source": ex.source,
                          "where": ex.meta.get("where"),
                          "truncated_instruction": bool(scores.truncated_instruction[i]),
-                         "truncated_response": bool(scores.truncated_response[i])}) + "\n"
+                         "truncated_response": bool(scores.truncated_response[i]),
+                         **diagnostics[i]}) + "\n"
              for i, ex in enumerate(examples))
     write_atomic(args.out, lines)
     return 0

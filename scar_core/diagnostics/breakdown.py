@@ -32,13 +32,6 @@ class Breakdown:
     score: np.ndarray            # (N,) float64, the head's score of the stored vectors
     baseline: float              # f(mean v_is, mean v_lf)
 
-    def summary(self) -> dict:
-        """Mean absolute contributions and the share of form, for a data-set report."""
-        lf, is_ = float(np.mean(np.abs(self.lf_contribution))), float(np.mean(np.abs(self.is_contribution)))
-        total = lf + is_
-        return {"baseline": self.baseline, "mean_abs_lf_contribution": lf, "mean_abs_is_contribution": is_,
-                "lf_share": lf / total if total > 0 else None}
-
 
 def breakdown(ranker: StyleRanker, v_is: np.ndarray, v_lf: np.ndarray, mean_is: np.ndarray | None = None,
               mean_lf: np.ndarray | None = None, chunk_rows: int = 8192) -> Breakdown:
