@@ -22,9 +22,13 @@ from scar_core.formats import detect
 
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 CHUNK = 1 << 20
-MAGIC = {b"PK\x03\x04": "a zip archive", b"PK\x05\x06": "a zip archive", b"\x1f\x8b": "a gzip archive",
-         b"PAR1": "a Parquet file", b"SQLite format 3": "an SQLite database", b"\x89HDF": "an HDF5 file",
-         b"\xfd7zXZ": "an xz archive", b"BZh": "a bzip2 archive", b"\x28\xb5\x2f\xfd": "a zstd archive"}
+UNPACK, UTF8 = "unpack or convert it first", "re-save it as UTF-8"
+MAGIC = {b"PK\x03\x04": ("a zip archive", UNPACK), b"PK\x05\x06": ("a zip archive", UNPACK),
+         b"\x1f\x8b": ("a gzip archive", UNPACK), b"\xfd7zXZ": ("an xz archive", UNPACK),
+         b"BZh": ("a bzip2 archive", UNPACK), b"\x28\xb5\x2f\xfd": ("a zstd archive", UNPACK),
+         b"PAR1": ("a Parquet file", "rename it to .parquet"), b"SQLite format 3": ("an SQLite database", UNPACK),
+         b"\x89HDF": ("an HDF5 file", UNPACK), codecs.BOM_UTF16_LE: ("UTF-16 text", UTF8),
+         codecs.BOM_UTF16_BE: ("UTF-16 text", UTF8)}
 _SPACE = re.compile(r"[ \t\r\n]*")
 
 
@@ -42,31 +46,28 @@ def read_rows(path: Path, header_fits: Callable[[list[str]], bool]) -> Iterator[
         raise ScarError(f"{path}: unsupported file type '{suffix}'; expected one of {', '.join(SUFFIXES)}")
     with path.open("rb") as f:
         head = f.read(16)
-    what = next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
+    what, advice = next((found for magic, found in MAGIC.items() if head.startswith(magic)), (None, None))
     if suffix == ".parquet":
         if what != "a Parquet file":
             raise InputError(str(path), f"not a Parquet file ({what or 'no PAR1 signature'}); "
                              "check the file type" + ("" if what else " or whether the file is truncated"))
         return _parquet_rows(path)
     if what:
-        raise InputError(str(path), f"this is {what}, not a {suffix} file"
-                         + ("; rename it to .parquet" if what == "a Parquet file" else "; unpack or convert it first"))
+        raise InputError(str(path), f"this is {what}, not a {suffix} file; {advice}")
     return {".jsonl": _jsonl_rows, ".json": _json_rows}.get(suffix, lambda p: _csv_rows(p, header_fits))(path)
 
 
 def utf8_problem(raw: bytes, error: UnicodeDecodeError) -> str:
     """Why these bytes are not UTF-8, with a guess at what they are."""
-    bad = raw[error.start:error.start + 4]
+    bad = raw[error.start:error.end]
     guess = ""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        guess = "; the file is UTF-16, "
-    elif b"\x00" not in raw:
+    if b"\x00" not in raw:
         try:
             raw.decode("cp1252")
             guess = "; it looks like Latin-1/Windows-1252 text, "
         except UnicodeDecodeError:
             pass
-    return (f"not valid UTF-8 (bytes {bad!r} at byte {error.start} of the line){guess or '; '}"
+    return (f"not valid UTF-8 ({bad!r} at byte {error.start} of the line){guess or '; '}"
             "re-save the file as UTF-8")
 
 
