@@ -6,7 +6,7 @@ import os
 import sys
 
 from scar_core.cli import diagnose, eval, rank, score, train
-from scar_core.errors import ScarError
+from scar_core.errors import ScarError, terminal_text
 
 COMMANDS = [score, rank, train, eval, diagnose]
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except ScarError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_text(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -29,6 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # last resort: one paragraph, no traceback unless asked for
         if os.environ.get("SCAR_DEBUG"):
             raise
-        print(f"error: unexpected {type(e).__name__}: {e}. This is a bug in SCAR Studio; "
+        print(f"error: unexpected {type(e).__name__}: {terminal_text(str(e))}. This is a bug in SCAR Studio; "
               "run again with SCAR_DEBUG=1 to see the traceback.", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import sys
 
 from tqdm import tqdm
 
+from scar_core.errors import terminal_text
 from scar_core.example import Example
 from scar_core.load import LoadResult, load
 from scar_core.ranker import StyleRanker, load_ranker
@@ -31,10 +32,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def load_inputs(args: argparse.Namespace) -> tuple[list[LoadResult], list[Example]]:
     results = [load(path, fmt=args.input_format, lenient=args.lenient) for path in args.inputs]
     for r in results:
-        print(f"{r.path}: {r.format}, {r.rows} rows, {len(r.examples)} pairs, {len(r.rejected)} rejected",
+        print(f"{terminal_text(r.path)}: {r.format}, {r.rows} rows, {len(r.examples)} pairs, {len(r.rejected)} rejected",
               file=sys.stderr)
         for rej in r.rejected[:20]:
-            print(f"  rejected: {rej.message(r.path)}", file=sys.stderr)
+            print(f"  rejected: {terminal_text(rej.message(r.path))}", file=sys.stderr)
         if len(r.rejected) > 20:
             print(f"  ... and {len(r.rejected) - 20} more rejected rows", file=sys.stderr)
     return results, [ex for r in results for ex in r.examples]
