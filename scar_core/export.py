@@ -9,8 +9,10 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -51,6 +53,26 @@ def write_atomic(path: str | Path, lines: Iterable[str]) -> Path:
     return path
 
 
+def safe_filename(name: str, suffix: str = ".jsonl", limit: int = 120) -> str:
+    """A file name made safe to create in a chosen folder: no folders, no traversal, no hidden or
+    control characters, only letters, digits, '.', '_' and '-', ending in `suffix`."""
+    base = re.split(r"[\\/]", unicodedata.normalize("NFKC", name or ""))[-1]
+    base = "".join(c for c in base if not unicodedata.category(c).startswith("C"))
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")
+    if base.lower().endswith(suffix.lower()):
+        base = base[: -len(suffix)].rstrip("._-")
+    return (base[: limit - len(suffix)] or "export") + suffix
+
+
+def export_target(folder: str | Path, name: str, suffix: str = ".jsonl") -> Path:
+    """The path an export named `name` gets inside `folder` (the name is sanitised, so it stays inside)."""
+    root = Path(folder).expanduser().resolve()
+    target = root / safe_filename(name, suffix)
+    if target.parent != root:
+        raise ScarError(f"export name {name!r} does not stay inside {root}")
+    return target
+
+
 def ids_sha256(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
@@ -78,12 +100,16 @@ def versions() -> dict:
             "transformers": transformers.__version__, "numpy": numpy.__version__}
 
 
+def describe_export(examples: Sequence[Example], fmt: str, with_scores: bool, extra: dict | None = None) -> dict:
+    """The manifest of an export (also offered beside a browser download, which has no path)."""
+    return {"format": fmt, "rows": len(examples), "with_scores": with_scores,
+            "selected_ids_sha256": ids_sha256([e.id for e in examples]), "versions": versions(), **(extra or {})}
+
+
 def export(path: str | Path, examples: Sequence[Example], fmt: str, scores: Sequence[float] | None = None,
            manifest: dict | None = None) -> tuple[Path, Path]:
     """Write `examples` (already best first) to `path` and `<path>.manifest.json`."""
     out = write_atomic(path, to_jsonl_lines(examples, fmt, scores))
-    info = {"path": str(out), "format": fmt, "rows": len(examples), "with_scores": scores is not None,
-            "selected_ids_sha256": ids_sha256([e.id for e in examples]), "versions": versions(),
-            **(manifest or {})}
+    info = {"path": str(out), **describe_export(examples, fmt, scores is not None, manifest)}
     side = write_atomic(str(out) + ".manifest.json", [json.dumps(info, indent=2, default=str) + "\n"])
     return out, side
