@@ -40,24 +40,23 @@ def breakdown(ranker: StyleRanker, v_is: np.ndarray, v_lf: np.ndarray, mean_is: 
     `mean_is`/`mean_lf` default to the means of the given rows; pass the whole pool's means when
     breaking down a part of it so the baseline stays the same.
     """
-    v_is, v_lf = np.asarray(v_is, np.float32), np.asarray(v_lf, np.float32)
-    m_is = np.asarray(v_is.mean(axis=0) if mean_is is None else mean_is, np.float32)
-    m_lf = np.asarray(v_lf.mean(axis=0) if mean_lf is None else mean_lf, np.float32)
     device = next(ranker.output_layer.parameters()).device
+    v_is = torch.as_tensor(np.asarray(v_is, np.float32), device=device)
+    v_lf = torch.as_tensor(np.asarray(v_lf, np.float32), device=device)
+    m_is = v_is.mean(0) if mean_is is None else torch.as_tensor(np.asarray(mean_is, np.float32), device=device)
+    m_lf = v_lf.mean(0) if mean_lf is None else torch.as_tensor(np.asarray(mean_lf, np.float32), device=device)
 
-    def head(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def head(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            out = ranker.score_from(torch.from_numpy(np.ascontiguousarray(a)).to(device),
-                                    torch.from_numpy(np.ascontiguousarray(b)).to(device))
-        return out.float().cpu().numpy().astype(np.float64)
+            return ranker.score_from(a, b).float().cpu().numpy().astype(np.float64)
 
     base = float(head(m_is[None], m_lf[None])[0])
     parts = {"full": [], "is_only": [], "lf_only": []}
     for lo in range(0, len(v_is), chunk_rows):
         a, b = v_is[lo:lo + chunk_rows], v_lf[lo:lo + chunk_rows]
         parts["full"].append(head(a, b))
-        parts["is_only"].append(head(a, np.broadcast_to(m_lf, b.shape)))
-        parts["lf_only"].append(head(np.broadcast_to(m_is, a.shape), b))
+        parts["is_only"].append(head(a, m_lf.expand_as(b)))
+        parts["lf_only"].append(head(m_is.expand_as(a), b))
     full, is_only, lf_only = (np.concatenate(p) if p else np.zeros(0) for p in parts.values())
     lf = 0.5 * (lf_only - base) + 0.5 * (full - is_only)
     is_ = 0.5 * (is_only - base) + 0.5 * (full - lf_only)
