@@ -126,14 +126,23 @@ def load_ranker(path: str | Path = "default", encoder: str | None = None) -> Sty
         config = json.loads((directory / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ScarError(f"{directory / 'config.json'}: unreadable config ({e})") from None
+    if not isinstance(config, dict):
+        raise ScarError(f"{directory / 'config.json'}: expected a JSON object, got {type(config).__name__}")
     if config.get("format") == FORMAT:
-        ranker = _load_own(directory, config, encoder)
+        build = _load_own
     elif "encoder_name" in config and (directory / "pytorch_model.bin").is_file():
-        ranker = _load_scar_tool(directory, config, encoder)
+        build = _load_scar_tool
     else:
         raise ScarError(f"{directory}: unknown checkpoint format (expected {WEIGHTS} with a "
                         "scar-studio config, or scar-tool's pytorch_model.bin with encoder_name)")
-    return ranker.eval()
+    try:
+        return build(directory, config, encoder).eval()
+    except KeyError as e:
+        raise ScarError(f"{directory / 'config.json'}: missing or invalid setting {e}") from None
+    except (TypeError, ValueError) as e:  # transformers' refusals of an encoder config, tokenizer or code
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ScarError(f"{directory}: cannot build the ranker or its encoder from this checkpoint "
+                        f"({type(e).__name__}: {first})") from None
 
 
 def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker:
