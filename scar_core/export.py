@@ -5,6 +5,7 @@ Files are written to a temporary name in the same folder and renamed at the end,
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ def write_atomic(path: str | Path, lines: Iterable[str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise ScarError(f"cannot write to {path.parent}: {e.strerror}") from None
+        raise ScarError(f"cannot write to {path.parent}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for line in lines:
@@ -44,11 +45,12 @@ def write_atomic(path: str | Path, lines: Iterable[str]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        os.unlink(tmp)
-        raise ScarError(f"cannot write {path}: {e.strerror}; nothing was written") from None
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise ScarError(f"cannot write {path}: {e.strerror or e}; nothing was written "
+                            "and any earlier file there is unchanged") from None
         raise
     return path
 
