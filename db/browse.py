@@ -22,10 +22,19 @@ def upload_folder(store: Store) -> Path:
     """Where uploaded files are kept: $SCAR_UPLOAD_DIR, else `uploads/` beside a SQLite store, else ./uploads."""
     if os.environ.get(UPLOADS_ENV):
         return Path(os.environ[UPLOADS_ENV]).expanduser()
+    return _beside_store(store, "uploads")
+
+
+def export_folder(store: Store) -> Path:
+    """The default folder for exports written on the server: `exports/` beside a SQLite store, else ./exports."""
+    return _beside_store(store, "exports")
+
+
+def _beside_store(store: Store, name: str) -> Path:
     database = make_url(store.url).database if store.is_sqlite else None
     if database and database != ":memory:":
-        return Path(database).resolve().parent / "uploads"
-    return Path("uploads").resolve()
+        return Path(database).resolve().parent / name
+    return Path(name).resolve()
 
 
 def rename_dataset(store: Store, dataset_id: int, name: str) -> None:

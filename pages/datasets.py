@@ -7,7 +7,7 @@ import streamlit as st
 from db import browse, datasets
 from pages import shared
 from scar_core import formats, intake
-from scar_core.display import snippet
+from scar_core.display import markdown_escape, snippet
 from scar_core.errors import ScarError
 
 store = shared.store()
@@ -27,13 +27,13 @@ with add:
                 saved[upload.file_id] = intake.save_upload(browse.upload_folder(store), upload.name, upload.getvalue())
             paths.append(saved[upload.file_id])
         except ScarError as e:
-            st.error(str(e))
+            shared.error(str(e))
     if server_path:
         candidate = Path(server_path).expanduser()
         if candidate.is_file():
             paths.append(candidate)
         else:
-            st.error(f"{server_path}: no such file on the server")
+            shared.error(f"{server_path}: no such file on the server")
 
     shapes = ["auto", *formats.SHAPES]
     for n, path in enumerate(paths):
@@ -42,7 +42,7 @@ with add:
         try:
             seen = intake.preview(path)
         except ScarError as e:
-            st.error(str(e))
+            shared.error(str(e))
             continue
         left, right = st.columns([1, 2])
         with left:
@@ -62,14 +62,14 @@ with add:
             st.caption(f"First {len(seen.rows)} rows as read")
             st.dataframe(seen.table(), hide_index=True)
             for problem in seen.problems:
-                st.warning(problem)
+                st.warning(markdown_escape(problem))
         if st.button("Import", key=f"import_{n}", type="primary"):
             try:
                 mapping = intake.field_map(shape or "", chosen) if shape else None
                 dataset = datasets.import_file(store, path, fmt=None if fmt == "auto" else fmt, lenient=lenient,
                                                field_map=mapping, source=source)
             except ScarError as e:
-                st.error(str(e))
+                shared.error(str(e))
             else:
                 st.session_state["dataset"] = dataset.id
                 st.success(f"Imported dataset #{dataset.id}: {dataset.example_count} pairs from "
@@ -100,7 +100,7 @@ with library:
                 browse.rename_dataset(store, dataset.id, new_name)
                 st.rerun()
             except ScarError as e:
-                st.error(str(e))
+                shared.error(str(e))
         sure = st.checkbox("I want to delete this dataset with all its runs, labels and selections",
                            key=f"sure_{dataset.id}")
         if st.button("Delete dataset", disabled=not sure, key="delete_button"):

@@ -74,7 +74,7 @@ if st.button("Start scoring", type="primary", disabled=model is None, key="start
         st.session_state["run"] = run.id
         st.success(f"Started run {run.id}.")
     except ScarError as e:
-        st.error(str(e))
+        shared.error(str(e))
 
 
 @st.fragment(run_every=1.0)
@@ -123,4 +123,4 @@ else:
                 background.resume(store, next(r.job_id for r in resumable if r.id == pick))
                 st.rerun()
             except ScarError as e:
-                st.error(str(e))
+                shared.error(str(e))

@@ -10,6 +10,7 @@ import streamlit as st
 
 from db import datasets, rankers, runs
 from db.store import Store, open_store
+from scar_core.display import markdown_escape
 from scar_core.errors import ScarError
 
 log = logging.getLogger("scar_studio")
@@ -25,7 +26,7 @@ def store() -> Store:
     try:
         return _store()
     except ScarError as e:
-        st.error(str(e))
+        error(str(e))
         st.stop()
 
 
@@ -37,15 +38,20 @@ def ranker(location: str):
     return load_ranker(location)
 
 
+def error(message: str) -> None:
+    """Show a message that may quote data (file names, field values) as literal text."""
+    st.error(markdown_escape(message))
+
+
 def guarded(work: Callable[[], None]) -> None:
     """Run a page; user errors appear as a message, unexpected ones as a short message (traceback to the log)."""
     try:
         work()
     except ScarError as e:
-        st.error(str(e))
+        error(str(e))
     except Exception as e:  # never show a traceback in the page
         log.error("unexpected error\n%s", traceback.format_exc())
-        st.error(f"Unexpected error ({type(e).__name__}): {e}. Details are in the server log.")
+        error(f"Unexpected error ({type(e).__name__}): {e}. Details are in the server log.")
 
 
 def sidebar() -> None:
