@@ -6,6 +6,7 @@ import sys
 
 from tqdm import tqdm
 
+from scar_core.clean import DEDUP_MODES, DEFAULT_DEDUP, DEFAULT_LANG, CleanReport, clean
 from scar_core.errors import terminal_text
 from scar_core.example import Example
 from scar_core.load import LoadResult, load
@@ -27,6 +28,24 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: bf16 where the hardware supports it natively, else fp32")
     p.add_argument("--batch-size", type=int, default=64, help="most texts per encoder batch")
+
+
+def add_clean_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dedup", default=DEFAULT_DEDUP, choices=DEDUP_MODES,
+                   help="flag duplicates: near (MinHash near duplicates and exact copies, the default), "
+                        "exact (copies up to whitespace and case) or none")
+    p.add_argument("--lang", default=DEFAULT_LANG,
+                   help="flag pairs not in these languages: en (default), comma-separated ISO 639-1 codes "
+                        "such as en,de, or any (no check)")
+
+
+def clean_examples(args: argparse.Namespace, examples: list[Example], scores=None) -> CleanReport:
+    """Run the clean step with the command's --dedup/--lang and say what it flagged."""
+    report = clean(examples, dedup=args.dedup, lang=args.lang, scores=scores)
+    c = report.counts()
+    print(f"cleaning: {c['flagged']} of {c['rows']} pairs flagged ({c['exact_duplicates']} exact duplicates, "
+          f"{c['near_duplicates']} near duplicates, {c['language']} not in {args.lang})", file=sys.stderr)
+    return report
 
 
 def load_inputs(args: argparse.Namespace) -> tuple[list[LoadResult], list[Example]]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scar_core.cli.common import add_input_options, add_model_options, load_inputs, open_ranker, progress_bar
+import numpy as np
+
+from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
+                                  load_inputs, open_ranker, progress_bar)
 from scar_core.export import export, file_sha256
 from scar_core.score import resolve_device, resolve_precision, score_examples
 from scar_core.select import cut
@@ -22,28 +25,40 @@ def add(sub) -> None:
     p.add_argument("--format", default="alpaca", choices=["alpaca", "sharegpt", "messages", "prompt_completion"],
                    help="shape of the exported rows")
     p.add_argument("--with-scores", action="store_true", help="add a 'score' field to each exported row")
+    add_clean_options(p)
+    p.add_argument("--keep-flagged", action="store_true",
+                   help="rank flagged rows too (by default they are dropped before the cut; duplicates keep "
+                        "their best-scored member)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     results, examples = load_inputs(args)
+    report = clean_examples(args, examples)
+    todo = report.rows("all" if args.keep_flagged else "candidates")  # off-language rows are never scored
     ranker = open_ranker(args)
-    bar, update = progress_bar(len(examples))
+    bar, update = progress_bar(len(todo))
     with bar:
-        scores = score_examples(ranker, examples, device=args.device, precision=args.precision,
+        scores = score_examples(ranker, [examples[i] for i in todo], device=args.device, precision=args.precision,
                                 batch_size=args.batch_size, progress=update)
-    chosen = cut(scores.score, ratio=args.ratio, topk=args.topk, threshold=args.threshold)
-    kept = [examples[i] for i in chosen.kept]
+    score = np.full(len(examples), np.nan)
+    score[todo] = scores.score
+    report = report.ranked(score)
+    pool = todo if args.keep_flagged else report.rows("kept")
+    chosen = cut(score[pool], ratio=args.ratio, topk=args.topk, threshold=args.threshold)
+    rows = pool[chosen.kept]
+    kept = [examples[i] for i in rows]
     device = resolve_device(args.device)
     manifest = {
         "inputs": [{"path": r.path, "sha256": file_sha256(r.path), "format": r.format, "rows": r.rows,
                     "pairs": len(r.examples), "rejected": len(r.rejected)} for r in results],
         "ranker": {"model": str(args.model), "encoder": ranker.encoder_name, "weights_sha256": ranker.weights_hash},
         "device": str(device), "precision": str(resolve_precision(args.precision, device)).replace("torch.", ""),
-        "cut": chosen.params(), "pool_size": len(examples),
+        "cut": chosen.params(), "pool_size": len(pool),
+        "cleaning": {**report.summary(), "flagged_rows": "kept" if args.keep_flagged else "dropped"},
     }
-    out, side = export(args.out, kept, args.format, [scores.score[i] for i in chosen.kept] if args.with_scores
+    out, side = export(args.out, kept, args.format, score[rows] if args.with_scores
                        else None, manifest)
-    print(f"kept {len(kept)} of {len(examples)} pairs (lowest kept score {chosen.threshold}); "
+    print(f"kept {len(kept)} of {len(pool)} pairs (lowest kept score {chosen.threshold}); "
           f"wrote {out} and {side}", file=sys.stderr)
     return 0

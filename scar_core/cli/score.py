@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from scar_core.cli.common import add_input_options, add_model_options, load_inputs, open_ranker, progress_bar
+from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
+                                  load_inputs, open_ranker, progress_bar)
 from scar_core.diagnostics.report import example_table
 from scar_core.export import write_atomic
 from scar_core.score import score_examples
@@ -15,6 +16,7 @@ def add(sub) -> None:
     add_input_options(p)
     add_model_options(p)
     p.add_argument("--out", required=True, help="output JSONL path")
+    add_clean_options(p)
     p.set_defaults(run=run)
 
 
@@ -26,12 +28,13 @@ def run(args: argparse.Namespace) -> int:
         scores = score_examples(ranker, examples, device=args.device, precision=args.precision,
                                 batch_size=args.batch_size, progress=update)
     table = example_table(ranker, scores, [ex.response for ex in examples])
+    flags = clean_examples(args, examples, scores=scores.score).flags
     diagnostics = table.drop(columns="score").to_dict("records")
     lines = (json.dumps({"id": ex.id, "score": float(scores.score[i]), "source": ex.source,
                          "where": ex.meta.get("where"),
                          "truncated_instruction": bool(scores.truncated_instruction[i]),
                          "truncated_response": bool(scores.truncated_response[i]),
-                         **diagnostics[i]}) + "\n"
+                         **diagnostics[i], "flags": flags[i]}) + "\n"
              for i, ex in enumerate(examples))
     write_atomic(args.out, lines)
     return 0

