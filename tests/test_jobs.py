@@ -1,0 +1,196 @@
+"""Background scoring jobs with real worker processes: kill -9 and resume, cancel, cache hits,
+and several processes writing one SQLite file at once."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from db import datasets, jobs, open_store, runs
+from scar_core import jobs as workers
+from scar_core.jobs import submit_score
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def pairs_file(tmp_path) -> Path:
+    rng = random.Random(7)
+    path = tmp_path / "pairs.jsonl"
+    with path.open("w") as f:
+        for i in range(80):
+            words = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(rng.randint(1, 40)))
+            f.write(json.dumps({"instruction": f"Task {i}: explain {words[:30]}", "output": words}) + "\n")
+    return path
+
+
+def start(store, job_id: int) -> subprocess.Popen:
+    """A worker process we own (so the test can kill and reap it)."""
+    return subprocess.Popen([sys.executable, "-m", "scar_core", "worker", str(job_id), "--db", store.url],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_for(predicate, timeout: float = 120.0, every: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def integrity_ok(store) -> bool:
+    with store.engine.connect() as c:
+        return c.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_worker_killed_mid_run_resumes_without_duplicates(tmp_path, pairs_file, tiny_checkpoint, ranker):
+    store = open_store(str(tmp_path / "kill.db"))
+    ds = datasets.import_file(store, pairs_file)
+    run = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
+                       chunk_rows=2, launch=False)
+    total = ds.example_count
+    kill_points = sorted(random.Random(2024).sample(range(4, total - 8), 5))
+    seen = []
+    for point in kill_points:
+        worker = start(store, run.job_id)
+        wait_for(lambda: runs.count_done(store, run.id) >= point or worker.poll() is not None)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        done = runs.count_done(store, run.id)
+        assert done < total, "the worker finished before it could be killed"
+        seen.append(done)
+        assert jobs.mark_stale(store) == [run.job_id]
+        assert workers.resume(store, run.job_id, launch=False).status == "queued"
+    assert seen == sorted(seen) and seen[0] >= kill_points[0]
+    job = workers.run_job(store, run.job_id)  # the last resume runs in this process
+    assert (job.status, job.done, job.total) == ("done", total, total)
+    assert job.result["scored"] == total - seen[-1]  # the last worker scored only the missing rows
+    assert runs.get_run(store, run.id).status == "done"
+    ids, scores = runs.run_scores(store, run.id)
+    assert len(ids) == len(set(ids.tolist())) == total
+    # Same scores as scoring everything at once in memory.
+    from scar_core.score import score_examples
+
+    expected = score_examples(ranker, [datasets.to_core(e) for e in datasets.examples(store, ds.id, limit=total)],
+                              device="cpu", precision="fp32")
+    np.testing.assert_allclose(scores, expected.score, rtol=1e-4, atol=1e-5)
+    _, v_lf = runs.run_vectors(store, run.id, "lf")
+    np.testing.assert_allclose(v_lf, expected.v_lf, rtol=2e-3, atol=2e-3)  # stored as float16
+    assert integrity_ok(store)
+
+
+def test_cancel_stops_the_worker_and_keeps_finished_rows(tmp_path, pairs_file, tiny_checkpoint):
+    store = open_store(str(tmp_path / "cancel.db"))
+    ds = datasets.import_file(store, pairs_file)
+    run = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
+                       chunk_rows=1, launch=False)
+    worker = start(store, run.job_id)
+    wait_for(lambda: runs.count_done(store, run.id) >= 5)
+    asked = time.monotonic()
+    workers.cancel(store, run.job_id)
+    assert worker.wait(timeout=30) == 0
+    assert time.monotonic() - asked < 15
+    job = jobs.get_job(store, run.job_id)
+    assert job.status == "cancelled" and runs.get_run(store, run.id).status == "cancelled"
+    kept = runs.count_done(store, run.id)
+    assert 5 <= kept < ds.example_count and job.done == kept
+    # Resuming a cancelled run finishes it from where it stopped.
+    workers.resume(store, run.job_id, launch=False)
+    finished = workers.run_job(store, run.job_id)
+    assert finished.status == "done" and finished.result["scored"] == ds.example_count - kept
+    assert runs.count_done(store, run.id) == ds.example_count
+
+
+def test_unchanged_dataset_and_ranker_are_answered_from_the_store(tmp_path, pairs_file, tiny_checkpoint,
+                                                                    monkeypatch):
+    store = open_store(str(tmp_path / "cache.db"))
+    ds = datasets.import_file(store, pairs_file)
+    first = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
+    assert workers.run_job(store, first.job_id).status == "done"
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("a cached run must not load a model or start a worker")
+
+    monkeypatch.setattr(workers, "start_worker", no_model)
+    monkeypatch.setattr("scar_core.ranker.load_ranker", no_model)
+    started = time.perf_counter()
+    again = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32")
+    elapsed = time.perf_counter() - started
+    assert again.status == "done" and again.id != first.id
+    job = jobs.get_job(store, again.job_id)
+    assert job.result == {"scored": 0, "from_cache": ds.example_count} and job.done == ds.example_count
+    assert np.array_equal(runs.run_scores(store, again.id)[1], runs.run_scores(store, first.id)[1])
+    print(f"cache hit for {ds.example_count} rows answered in {elapsed:.3f} s")
+
+
+APP_SESSION = """
+import sys, time
+from db import labels, open_store, runs, selections
+store = open_store(sys.argv[1])
+run_id, name, until = int(sys.argv[2]), sys.argv[3], time.time() + float(sys.argv[4])
+ids = runs.run_scores(store, run_id)[0].tolist()
+n = 0
+while time.time() < until or n < 20:
+    example = ids[n % len(ids)]
+    labels.set_label(store, example, ("keep", "drop", "flag")[n % 3], name, note=f"pass {n}")
+    selections.save_selection(store, run_id, f"{name}-{n % 4}", "topk", {"topk": n}, ids[: n % 50])
+    runs.results_page(store, run_id, runs.ResultFilter(search="alpha"), limit=20)
+    n += 1
+print(n)
+"""
+
+
+def test_two_app_sessions_and_a_cli_job_share_one_sqlite_file(tmp_path, pairs_file, tiny_checkpoint):
+    db_path = tmp_path / "shared.db"
+    store = open_store(str(db_path))
+    ds = datasets.import_file(store, pairs_file)
+    seed = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="bf16", launch=False)
+    assert workers.run_job(store, seed.job_id).status == "done"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sessions = [subprocess.Popen([sys.executable, "-c", APP_SESSION, str(db_path), str(seed.id), name, "8"],
+                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for name in ("ana", "ben")]
+    out = tmp_path / "scores.jsonl"
+    cli = subprocess.run([sys.executable, "-m", "scar_core", "score", str(pairs_file), "--out", str(out),
+                          "--db", str(db_path), "--model", str(tiny_checkpoint), "--device", "cpu",
+                          "--precision", "fp32"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    for p in sessions:
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr.decode()
+        assert int(stdout) >= 20
+        assert b"locked" not in stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == ds.example_count and lines[0]["where"] == "line 1"
+    fp32 = [r for r in runs.list_runs(store, ds.id) if r.precision == "fp32"]
+    assert len(fp32) == 1 and fp32[0].status == "done"
+    np.testing.assert_allclose([line["score"] for line in lines], runs.run_scores(store, fp32[0].id)[1])
+    assert integrity_ok(store)
+
+
+def test_cli_score_with_db_matches_in_memory_scoring_and_reuses_the_store(tmp_path, pairs_file, tiny_checkpoint):
+    from scar_core.cli import main
+
+    db_path = tmp_path / "cli.db"
+    common = ["--model", str(tiny_checkpoint), "--device", "cpu", "--precision", "fp32"]
+    assert main(["score", str(pairs_file), "--out", str(tmp_path / "mem.jsonl"), *common]) == 0
+    assert main(["score", str(pairs_file), "--out", str(tmp_path / "db.jsonl"), "--db", str(db_path), *common]) == 0
+    assert main(["score", str(pairs_file), "--out", str(tmp_path / "again.jsonl"), "--db", str(db_path), *common]) == 0
+    mem, stored, again = ([json.loads(x) for x in (tmp_path / n).read_text().splitlines()]
+                          for n in ("mem.jsonl", "db.jsonl", "again.jsonl"))
+    assert [r["id"] for r in mem] == [r["id"] for r in stored] and stored == again
+    np.testing.assert_allclose([r["score"] for r in stored], [r["score"] for r in mem], rtol=1e-4, atol=1e-5)
+    store = open_store(str(db_path))
+    second = jobs.get_job(store, runs.list_runs(store)[0].job_id)
+    assert second.result == {"scored": 0, "from_cache": len(mem)}
+    assert len(datasets.list_datasets(store)) == 1
