@@ -57,6 +57,6 @@ def test_bad_file_and_bad_model_give_a_message_not_a_traceback(tmp_path, pool, t
     bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": 5}\n')
     proc = run("score", str(bad), "--out", str(tmp_path / "o.jsonl"), "--model", str(tiny_checkpoint))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "bad.jsonl, line 2: field 'output': expected text, got int" in proc.stderr
+    assert "bad.jsonl, line 2: field 'output': expected text, got a number" in proc.stderr
     proc = run("score", str(pool), "--out", str(tmp_path / "o.jsonl"), "--model", str(tmp_path / "nowhere"))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "not a ranker checkpoint" in proc.stderr
