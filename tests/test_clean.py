@@ -153,6 +153,12 @@ def test_report_rows_and_summary():
         clean(rows, dedup="fuzzy")
 
 
+def test_empty_and_wordless_inputs():
+    assert clean([]).counts()["rows"] == 0
+    rows = [pair("...", "!!!"), pair("...", "!!!"), pair("??", "!!")]  # no words to shingle
+    assert [f["kind"] for fl in clean(rows).flags for f in fl] == ["exact"]
+
+
 # --- language ---------------------------------------------------------------------------------
 
 MULTILINGUAL = {

@@ -7,8 +7,8 @@ permutations in one matrix operation, and `np.minimum.reduceat` takes each text'
 
 Banding uses the bands x rows that `datasketch.MinHashLSH` picks for the threshold, but buckets
 are found by sorting one 64-bit key per text and band instead of filling MinHashLSH's dict of
-sets: on 100k texts that index took about 1 GB and 25 s here, the sorted keys take 20 MB and a
-second. Each pair that shares a bucket is kept only if its estimated Jaccard similarity (the
+sets: for 100k signatures, inserting into and querying MinHashLSH took 26 s and about 0.9 GB on
+the development machine, the sorted keys 0.4 s of CPU and 20 MB. Each pair that shares a bucket is kept only if its estimated Jaccard similarity (the
 share of equal signature values) reaches the threshold; kept pairs are joined into clusters with
 scipy's connected components (the union-find of the pair graph).
 """
@@ -112,6 +112,8 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     paired with the bucket's first member. Shape (k, 2), unique, i < j."""
     empty = (sig == np.iinfo(np.uint32).max).all(axis=1)
     live = np.flatnonzero(~empty)
+    if len(live) < 2:
+        return np.empty((0, 2), dtype=np.int64)
     pairs = []
     with np.errstate(over="ignore"):
         for band in range(bands):
@@ -125,8 +127,6 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
             first = order[np.maximum.accumulate(np.where(new_bucket, np.arange(len(order)), 0))]
             member = ~new_bucket
             pairs.append(np.stack([live[first[member]], live[order[member]]], axis=1))
-    if not pairs:
-        return np.empty((0, 2), dtype=np.int64)
     found = np.concatenate(pairs).astype(np.int64)
     code = np.unique(found[:, 0] * len(sig) + found[:, 1])
     return np.stack([code // len(sig), code % len(sig)], axis=1)
