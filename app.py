@@ -8,6 +8,7 @@ from pages import shared
 PAGES = Path(__file__).resolve().parent / "pages"
 
 st.set_page_config(page_title="SCAR Studio", layout="wide")
+shared.sidebar()
 navigation = st.navigation([
     st.Page(PAGES / "datasets.py", title="Datasets", icon=":material/table_view:", default=True),
     st.Page(PAGES / "rank.py", title="Rank", icon=":material/sort:"),
@@ -15,5 +16,5 @@ navigation = st.navigation([
     st.Page(PAGES / "select.py", title="Select", icon=":material/filter_alt:"),
     st.Page(PAGES / "export.py", title="Export", icon=":material/download:"),
 ])
-shared.sidebar()
+
 shared.guarded(navigation.run)

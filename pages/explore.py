@@ -21,16 +21,16 @@ if done == 0:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def columns(run_id: int, rows: int) -> pd.DataFrame:
+def columns(url: str, run_id: int, rows: int) -> pd.DataFrame:
     return browse.run_columns(store, run_id)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def layout(run_id: int, space: str, version: int) -> dict:
+def layout(url: str, run_id: int, space: str, version: int) -> dict:
     return maps.map_points(store, run_id, space)
 
 
-table = columns(run.id, done)
+table = columns(store.url, run.id, done)
 table["label"] = table["example_id"].map(browse.run_labels(store, run.id))
 scores = table["score"].to_numpy()
 
@@ -62,7 +62,7 @@ else:
     in_selection = set(selections.get_selection(store, chosen_selection).example_ids) if chosen_selection else set()
     label_of = dict(zip(table["example_id"], table["label"]))
     for space, column in zip(("lf", "is"), st.columns(2)):
-        points = layout(run.id, space, map_state.id)
+        points = layout(store.url, run.id, space, map_state.id)
         ids = points["example_id"]
         if colour == "score":
             values, continuous = points["score"], True

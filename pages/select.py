@@ -15,11 +15,11 @@ if run is None:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def columns(run_id: int, rows: int) -> pd.DataFrame:
+def columns(url: str, run_id: int, rows: int) -> pd.DataFrame:
     return browse.run_columns(store, run_id)
 
 
-table = columns(run.id, runs.count_done(store, run.id))
+table = columns(store.url, run.id, runs.count_done(store, run.id))
 n = len(table)
 scores = table["score"].to_numpy()
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from db import datasets, rankers, runs
-from db.store import Store, open_store
+from db.store import Store, open_store, resolve_url
 from scar_core.display import markdown_escape
 from scar_core.errors import ScarError
 
@@ -17,14 +17,14 @@ log = logging.getLogger("scar_studio")
 
 
 @st.cache_resource(show_spinner=False)
-def _store() -> Store:
-    return open_store()
+def _store(url: str) -> Store:
+    return open_store(url)
 
 
 def store() -> Store:
     """The store named by $SCAR_DB_URL (default ./scar_studio.db), opened once per server."""
     try:
-        return _store()
+        return _store(resolve_url())
     except ScarError as e:
         error(str(e))
         st.stop()

@@ -1,0 +1,211 @@
+"""The app's main flow on every page, through streamlit's AppTest, against a fresh store per test and
+the tiny random ranker (scoring is real; only the model is small)."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from db import datasets, jobs, labels, maps, rankers, runs, selections
+from db.store import open_store
+from scar_core.jobs import run_job, submit_score
+from scar_core.map_job import submit_map
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+HOSTILE = ('<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> '
+           '[click](javascript:window.__pwned=3) ![x](http://evil.example.com/x.png) '
+           '\x1b[31mred\x1b[0m zero\u200bwidth \u202eevil')
+ROWS = [{"instruction": "Say hello", "output": HOSTILE, "source": "web"},
+        {"instruction": "What is 2+2?", "output": "2 + 2 = 4.", "source": "math"},
+        {"instruction": "Name a colour.", "output": "Blue is a colour of the sky.", "source": "web"},
+        {"instruction": "Give a greeting.", "output": "Good morning! I hope your day goes well.", "source": "chat"},
+        {"instruction": "Count to three.", "output": "One, two, three.", "source": "math"},
+        {"instruction": "Explain rain.", "output": "Rain is water falling from clouds when droplets grow heavy.",
+         "source": "chat"}]
+
+
+@pytest.fixture
+def data_file(tmp_path) -> Path:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS) + '{"bad": 1}\n')
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'studio.db'}"
+    monkeypatch.setenv("SCAR_DB_URL", url)
+    return open_store(url)
+
+
+@pytest.fixture
+def scored(store, data_file, tiny_checkpoint):
+    """A dataset scored by the tiny ranker in this process (the job code the worker runs)."""
+    dataset = datasets.import_file(store, data_file, lenient=True)
+    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    return runs.get_run(store, run.id)
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> list[str]:
+    """Element values; messages are markdown-escaped by the app, so the escapes are removed here."""
+    return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
+
+
+def test_datasets_preview_import_rename_delete(store, data_file):
+    at = app()
+    at.text_input(key="server_path").set_value(str(data_file)).run()
+    assert "Detected format: alpaca" in texts(at.text)
+    assert at.selectbox(key="map_0_output").value == "output"
+    at.button(key="import_0").click().run()
+    assert texts(at.success) == ["Imported dataset #1: 6 pairs from 7 rows, 1 rejected."]
+    stored = datasets.list_datasets(store)
+    assert [(d.example_count, len(d.rejected)) for d in stored] == [(6, 1)]
+    assert "line 7" in at.dataframe[-1].value["where"].tolist()  # the validation report of the library tab
+    at.text_input(key="rename_1").set_value("greetings")
+    at.button(key="rename_button").click().run()
+    assert datasets.get_dataset(store, 1).name == "greetings"
+    at.checkbox(key="sure_1").check().run()
+    at.button(key="delete_button").click().run()
+    assert datasets.list_datasets(store) == []
+    assert not at.exception
+
+
+def test_datasets_field_mapping_and_bad_file_message(store, tmp_path):
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text(json.dumps({"question": "Hi?", "answer": "Hello."}) + "\n")
+    at = app()
+    at.text_input(key="server_path").set_value(str(renamed)).run()
+    at.selectbox(key="fmt_0").set_value("alpaca").run()
+    at.selectbox(key="map_0_instruction").set_value("question")
+    at.selectbox(key="map_0_output").set_value("answer")
+    at.button(key="import_0").click().run()
+    assert datasets.list_datasets(store)[0].example_count == 1
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"instruction": "a", "output": ')
+    at.text_input(key="server_path").set_value(str(broken)).run()
+    at.checkbox(key="lenient_0").uncheck()
+    at.button(key="import_0").click().run()
+    assert any("broken.json" in e for e in texts(at.error)), texts(at.error)
+    assert not at.exception
+    assert len(datasets.list_datasets(store)) == 1  # the failed import stored nothing
+
+
+def test_rank_page_refuses_bad_choices_then_scores_in_background(store, data_file, tiny_checkpoint, tmp_path):
+    datasets.import_file(store, data_file, lenient=True)
+    at = app("rank")
+    at.radio(key="ranker_kind").set_value("checkpoint folder").run()
+    at.text_input(key="checkpoint_dir").set_value(str(tmp_path)).run()
+    at.button(key="start").click().run()
+    assert any("not a ranker checkpoint" in e for e in texts(at.error))
+    at.text_input(key="checkpoint_dir").set_value(str(tiny_checkpoint))
+    at.checkbox(key="do_clean").uncheck()
+    at.selectbox(key="device").set_value("cuda").run()
+    at.button(key="start").click().run()
+    if not torch.cuda.is_available():
+        assert any("CUDA" in e for e in texts(at.error))
+    at.selectbox(key="device").set_value("cpu").run()
+    at.button(key="start").click().run()
+    assert any(s.startswith("Started run") for s in texts(at.success)), texts(at.error)
+    run = runs.list_runs(store)[0]
+    deadline = time.time() + 180
+    while runs.get_run(store, run.id).status != "done" and time.time() < deadline:
+        time.sleep(1)
+    assert runs.get_run(store, run.id).status == "done", jobs.get_job(store, run.job_id).error
+    assert runs.count_done(store, run.id) == 6
+    at.run()
+    history = at.dataframe[-1].value
+    assert history.loc[0, "status"] == "done" and history.loc[0, "scored"] == "6/6"
+    assert not at.exception
+
+
+def test_explore_shows_data_inert_filters_and_labels(store, scored):
+    at = app("explore")
+    grid = at.dataframe[0].value
+    assert len(grid) == 6 and grid["score"].is_monotonic_decreasing
+    at.text_input(key="search").set_value("Say hello").run()
+    response = at.code[-1].value  # the example view shows the only match as literal text
+    assert response.startswith("<script>window.__pwned=1</script><img src=x onerror=")
+    assert "\\u202e" in response and "\u202e" not in response and "\x1b" not in response
+    at.text_input(key="search").set_value("colour").run()
+    assert at.dataframe[0].value["instruction"].tolist() == ["Name a colour."]
+    at.session_state["annotator"] = "ann"  # the sidebar name (AppTest drops the sidebar after switch_page)
+    at.radio(key="verdict").set_value("drop")
+    at.text_area(key="note").set_value("too short")
+    next(b for b in at.button if b.label == "Save label").click().run()
+    stored = labels.labels_for(store, [runs.results_page(store, scored.id, runs.ResultFilter(search="colour"))[0]
+                                       ["example_id"]])
+    assert [(x.label, x.note, x.annotator) for x in stored] == [("drop", "too short", "ann")]
+    assert not at.exception
+
+
+def test_explore_maps_from_a_stored_layout_filter_the_table(store, scored):
+    job = submit_map(store, scored.id, launch=False)
+    assert run_job(store, job.id).status == "done"
+    assert len(maps.map_points(store, scored.id, "is")["x"]) == 6
+    at = app("explore")
+    assert len(at.get("plotly_chart")) >= 2
+    ids = runs.run_scores(store, scored.id)[0][:2].tolist()
+    at.session_state["map_ids"] = ids
+    at.run()
+    assert len(at.dataframe[0].value) == 2
+    assert not at.exception
+
+
+def test_select_cut_overrides_and_save(store, scored):
+    ids, scores = runs.run_scores(store, scored.id)
+    best = int(ids[scores.argmax()])
+    labels.set_label(store, best, "drop", "ann")
+    at = app("select")
+    at.slider(key="ratio").set_value(0.5).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Kept"] == "2 of 6" and metrics["Overrides"] == "+0 / -1"
+    at.checkbox(key="use_labels").uncheck().run()
+    assert {m.label: m.value for m in at.metric}["Kept"] == "3 of 6"
+    at.text_input[0].set_value("half")
+    next(b for b in at.button if b.label == "Save selection").click().run()
+    saved = selections.list_selections(store, scored.id)
+    assert [(s.name, len(s.example_ids)) for s in saved] == [("half", 3)]
+    assert best in saved[0].example_ids and saved[0].params["threshold_score"] is not None
+    assert not at.exception
+
+
+def test_export_writes_best_first_with_manifest_inside_the_folder(store, scored, tmp_path):
+    ids, scores = runs.run_scores(store, scored.id)
+    order = ids[(-scores).argsort(kind="stable")][:3]
+    selections.save_selection(store, scored.id, "top", "ratio", {"rule": "ratio", "threshold_score": 0.1},
+                              order[::-1].tolist())
+    at = app("export")
+    at.radio(key="export_format").set_value("messages")
+    at.checkbox(key="with_scores").check()
+    at.text_input(key="export_folder").set_value(str(tmp_path / "out"))
+    at.text_input(key="export_name").set_value("../../escape")
+    next(b for b in at.button if b.label == "Write").click().run()
+    assert not texts(at.error) and not at.exception
+    written = tmp_path / "out" / "escape.jsonl"
+    lines = [json.loads(x) for x in written.read_text().splitlines()]
+    assert len(lines) == 3 and [x["score"] for x in lines] == sorted(scores.tolist(), reverse=True)[:3]
+    assert lines[0]["messages"][-1]["role"] == "assistant"
+    manifest = json.loads((tmp_path / "out" / "escape.jsonl.manifest.json").read_text())
+    ranker = rankers.get_ranker(store, scored.ranker_id)
+    assert manifest["input"]["sha256"] == datasets.get_dataset(store, scored.dataset_id).sha256
+    assert manifest["ranker"]["weights_sha256"] == ranker.weights_hash
+    assert manifest["rows"] == 3 and manifest["precision"] == "fp32" and manifest["device"] == "cpu"
+    assert manifest["threshold_score"] == 0.1 and len(manifest["selected_ids_sha256"]) == 64
+    assert {"versions", "cleaning", "cut"} <= set(manifest)
+    assert [e.path for e in selections.list_exports(store)] == [str(written)]
