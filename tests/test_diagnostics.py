@@ -200,3 +200,24 @@ def test_perplexity_ranks_fluent_below_word_salad(smollm2):
     np.testing.assert_allclose(measured.perplexity, np.exp(measured.nll))
     alone = measure_surprisal(pairs[:1], smollm2)  # batching with longer rows does not change a row's value
     assert alone.nll[0] == pytest.approx(measured.nll[0], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_surprisal_job_stores_values_and_skips_measured_rows(tmp_path, small_pool, tiny_checkpoint, smollm2,
+                                                           monkeypatch):
+    from db import datasets, open_store, runs
+    from scar_core import surprisal_job
+    from scar_core.jobs import run_job, submit_score
+
+    monkeypatch.setattr(surprisal_job, "load_language_model", lambda *a: smollm2)  # one load per session
+    store = open_store(str(tmp_path / "store.db"))
+    run = submit_score(store, datasets.import_file(store, small_pool).id, model=str(tiny_checkpoint),
+                       device="cpu", precision="fp32", launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    first = run_job(store, surprisal_job.submit_surprisal(store, run.id, sample=3, seed=1, launch=False).id)
+    assert first.status == "done" and first.result["measured"] == 3
+    stored = [r["diagnostics"]["surprisal"] for r in runs.results_with_diagnostics(store, run.id)
+              if (r["diagnostics"] or {}).get("surprisal")]
+    assert len(stored) == 3 and all(s["lm"] == "smollm2" and s["perplexity"] > 1 for s in stored)
+    again = run_job(store, surprisal_job.submit_surprisal(store, run.id, sample=3, seed=1, launch=False).id)
+    assert again.result == {"measured": 0, "already": 3, "lm": "smollm2"}
