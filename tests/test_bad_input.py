@@ -147,7 +147,7 @@ def _assert_one_paragraph_error(proc: subprocess.CompletedProcess, *expected: st
 
 
 @pytest.mark.parametrize("name", ["truncated_array.json", "really_a_zip.json", "no_header.csv", "latin1.json",
-                                  "duplicate_ids.jsonl", "deep_nesting.json"])
+                                  "duplicate_ids.jsonl"])
 def test_cli_refuses_bad_input_with_one_paragraph(tmp_path, tiny_checkpoint, name):
     path = CORPUS / name
     proc = _cli("score", str(path), "--out", str(tmp_path / "s.jsonl"), "--model", str(tiny_checkpoint))
