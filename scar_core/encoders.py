@@ -39,8 +39,8 @@ def load_encoder(name: str):
 
     where, local = resolve(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local)
-        model = AutoModel.from_pretrained(where, local_files_only=local)
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local, trust_remote_code=False)
+        model = AutoModel.from_pretrained(where, local_files_only=local, trust_remote_code=False)
     except OSError as e:
         hint = "" if local else " (hub models need a network connection the first time)"
         raise ScarError(f"could not load encoder '{name}'{hint}: {e}") from None

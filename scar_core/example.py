@@ -47,8 +47,11 @@ class Example:
         }
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # reused: ids are computed for every loaded row
+
+
 def content_id(instruction: str, response: str, context: list[dict] | None = None,
                system: str | None = None) -> str:
     """A stable id from the content alone, so scores can be reused across files and runs."""
-    payload = json.dumps([system or "", context or [], instruction, response], ensure_ascii=False)
+    payload = _ENCODER.encode([system or "", context or [], instruction, response])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]

@@ -44,6 +44,7 @@ def write_atomic(path: str | Path, lines: Iterable[str]) -> Path:
                 f.write(line)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; exports are ordinary readable files
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):

@@ -160,7 +160,8 @@ def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker
         cfg = dict(config["encoder_config"])
         enc_config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
         model = AutoModel.from_config(enc_config)
-        tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"), local_files_only=True,
+                                                  trust_remote_code=False)
     else:
         from scar_core.encoders import load_encoder
 
@@ -186,7 +187,8 @@ def _load_scar_tool(directory: Path, config: dict, encoder: str | None) -> Style
         raise ScarError(f"{weights}: refused to load ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     model, tokenizer = load_encoder(encoder or config["encoder_name"])
     if (directory / "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
+                                                  trust_remote_code=False)
     ranker = StyleRanker(model, tokenizer, config.get("hidden_dim"), config.get("linear_dim"),
                          encoder_name=encoder or config["encoder_name"])
     _load_state(ranker, state, weights, strict_encoder=any(k.startswith("encoder.") for k in state))
