@@ -133,8 +133,8 @@ def test_map_is_seeded_and_keeps_clusters_apart():
     assert first.method == "umap" and first.lf.shape == (60, 2) and np.isfinite(first.lf).all()
     np.testing.assert_array_equal(first.lf, again.lf)
     centre_a, centre_b = first.lf[:30].mean(0), first.lf[30:].mean(0)
-    closer_to_own = (np.linalg.norm(first.lf[:30] - centre_a, axis=1) < np.linalg.norm(first.lf[:30] - centre_b, axis=1))
-    assert closer_to_own.all()
+    to_a, to_b = (np.linalg.norm(first.lf[:30] - c, axis=1) for c in (centre_a, centre_b))
+    assert (to_a < to_b).all()
     tiny = style_map(lf[:5], lf[:5], seed=0)
     assert tiny.method == "pca" and tiny.is_.shape == (5, 2)
 
