@@ -51,6 +51,13 @@ def test_exact_duplicates_consider_conversation_context():
     assert clean([a, b], dedup="exact", lang="any").counts()["flagged"] == 0
 
 
+def test_turns_of_one_conversation_are_not_near_duplicates():
+    turns = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ANSWER}]
+    rows = [Example(instruction=QUESTION, response=ANSWER),
+            Example(instruction="Which gas do plants release?", response="Oxygen, split from water.", context=turns)]
+    assert clean(rows, dedup="near", lang="any").counts()["flagged"] == 0
+
+
 # --- near duplicates --------------------------------------------------------------------------
 
 def near_variants() -> list[Example]:

@@ -109,9 +109,11 @@ def clean(examples: Sequence[Example], dedup: str = DEFAULT_DEDUP, lang: str | S
     """Flag duplicates (`dedup`: "near", "exact" or "none") and pairs outside `lang`
     ("en", "en,de", a list of codes, or "any"/None for no language check).
 
-    Near duplicates: estimated Jaccard similarity >= `threshold` between the sets of word
-    `ngram`-grams of the whole pair (earlier turns, instruction, response; case-insensitive),
-    with `num_perm` MinHash permutations drawn from `seed`.
+    Exact duplicates: the same earlier turns, instruction and response up to whitespace, case
+    and Unicode form. Near duplicates: estimated Jaccard similarity >= `threshold` between the
+    sets of case-folded word `ngram`-grams of instruction and response, with `num_perm` MinHash
+    permutations drawn from `seed`; earlier turns are left out, or every later turn of a long
+    conversation would look like a copy of the turn before it.
     """
     if dedup not in DEDUP_MODES:
         raise ScarError(f"--dedup must be one of {', '.join(DEDUP_MODES)}, not {dedup!r}")
