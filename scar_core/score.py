@@ -1,10 +1,12 @@
 """Score step: run a StyleRanker over many pairs, fast on CPU and GPU.
 
-What makes it fast: rows are processed longest-first so batches hold texts of similar length
-(little padding), batches are sized by a token budget, each distinct instruction is encoded once,
-everything runs under `torch.inference_mode`, and bf16/fp16 autocast is available. Results come
-back in input order. `iter_scores` yields chunk by chunk so callers (background jobs) can commit
-as they go.
+What makes it fast (bench/throughput.py measures it against scar-tool): texts are encoded in
+length-sorted batches sized by a token budget, so padding is small; each distinct instruction
+is encoded once; everything runs under `torch.inference_mode`; with bf16/fp16 one autocast region
+spans all batches of a call, so the encoder weights are cast once, not once per batch. On CPU
+small batches (2k tokens) are as fast per token as big ones and waste less padding; GPUs get big
+ones. Results come back in input order. `iter_scores` yields chunk by chunk so callers
+(background jobs) can commit as they go.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from scar_core.example import Example
 from scar_core.ranker import StyleRanker
 
 Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
+
+# (most texts, most padded tokens) per encoder batch when the caller does not say.
+BATCH_DEFAULTS = {"cpu": (128, 2048), "cuda": (512, 65536)}
 
 
 @dataclass
@@ -90,9 +95,13 @@ def score_pairs(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
 
 def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Sequence[str], *,
                 left_truncate: Sequence[bool] | None = None, device: str = "auto",
-                precision: str = "fp32", batch_size: int = 64, token_budget: int = 16384,
+                precision: str = "fp32", batch_size: int | None = None, token_budget: int | None = None,
                 chunk_rows: int = 1024, progress: Progress | None = None) -> Iterator[Scores]:
-    """Yield Scores for chunks of rows, longest responses first; each chunk carries its `index`."""
+    """Yield Scores for chunks of rows, longest responses first; each chunk carries its `index`.
+
+    batch_size / token_budget cap the texts and the padded tokens of one encoder batch
+    (defaults per device in BATCH_DEFAULTS); on CUDA out-of-memory both are halved and scoring goes on.
+    """
     if len(instructions) != len(responses):
         raise ScarError(f"{len(instructions)} instructions but {len(responses)} responses")
     n = len(responses)
@@ -102,7 +111,8 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
     dtype = resolve_precision(precision, dev)
     left = list(left_truncate) if left_truncate is not None else [False] * n
     ranker.to(dev).eval()
-    encoder = _Encoder(ranker, dev, dtype, batch_size, token_budget)
+    rows_cap, tokens_cap = BATCH_DEFAULTS.get(dev.type, BATCH_DEFAULTS["cpu"])
+    encoder = _Encoder(ranker, dev, dtype, batch_size or rows_cap, token_budget or tokens_cap)
     resp_ids, resp_trunc = encoder.tokenize(list(responses), left=False)
     order = sorted(range(n), key=lambda i: len(resp_ids[i]), reverse=True)
     instr_cache: dict[tuple[str, bool], tuple[np.ndarray, bool]] = {}
@@ -163,34 +173,34 @@ class _Encoder:
         maxed = np.empty((len(ids), h), np.float32) if want_max else None
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         pos = 0
-        while pos < len(order):
-            longest = max(len(ids[order[pos]]), 1)
-            size = max(1, min(self.batch_size, self.token_budget // longest, len(order) - pos))
-            batch = order[pos:pos + size]
-            try:
-                p, m = self._forward([ids[i] for i in batch], want_max)
-            except torch.OutOfMemoryError:
-                if size == 1:
-                    raise ScarError("out of GPU memory even with a batch of one; use --device cpu") from None
-                torch.cuda.empty_cache()
-                self.batch_size = max(1, size // 2)
-                self.token_budget = max(1, self.token_budget // 2)
-                continue
-            pooled[batch] = p
-            if want_max:
-                maxed[batch] = m
-            pos += size
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
+                                                    enabled=self.dtype != torch.float32):
+            while pos < len(order):
+                longest = max(len(ids[order[pos]]), 1)
+                size = max(1, min(self.batch_size, self.token_budget // longest, len(order) - pos))
+                batch = order[pos:pos + size]
+                try:
+                    p, m = self._forward([ids[i] for i in batch], want_max)
+                except torch.OutOfMemoryError:
+                    if size == 1:
+                        raise ScarError("out of GPU memory even with a batch of one; use --device cpu") from None
+                    torch.cuda.empty_cache()
+                    self.batch_size = max(1, size // 2)
+                    self.token_budget = max(1, self.token_budget // 2)
+                    continue
+                pooled[batch] = p
+                if want_max:
+                    maxed[batch] = m
+                pos += size
         return pooled, maxed
 
     def _forward(self, batch: list[list[int]], want_max: bool):
+        """One padded batch through the encoder; runs inside encode's inference/autocast region."""
         width = max(len(x) for x in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, x in enumerate(batch):
             input_ids[row, :len(x)] = torch.tensor(x, dtype=torch.long)
             mask[row, :len(x)] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        autocast = self.dtype != torch.float32
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
-            pooled, maxed = self.ranker.embed(input_ids, mask)
+        pooled, maxed = self.ranker.embed(input_ids.to(self.device), mask.to(self.device))
         return pooled.float().cpu().numpy(), (maxed.float().cpu().numpy() if want_max else None)
