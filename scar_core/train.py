@@ -53,7 +53,7 @@ class TrainConfig:
     lora_rank: int = 8
     save_encoder: bool | None = None  # None: save the encoder unless it was frozen
     device: str = "auto"
-    encode_precision: str = "fp32"    # precision of the one-off encoding of a frozen encoder's cache
+    encode_precision: str = "auto"    # of the frozen encoder's one-off pass; auto = as scoring does (bf16 where native)
     encode_batch_size: int = 64
 
 
@@ -113,7 +113,7 @@ Callback = Callable[[TrainProgress], None]
 
 
 def encode_features(ranker: StyleRanker, rows: Sequence[TrainRow], device: str = "auto",
-                    precision: str = "fp32", batch_size: int = 64, progress: Callback | None = None) -> Features:
+                    precision: str = "auto", batch_size: int = 64, progress: Callback | None = None) -> Features:
     """Run the (frozen) encoder once over every distinct instruction and response of `rows`."""
     from scar_core.score import _Encoder, resolve_device, resolve_precision
 

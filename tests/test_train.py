@@ -10,7 +10,7 @@ import torch
 from scar_core.cli import main
 from scar_core.errors import InputError, ScarError
 from scar_core.evaluate import pairwise_report, score_rows
-from scar_core.ranker import load_ranker
+from scar_core.ranker import DEFAULT_DIR, load_ranker
 from scar_core.train import TrainConfig, scar_loss, train
 from scar_core.training_data import TrainRow, quality_allows, read_rows, training_pairs
 from tests.conftest import tiny_ranker
@@ -162,3 +162,16 @@ def test_train_command_reports_bad_data_without_traceback(tmp_path, capsys):
     assert main(["train", str(path), "--out", str(tmp_path / "m"), "--encoder", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "bad.jsonl, line 1: field 'direct_score'" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_default_ranker_is_head_only_and_loads_offline():
+    ranker = load_ranker("default")
+    config = json.loads((DEFAULT_DIR / "config.json").read_text())
+    assert config["includes_encoder"] is False and config["encoder"] == "minilm"
+    assert config["training"]["result"]["best_val_accuracy"] is not None
+    weights = sum(p.stat().st_size for p in DEFAULT_DIR.rglob("*") if p.is_file())
+    assert weights < 50 * 2**20
+    scores = score_rows(ranker, [TrainRow("What is 2 + 2?", {"human": "4", "direct": "2 + 2 equals 4."})],
+                        device="cpu", precision="fp32")
+    assert np.isfinite(scores["human"][0]) and np.isfinite(scores["direct"][0])

@@ -37,6 +37,8 @@ def add(sub) -> None:
     p.add_argument("--save-encoder", action="store_true",
                    help="store the encoder weights even when frozen (default: only when trained)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="precision of a frozen encoder's one-off pass (auto: as scoring, bf16 where native)")
     p.set_defaults(run=run)
 
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed, quality_mode=args.quality_mode, quality_min=args.quality_min,
                          quality_max=args.quality_max, freeze_encoder=args.freeze_encoder, adapters=args.adapters,
                          lora_rank=args.lora_rank, save_encoder=True if args.save_encoder else None,
-                         device=args.device)
+                         device=args.device, encode_precision=args.precision)
     ranker = new_ranker(args.encoder, linear_dim=args.linear_dim, seed=args.seed)
     metadata = {"data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
                 "sources": args.source, "exclude_sources": args.exclude_source, "rows": len(rows)}
