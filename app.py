@@ -10,11 +10,11 @@ PAGES = Path(__file__).resolve().parent / "pages"
 st.set_page_config(page_title="SCAR Studio", layout="wide")
 shared.sidebar()
 navigation = st.navigation([
-    st.Page(PAGES / "datasets.py", title="Datasets", icon=":material/table_view:", default=True),
-    st.Page(PAGES / "rank.py", title="Rank", icon=":material/sort:"),
-    st.Page(PAGES / "explore.py", title="Explore", icon=":material/travel_explore:"),
-    st.Page(PAGES / "select.py", title="Select", icon=":material/filter_alt:"),
-    st.Page(PAGES / "export.py", title="Export", icon=":material/download:"),
+    st.Page(PAGES / "datasets.py", title="Datasets", default=True),
+    st.Page(PAGES / "rank.py", title="Rank"),
+    st.Page(PAGES / "explore.py", title="Explore"),
+    st.Page(PAGES / "select.py", title="Select"),
+    st.Page(PAGES / "export.py", title="Export"),
 ])
 
 shared.guarded(navigation.run)

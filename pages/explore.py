@@ -59,6 +59,8 @@ elif map_state.status in ("queued", "running"):
         st.progress(job.done / job.total if job.total else 0.0, text=f"map job: {job.message or job.status}")
     map_progress()
 else:
+    st.caption(f"Maps stored by job {map_state.id} ({map_state.result.get('method', '?')}, "
+               f"{map_state.result.get('rows', '?')} rows). Draw a box or lasso on a map to filter the table.")
     in_selection = set(selections.get_selection(store, chosen_selection).example_ids) if chosen_selection else set()
     label_of = dict(zip(table["example_id"], table["label"]))
     for space, column in zip(("lf", "is"), st.columns(2)):

@@ -77,15 +77,24 @@ if st.button("Start scoring", type="primary", disabled=model is None, key="start
         shared.error(str(e))
 
 
-@st.fragment(run_every=1.0)
+def active_jobs() -> list:
+    """(run, job) of this dataset's queued or running scoring jobs."""
+    pairs = [(r, jobs.get_job(store, r.job_id)) for r in runs.list_runs(store, dataset_id) if r.job_id]
+    return [(r, j) for r, j in pairs if j and j.status in ("queued", "running")]
+
+
+@st.fragment(run_every=1.0 if active_jobs() else None)
 def progress() -> None:
-    """Live progress of this dataset's running jobs, with a cancel button each."""
-    active = [(r, jobs.get_job(store, r.job_id)) for r in runs.list_runs(store, dataset_id) if r.job_id]
-    active = [(r, j) for r, j in active if j and j.status in ("queued", "running")]
+    """Live progress of this dataset's running jobs, with a cancel button each (polls only while one runs)."""
+    active = active_jobs()
     watching = st.session_state.setdefault("watching", set())
     if watching - {j.id for _, j in active}:
         watching.clear()
         st.rerun()  # a job ended: refresh the history below
+    if not active:
+        latest = runs.list_runs(store, dataset_id)
+        st.text(f"No scoring job running. Latest run {latest[0].id}: {latest[0].status}." if latest
+                else "No scoring job running.")
     for run, job in active:
         watching.add(job.id)
         fraction = job.done / job.total if job.total else 0.0

@@ -68,13 +68,13 @@ def field_map(shape: str, chosen: dict[str, str]) -> dict[str, str] | None:
 
 
 def save_upload(folder: str | Path, name: str, data: bytes) -> Path:
-    """Store uploaded bytes under `folder` with a safe name prefixed by their hash, so uploads never clobber."""
+    """Store uploaded bytes as `folder/<content hash>/<safe name>`, so uploads never clobber each other."""
     suffix = Path(name).suffix.lower()
     if suffix not in SUFFIXES:
         raise InputError(name, f"unsupported file type '{suffix or '(none)'}'; expected one of {', '.join(SUFFIXES)}")
-    folder = Path(folder)
+    folder = Path(folder) / hashlib.sha256(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{hashlib.sha256(data).hexdigest()[:12]}-{safe_filename(name, suffix)}"
+    target = folder / safe_filename(name, suffix)
     if not target.exists():
         tmp = target.with_name(f".{target.name}.part")
         tmp.write_bytes(data)

@@ -1,0 +1,157 @@
+"""End to end in a real headless browser: upload, rank, explore, move the ratio slider, export, and check
+the downloaded JSONL; data carrying scripts, event handlers, javascript: links, remote images, ANSI
+escapes and bidi/zero-width characters must stay inert and make no request leave localhost.
+
+Needs Debian's chromium (`.ci/run` installs it); Playwright drives it (never `playwright install`).
+Screenshots of each page go to test-artifacts/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+PAYLOAD = ('<script>window.__pwned="script"</script><img src=x onerror="window.__pwned=\'img\'"> '
+           '<a href="javascript:window.__pwned=\'link\'">click</a> [md link](javascript:window.__pwned=\'md\') '
+           '![remote](http://evil.example.com/pixel.png) <img src="https://evil.example.com/i.png"> '
+           '\x1b[31mred\x1b[0m zero\u200bwidth \u202eevil override')
+ROWS = [{"instruction": "Say hello <script>alert('instruction')</script>", "output": PAYLOAD},
+        {"instruction": "What is 2+2?", "output": "2 + 2 = 4."},
+        {"instruction": "Name a colour.", "output": "Blue is a colour of the sky."},
+        {"instruction": "Give a greeting.", "output": "Good morning! I hope your day goes well."},
+        {"instruction": "Count to three.", "output": "One, two, three."},
+        {"instruction": "Explain rain.", "output": "Rain is water falling from clouds when droplets grow heavy."}]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`streamlit run app.py` on a free port with a fresh store; stopped by its process id."""
+    port = free_port()
+    env = {**os.environ, "SCAR_DB_URL": str(tmp_path / "studio.db"), "HF_HUB_OFFLINE": "1"}
+    log = open(tmp_path / "server.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                                "--server.port", str(port), "--server.address", "127.0.0.1",
+                                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=20)
+    log.close()
+
+
+def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoint):
+    from playwright.sync_api import expect, sync_playwright
+
+    data = tmp_path / "hostile.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    ARTIFACTS.mkdir(exist_ok=True)
+    hosts, dialogs = set(), []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(accept_downloads=True, viewport={"width": 1400, "height": 1800})
+        page.on("request", lambda r: hosts.add(urlparse(r.url).hostname))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.set_default_timeout(60_000)
+
+        def go(name: str, heading: str) -> None:
+            page.locator('[data-testid="stSidebarNav"] a', has_text=name).click()
+            page.get_by_role("heading", name=heading).wait_for()
+
+        def shot(name: str) -> None:
+            page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached")  # rerun finished
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+        page.goto(server)
+        page.get_by_role("heading", name="Datasets").wait_for()
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(data))
+        page.get_by_text("Detected format: alpaca").wait_for()
+        page.get_by_role("button", name="Import").click()
+        page.get_by_text("Imported dataset #1: 6 pairs").wait_for()
+        shot("1-datasets")
+
+        go("Rank", "Rank")
+        page.get_by_text("checkpoint folder", exact=True).click()
+        folder = page.get_by_label("Checkpoint folder on the server")
+        folder.fill(str(tiny_checkpoint))
+        folder.press("Enter")
+        page.get_by_role("button", name="Start scoring").click()
+        page.get_by_text("Started run 1.").wait_for(timeout=120_000)
+        page.get_by_text("Latest run 1: done.").wait_for(timeout=120_000)
+        shot("2-rank")
+
+        go("Explore", "Explore")
+        page.get_by_role("heading", name="Ranked examples").wait_for()
+        page.get_by_label("Search instruction and response").fill("Say hello")
+        page.get_by_label("Search instruction and response").press("Enter")
+        shown = page.locator('[data-testid="stCode"]', has_text="onerror")
+        expect(shown.first).to_contain_text('<script>window.__pwned="script"</script>')
+        expect(shown.first).to_contain_text("\\u202e")
+        page.get_by_role("button", name="Compute maps (UMAP of v_lf and v_is, stored for later visits)").click()
+        page.get_by_text("Draw a box or lasso on a map").wait_for(timeout=120_000)
+        page.get_by_text("Instructional surprisal (v_is)").wait_for()
+        shot("3-explore")
+
+        go("Select", "Select")
+        kept = page.locator('[data-testid="stMetric"]').first  # "Kept"
+        expect(kept).to_contain_text("2 of 6")
+        ratio = page.get_by_role("slider", name="Keep this ratio")
+        ratio.focus()
+        for _ in range(20):  # 0.30 -> 0.50 in steps of 0.01
+            page.keyboard.press("ArrowRight")
+        expect(ratio).to_have_value("0.5")
+        expect(kept).to_contain_text("3 of 6", timeout=30_000)
+        page.get_by_role("button", name="Save selection").click()
+        page.get_by_text("with 3 examples").wait_for()
+        shot("4-select")
+
+        go("Export", "Export")
+        page.get_by_role("button", name="Download JSONL").wait_for()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download JSONL").click()
+        path = tmp_path / download.value.suggested_filename
+        download.value.save_as(path)
+        page.get_by_role("heading", name="Export").wait_for()
+        shot("5-export")
+        pwned = page.evaluate("window.__pwned")
+        browser.close()
+
+    assert path.name == "hostile-ratio-0.5-alpaca.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(lines) == 3 and all(set(x) >= {"instruction", "output"} for x in lines)
+    source = {r["instruction"]: r["output"] for r in ROWS}
+    assert all(source[x["instruction"]] == x["output"] for x in lines)  # exported byte for byte, payload included
+    assert pwned is None and dialogs == []
+    assert hosts <= {"127.0.0.1", "localhost", None}, hosts
