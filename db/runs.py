@@ -188,15 +188,41 @@ def count_results(store: Store, run_id: int, where: ResultFilter | None = None) 
 
 
 def run_scores(store: Store, run_id: int, where: ResultFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(example ids int64, scores float32) of a run, in file order: two columns, cheap at 100k rows."""
-    query = (select(Result.example_id, Result.score).join(Example, Example.id == Result.example_id)
-             .where(and_(*_conditions(store, run_id, where))).order_by(Example.position))
+    """(example ids int64, scores float32) of a run, in file order: two columns, cheap at 100k rows.
+    (Example ids follow file order: a dataset's examples are inserted in order in one transaction.)"""
+    query = select(Result.example_id, Result.score).where(and_(*_conditions(store, run_id, where)))
+    if where is not None:
+        query = query.join(Example, Example.id == Result.example_id)
     with store.read() as s:
-        rows = s.execute(query).all()
+        rows = s.execute(query.order_by(Result.example_id)).all()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     scores = np.fromiter((r[1] for r in rows), dtype=np.float32, count=len(rows))
     return ids, scores
 
+
+def run_results(store: Store, run_id: int) -> dict[str, np.ndarray]:
+    """Every result of a run as arrays in file order: example_id, score, v_lf, v_is (float32, from the
+    stored float16), truncated_instruction, truncated_response. Read in keyset pages of 5000 rows."""
+    cols = (Result.example_id, Result.score, Result.v_lf, Result.v_is, Result.truncated_instruction,
+            Result.truncated_response)
+    rows: list = []
+    with store.read() as s:
+        while True:
+            query = select(*cols).where(Result.run_id == run_id).order_by(Result.example_id).limit(5000)
+            if rows:
+                query = query.where(Result.example_id > rows[-1][0])
+            page = s.execute(query).all()
+            if not page:
+                break
+            rows.extend(page)
+    width = len(unpack(rows[0][2])) if rows and rows[0][2] is not None else 0
+    vectors = {name: np.stack([unpack(r[k]) if r[k] is not None else np.full(width, np.nan, np.float32)
+                               for r in rows]) if rows else np.zeros((0, width), np.float32)
+               for name, k in (("v_lf", 2), ("v_is", 3))}
+    return {"example_id": np.array([r[0] for r in rows], dtype=np.int64),
+            "score": np.array([r[1] for r in rows], dtype=np.float32), **vectors,
+            "truncated_instruction": np.array([bool(r[4]) for r in rows], dtype=bool),
+            "truncated_response": np.array([bool(r[5]) for r in rows], dtype=bool)}
 
 def score_histogram(store: Store, run_id: int, bins: int = 50,
                     where: ResultFilter | None = None) -> tuple[np.ndarray, np.ndarray]:

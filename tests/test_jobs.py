@@ -189,6 +189,7 @@ def test_cli_score_with_db_matches_in_memory_scoring_and_reuses_the_store(tmp_pa
     mem, stored, again = ([json.loads(x) for x in (tmp_path / n).read_text().splitlines()]
                           for n in ("mem.jsonl", "db.jsonl", "again.jsonl"))
     assert [r["id"] for r in mem] == [r["id"] for r in stored] and stored == again
+    assert set(stored[0]) == set(mem[0])  # the same diagnostics and flags as in-memory scoring
     np.testing.assert_allclose([r["score"] for r in stored], [r["score"] for r in mem], rtol=1e-4, atol=1e-5)
     store = open_store(str(db_path))
     second = jobs.get_job(store, runs.list_runs(store)[0].job_id)

@@ -175,6 +175,10 @@ def test_scores_vectors_histogram_and_maps(store, dataset_file):
     assert counts.tolist() == [10, 10, 10, 10] and edges[0] == 0 and edges[-1] == 39
     v_ids, v = runs.run_vectors(store, run.id, "lf")
     assert v.shape == (40, 8) and np.allclose(v[:, 0], np.arange(40) / 10, atol=2e-3)
+    arrays = runs.run_results(store, run.id)
+    assert arrays["score"].tolist() == scores.tolist() and np.array_equal(arrays["example_id"], ids)
+    assert np.array_equal(arrays["v_lf"], v) and arrays["v_is"].shape == (40, 8)
+    assert not arrays["truncated_response"].any()
     s_ids, sample = runs.run_vectors(store, run.id, "is", sample=7, seed=3)
     assert sample.shape == (7, 8) and set(s_ids) <= set(ids)
     assert np.array_equal(s_ids, runs.run_vectors(store, run.id, "is", sample=7, seed=3)[0])

@@ -5,12 +5,14 @@ import argparse
 import json
 import os
 
+import numpy as np
+
 from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
                                   load_inputs, open_ranker, progress_bar)
 from scar_core.diagnostics.report import example_table
 from scar_core.errors import ScarError
 from scar_core.export import write_atomic
-from scar_core.score import score_examples
+from scar_core.score import Scores, score_examples
 
 
 def add(sub) -> None:
@@ -26,14 +28,13 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.db:
-        return run_stored(args)
-    _, examples = load_inputs(args)
+    results, examples = load_inputs(args)
     ranker = open_ranker(args)
     bar, update = progress_bar(len(examples))
     with bar:
-        scores = score_examples(ranker, examples, device=args.device, precision=args.precision,
-                                batch_size=args.batch_size, progress=update)
+        scores = (stored_scores(args, results, update) if args.db else
+                  score_examples(ranker, examples, device=args.device, precision=args.precision,
+                                 batch_size=args.batch_size, progress=update))
     table = example_table(ranker, scores, [ex.response for ex in examples])
     flags = clean_examples(args, examples, scores=scores.score).flags
     diagnostics = table.drop(columns="score").to_dict("records")
@@ -47,40 +48,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_stored(args: argparse.Namespace) -> int:
-    """Score through the store as a job: committed chunk by chunk, resumable, answered from cache."""
+def stored_scores(args: argparse.Namespace, results: list, update) -> Scores:
+    """Score through the store as jobs (one run per input file), committed chunk by chunk, resumable and
+    answered from stored scores where the content, weights and precision match; Scores in input order."""
     from db import datasets, jobs, open_store, runs
     from scar_core.jobs import run_job, submit_score
 
     store = open_store(args.db)
-    results, examples = load_inputs(args)
     params = {"fmt": args.input_format, "lenient": args.lenient, "field_map": None, "source": None}
-    run_ids = []
-    bar, update = progress_bar(len(examples))
-    with bar:
-        for result in results:
-            dataset = datasets.import_result(store, result, params)
-            run = submit_score(store, dataset.id, model=args.model, encoder=args.encoder, device=args.device,
-                               precision=args.precision, batch_size=args.batch_size, launch=False)
-            base = bar.n
-            job = jobs.get_job(store, run.job_id)
-            if job.status != "done":
-                job = run_job(store, run.job_id, progress=lambda done, total, rate: update(base + done, 0, rate))
-            if job.status != "done":
-                raise ScarError(f"scoring job {job.id} ended {job.status}: {job.error or ''}".rstrip(": "))
-            update(base + job.total, 0, 0.0)
-            run_ids.append(run.id)
-
-    def stored_rows():
-        for run_id in run_ids:
-            for offset in range(0, runs.count_done(store, run_id), 5000):
-                yield from runs.results_page(store, run_id, sort="position", offset=offset, limit=5000)
-
-    flags = iter(clean_examples(args, examples, scores=[row["score"] for row in stored_rows()]).flags)
-    lines = (json.dumps({"id": row["content_id"], "score": row["score"], "source": row["source"],
-                         "where": (row["meta"] or {}).get("where"),
-                         "truncated_instruction": bool(row["truncated_instruction"]),
-                         "truncated_response": bool(row["truncated_response"]), "flags": next(flags)}) + "\n"
-             for row in stored_rows())
-    write_atomic(args.out, lines)
-    return 0
+    parts, base = [], 0
+    for result in results:
+        dataset = datasets.import_result(store, result, params)
+        run = submit_score(store, dataset.id, model=args.model, encoder=args.encoder, device=args.device,
+                           precision=args.precision, batch_size=args.batch_size, launch=False)
+        job = jobs.get_job(store, run.job_id)
+        if job.status != "done":
+            job = run_job(store, run.job_id,
+                          progress=lambda done, _total, rate, base=base: update(base + done, 0, rate))
+        if job.status != "done":
+            raise ScarError(f"scoring job {job.id} ended {job.status}: {job.error or ''}".rstrip(": "))
+        base += job.total
+        update(base, 0, 0.0)
+        parts.append(runs.run_results(store, run.id))
+    fields = ("score", "v_lf", "v_is", "truncated_instruction", "truncated_response")
+    return Scores(**{f: np.concatenate([p[f] for p in parts]) for f in fields})
