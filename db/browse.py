@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.engine import make_url
 
 from db.models import Dataset, Example, Label, Result
@@ -55,13 +55,16 @@ def run_columns(store: Store, run_id: int) -> pd.DataFrame:
     """One row per scored example in file order: example_id, score, lf/is contributions, source,
     response words, flags (cleaning flag names joined by ', '), label (latest of any annotator)."""
     query = (select(Result.example_id, Result.score, Result.lf_contribution, Result.is_contribution,
-                    Example.source, words(Example.response).label("words"), Example.flags)
+                    Example.source, words(Example.response).label("words"))
              .join(Example, Example.id == Result.example_id)
              .where(Result.run_id == run_id).order_by(Example.position))
+    flagged = (select(Result.example_id, Example.flags).join(Example, Example.id == Result.example_id)
+               .where(Result.run_id == run_id, func.length(cast(Example.flags, String)) > 2))
     with store.read() as s:
         frame = pd.DataFrame(s.execute(query).all(), columns=["example_id", "score", "lf_contribution",
-                                                              "is_contribution", "source", "words", "flags"])
-    frame["flags"] = [", ".join(sorted(f)) if f else "" for f in frame["flags"]]
+                                                              "is_contribution", "source", "words"])
+        names = {example_id: ", ".join(sorted(flags)) for example_id, flags in s.execute(flagged) if flags}
+    frame["flags"] = frame["example_id"].map(names).fillna("")
     latest = run_labels(store, run_id)
     frame["label"] = frame["example_id"].map(latest).astype(object)
     frame["label"] = frame["label"].where(frame["label"].notna(), None)

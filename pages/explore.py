@@ -20,17 +20,12 @@ if done == 0:
     st.stop()
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def columns(url: str, run_id: int, rows: int) -> pd.DataFrame:
-    return browse.run_columns(store, run_id)
-
-
 @st.cache_data(max_entries=8, show_spinner=False)
 def layout(url: str, run_id: int, space: str, version: int) -> dict:
     return maps.map_points(store, run_id, space)
 
 
-table = columns(store.url, run.id, done)
+table = shared.run_table(store, run.id)
 table["label"] = table["example_id"].map(browse.run_labels(store, run.id))
 scores = table["score"].to_numpy()
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from db import browse, runs, selections
+from db import browse, selections
 from pages import shared
 from scar_core import plots
 from scar_core.curate import curate, split_stats
@@ -14,12 +14,7 @@ if run is None:
     st.stop()
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def columns(url: str, run_id: int, rows: int) -> pd.DataFrame:
-    return browse.run_columns(store, run_id)
-
-
-table = columns(store.url, run.id, runs.count_done(store, run.id))
+table = shared.run_table(store, run.id)
 n = len(table)
 scores = table["score"].to_numpy()
 
