@@ -15,6 +15,7 @@ navigation = st.navigation([
     st.Page(PAGES / "explore.py", title="Explore"),
     st.Page(PAGES / "select.py", title="Select"),
     st.Page(PAGES / "export.py", title="Export"),
+    st.Page(PAGES / "train.py", title="Train"),
 ])
 
 shared.guarded(navigation.run)

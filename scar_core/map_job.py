@@ -29,12 +29,19 @@ def submit_map(store: Store, run_id: int, seed: int = 0, launch: bool = True) ->
         raise ScarError(f"run {run_id} is {run.status}; maps need a finished run")
     job = jobs.create_job(store, "map", {"run_id": run_id, "seed": seed})
     if launch:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(background.ROOT),
-                                                                        os.environ.get("PYTHONPATH")]))}
-        subprocess.Popen([sys.executable, "-m", "scar_core.map_job", str(job.id), "--db", store.url],
-                         cwd=str(background.ROOT), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+        start_worker(store, job.id, __name__)
     return job
+
+
+def start_worker(store: Store, job_id: int, module: str) -> int:
+    """Start `python -m MODULE JOB_ID --db URL` in its own session (a job kind the generic worker
+    does not import); returns its pid."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(background.ROOT),
+                                                                    os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-m", module, str(job_id), "--db", store.url],
+                               cwd=str(background.ROOT), env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return process.pid
 
 
 def latest_map_job(store: Store, run_id: int) -> Job | None:

@@ -14,18 +14,14 @@ import numpy as np
 import plotly.graph_objects as go
 
 KEPT, DROPPED = "#2e7d32", "#9e9e9e"
-MAX_POINTS = 20_000
+MAX_POINTS = 10_000
 
 
-def sample(n: int, max_points: int = MAX_POINTS, seed: int = 0, keep: np.ndarray | None = None) -> np.ndarray:
-    """Sorted positions of at most `max_points` of `n` rows (seeded); positions in `keep` always stay."""
+def sample(n: int, max_points: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
+    """Sorted positions of at most `max_points` of `n` rows (a seeded random sample)."""
     if n <= max_points:
         return np.arange(n)
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(n, size=max_points, replace=False)
-    if keep is not None and len(keep):
-        chosen = np.union1d(chosen, np.asarray(keep, dtype=np.int64))
-    return np.sort(chosen)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 300) -> go.Figure:

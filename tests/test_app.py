@@ -209,3 +209,29 @@ def test_export_writes_best_first_with_manifest_inside_the_folder(store, scored,
     assert manifest["threshold_score"] == 0.1 and len(manifest["selected_ids_sha256"]) == 64
     assert {"versions", "cleaning", "cut"} <= set(manifest)
     assert [e.path for e in selections.list_exports(store)] == [str(written)]
+
+
+@pytest.mark.slow
+def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path):
+    rows = [{"instruction": f"Explain topic {i}.", "human": f"dunno {i}",
+             "referenced": f"Topic {i} explained in a clear, complete sentence.",
+             "direct": f"Topic {i}:\n1. A first point.\n2. A second point.", "source": "t"} for i in range(20)]
+    data = tmp_path / "training.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    at = app("train")
+    at.radio(key="train_source").set_value("a training file on the server").run()
+    at.text_input(key="train_file").set_value(str(data))
+    at.number_input(key="train_epochs").set_value(2).run()
+    at.button(key="start_train").click().run()
+    assert any(s.startswith("Started training job") for s in texts(at.success)), texts(at.error)
+    job = jobs.list_jobs(store, "train")[0]
+    deadline = time.time() + 300
+    while jobs.get_job(store, job.id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(1)
+    job = jobs.get_job(store, job.id)
+    assert job.status == "done", job.error
+    assert [h["epoch"] for h in job.params["history"]] == [1, 2]
+    at.run()
+    assert any("Best epoch" in s for s in texts(at.success)) and at.get("plotly_chart")
+    trained = [r for r in rankers.list_rankers(store) if r.id == job.result["ranker_id"]]
+    assert trained and Path(trained[0].location).is_dir()

@@ -1,0 +1,139 @@
+"""The train job: human pairs of a stored dataset -> synthesised and judged training rows
+(scar_core.synth) -> a trained ranker (scar_core.train), in a worker process, registered in the
+store so the Rank page offers it.
+
+Phases report progress on the job ("generate", "judge", "encode", "train") and each finished
+epoch's loss and validation pairwise accuracy go into the job's params as `history`, so the app
+can draw the curves while training runs. Synthesis calls are cached on disk next to the output,
+so resuming a job sends only the calls that never finished. The job kind "train" is registered in
+`scar_core.jobs.KINDS` when this module is imported; the worker runs as
+`python -m scar_core.train_job JOB_ID --db URL`.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from db import datasets, jobs, rankers
+from db.models import Job
+from db.store import Store, open_store
+from scar_core import jobs as background
+from scar_core.errors import ScarError
+from scar_core.map_job import start_worker
+
+background.KINDS.setdefault("train", "scar_core.train_job:run_train")
+
+
+def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, training_file: str | None = None,
+                 backend: str = "local", model: str | None = None, base_url: str | None = None,
+                 limit: int = 200, judge: bool = True, encoder: str = "minilm", epochs: int = 3,
+                 freeze_encoder: bool = True, device: str = "auto", launch: bool = True) -> Job:
+    """Queue a train job: synthesise from `dataset_id` (first `limit` pairs) or use `training_file`."""
+    if (dataset_id is None) == (training_file is None):
+        raise ScarError("give either a dataset to synthesise from or an existing training file")
+    if training_file is not None and not Path(training_file).is_file():
+        raise ScarError(f"{training_file}: no such file")
+    if dataset_id is not None and datasets.get_dataset(store, dataset_id) is None:
+        raise ScarError(f"no dataset {dataset_id} in the store")
+    if backend == "openai" and not base_url:
+        raise ScarError("the openai back end needs a base URL, e.g. http://127.0.0.1:8000/v1")
+    from scar_core.score import resolve_device
+
+    resolve_device(device)
+    params = {"out": str(Path(out).expanduser().resolve()), "dataset_id": dataset_id, "training_file": training_file,
+              "backend": backend, "model": model, "base_url": base_url, "limit": int(limit), "judge": judge,
+              "encoder": encoder, "epochs": int(epochs), "freeze_encoder": freeze_encoder, "device": device,
+              "history": []}
+    job = jobs.create_job(store, "train", params)
+    if launch:
+        start_worker(store, job.id, __name__)
+    return job
+
+
+def resume(store: Store, job_id: int) -> Job:
+    """Queue an interrupted, failed or cancelled train job again; cached synthesis calls are reused."""
+    jobs.mark_stale(store)
+    job = jobs.reset_for_resume(store, job_id)
+    if job.status == "queued":
+        start_worker(store, job_id, __name__)
+    return jobs.get_job(store, job_id)
+
+
+def run_train(store: Store, job: Job, beat: background.Beat) -> None:
+    """Worker body: synthesise (unless a training file was given), train, save and register the ranker."""
+    from scar_core.ranker import new_ranker
+    from scar_core.train import TrainConfig, TrainProgress, train
+    from scar_core.training_data import read_rows
+
+    p = job.params
+    out = Path(p["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(p["training_file"]) if p.get("training_file") else _synthesise(store, job, beat, out)
+    rows = read_rows([data])
+    history: list[dict] = []
+
+    def show(t: TrainProgress) -> None:
+        if beat.cancel_requested:
+            raise background.Cancelled
+        if t.phase == "epoch":
+            history.append({"epoch": t.epoch, "loss": t.loss, "val_accuracy": t.val_accuracy})
+            jobs.set_params(store, job.id, history=history)
+        elif t.step % 5 == 0 or t.step == t.steps:
+            what = "encoding texts" if t.phase == "encode" else f"training, epoch {t.epoch}/{t.epochs}"
+            store.transact(lambda s: jobs.report(s, job.id, t.step, t.steps, None, what))
+
+    ranker = new_ranker(p["encoder"])
+    config = TrainConfig(epochs=p["epochs"], freeze_encoder=p["freeze_encoder"], device=p["device"])
+    result = train(ranker, rows, config, out=out / "ranker", progress=show,
+                   metadata={"data": str(data), "job": job.id})
+    registered = rankers.register_ranker(store, out.name, str(result.out), ranker.weights_hash, ranker.encoder_name,
+                                         recipe={"data": str(data), "epochs": p["epochs"],
+                                                 "freeze_encoder": p["freeze_encoder"]},
+                                         metrics={"best_epoch": result.best_epoch,
+                                                  "best_val_accuracy": result.best_val_accuracy})
+    beat.result = {**result.summary(), "ranker_id": registered.id}
+
+
+def _synthesise(store: Store, job: Job, beat: background.Beat, out: Path) -> Path:
+    """Write training rows for the dataset's first `limit` pairs; returns the JSONL path."""
+    from scar_core.synth.pipeline import SynthProgress, synthesize
+
+    p = job.params
+    pairs = [datasets.to_core(row) for row in datasets.examples(store, p["dataset_id"], 0, p["limit"])]
+    if not pairs:
+        raise ScarError(f"dataset {p['dataset_id']} has no pairs to synthesise from")
+    store.transact(lambda s: jobs.report(s, job.id, 0, 2 * len(pairs), None, "loading the language model"))
+    if p["backend"] == "openai":
+        from scar_core.synth.openai_backend import OpenAIBackend
+
+        client = OpenAIBackend(p["base_url"], p["model"] or "default")
+    else:
+        from scar_core.synth.local_backend import LocalBackend
+
+        client = LocalBackend(p["model"], device=p["device"])
+
+    def show(s: SynthProgress) -> None:
+        if beat.cancel_requested:
+            raise background.Cancelled
+        store.transact(lambda session: jobs.report(session, job.id, s.done, s.total, None,
+                                                   f"{s.phase}: {s.done}/{s.total} calls ({s.cached} cached)"))
+
+    target = out / "training.jsonl"
+    try:
+        synthesize(pairs, client, target, judge=p["judge"], progress=show)
+    finally:
+        client.close()
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="run one train job from the store (started by the app)")
+    parser.add_argument("job_id", type=int)
+    parser.add_argument("--db", help="database URL or SQLite path (default: $SCAR_DB_URL)")
+    args = parser.parse_args(argv)
+    job = background.run_job(open_store(args.db), args.job_id)
+    return 0 if job.status in ("done", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

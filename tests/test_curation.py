@@ -1,0 +1,85 @@
+"""The app's helpers in scar_core: cuts with quotas and overrides, safe export names, inert text,
+file previews and uploads."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from scar_core.curate import curate, rank_and_percentile, split_stats
+from scar_core.display import markdown_escape, snippet, visible
+from scar_core.errors import ScarError
+from scar_core.export import export_target, safe_filename
+from scar_core.intake import field_map, preview, save_upload
+from scar_core.select import cut
+
+SCORES = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
+SOURCES = np.array(["a", "a", "a", "b", "b", "c"], dtype=object)
+
+
+def test_plain_cut_matches_select_cut():
+    for rule, value in (("ratio", 0.5), ("topk", 4), ("threshold", 2.5)):
+        assert curate(SCORES, rule, value).kept.tolist() == cut(SCORES, **{rule: value}).kept.tolist()
+
+
+def test_quotas_cap_a_source_and_fill_from_the_others():
+    chosen = curate(SCORES, "topk", 3, SOURCES, {"a": 1})
+    assert chosen.kept.tolist() == [0, 3, 4] and chosen.quota_skipped == 2
+    assert chosen.threshold == 1.0
+
+
+def test_labels_force_rows_in_and_out_and_are_counted():
+    labels = np.array(["drop", None, None, None, "keep", "flag"], dtype=object)
+    chosen = curate(SCORES, "ratio", 0.5, labels=labels)
+    assert chosen.kept.tolist() == [1, 2, 4]
+    assert (chosen.forced_in, chosen.forced_out) == (1, 1)
+    assert chosen.params()["overrides"] == {"forced_in": 1, "forced_out": 1}
+
+
+def test_bad_rules_are_refused():
+    for rule, value in (("ratio", 0.0), ("topk", 1.5), ("threshold", float("nan")), ("best", 1)):
+        with pytest.raises(ScarError):
+            curate(SCORES, rule, value)
+
+
+def test_rank_percentile_and_split_stats():
+    assert rank_and_percentile(SCORES, [5.0, 0.5]) == [(1, 100.0), (6, 100 / 6)]
+    table = split_stats(np.array([True, False, True]), np.array([10, 20, 30]))
+    assert table.loc["kept", "rows"] == 2 and table.loc["kept", "response words"] == 40
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("../../etc/passwd", "passwd.jsonl"), ("..", "export.jsonl"), ("a\\b/c.jsonl", "c.jsonl"),
+    ("\u202egnp.jsonl", "gnp.jsonl"), ("zero\u200bwidth", "zerowidth.jsonl"), (".hidden", "hidden.jsonl"),
+    ("résumé data", "r_sum_data.jsonl")])
+def test_export_names_are_sanitised(name, expected, tmp_path):
+    assert safe_filename(name) == expected
+    assert export_target(tmp_path, name).parent == tmp_path.resolve()
+
+
+def test_text_from_data_is_made_visible_and_markdown_inert():
+    hostile = "a\u200bb \u202eevil \x1b[31mred ![x](http://evil/x.png) <b>hi</b>"
+    shown = visible(hostile)
+    assert "\u200b" not in shown and "\u202e" not in shown and "\x1b" not in shown and "\\u202e" in shown
+    escaped = markdown_escape(hostile)
+    assert "](" not in escaped and "<b>" not in escaped and "\\!\\[x\\]" in escaped
+    assert snippet("line one\nline two " + "x" * 300, 20).endswith("…") and "\n" not in snippet("a\nb")
+
+
+def test_preview_reads_only_the_first_rows_and_maps_fields(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"question": f"q{i}", "answer": "a"}) + "\n" for i in range(50)) + "{bad\n")
+    seen = preview(path, limit=5)
+    assert len(seen.rows) == 5 and seen.detected is None and seen.fields == ["question", "answer"]
+    assert field_map("alpaca", {"instruction": "question", "output": "answer", "input": ""}) == \
+        {"instruction": "question", "output": "answer"}
+    assert field_map("alpaca", {"instruction": "instruction"}) is None
+
+
+def test_uploads_are_kept_under_a_content_folder_with_a_safe_name(tmp_path):
+    first = save_upload(tmp_path, "../../x.jsonl", b'{"instruction": "a", "output": "b"}\n')
+    assert first.is_relative_to(tmp_path) and first.name == "x.jsonl"
+    assert save_upload(tmp_path, "x.jsonl", b"other\n") != first
+    with pytest.raises(ScarError):
+        save_upload(tmp_path, "x.exe", b"MZ")
