@@ -82,11 +82,15 @@ def fill_from_cache(store: Store, run_id: int) -> int:
     matched by content id; returns how many rows were copied. No model is loaded."""
     def work(session: Session) -> int:
         run = session.get(Run, run_id)
-        prev, prev_ex, prev_run, src = aliased(Result), aliased(Example), aliased(Run), aliased(Result)
+        earlier = list(session.scalars(select(Run.id).where(Run.ranker_id == run.ranker_id, Run.id != run_id,
+                                                            Run.precision == run.precision)))
+        if not earlier:
+            return 0
+        prev, prev_ex, src = aliased(Result), aliased(Example), aliased(Result)
+        # Look results up by content id, then example; `run_id + 0` keeps SQLite from scanning a whole
+        # earlier run through the run_id index for every example instead.
         source_id = (select(func.min(prev.id)).join(prev_ex, prev_ex.id == prev.example_id)
-                     .join(prev_run, prev_run.id == prev.run_id)
-                     .where(prev_ex.content_id == Example.content_id, prev_run.ranker_id == run.ranker_id,
-                            prev_run.precision == run.precision, prev_run.id != run.id)
+                     .where(prev_ex.content_id == Example.content_id, (prev.run_id + 0).in_(earlier))
                      .scalar_subquery())
         rows = (select(literal(run_id), Example.id, *[getattr(src, c) for c in COPIED])
                 .select_from(Example).join(src, src.id == source_id)
