@@ -1,0 +1,95 @@
+"""The app's heavy steps at pool scale: the map job and the Select page on a synthetic scored store.
+
+    python bench/scale.py [--rows 100000] [--db URL]   (default: a fresh SQLite file in a temp folder)
+
+Builds a store with one scored run of --rows examples whose v_lf / v_is vectors (384-d) come from
+a mixture of clusters, so UMAP sees structure. Times the map job's steps (read both vector sets,
+project them, store both layouts), the Explore page's reads of the stored map, and the Select
+page's cut (all scores, cut by ratio, store the selection). Prints one line per step with its
+wall-clock time and the machine's load average. The paged Explore queries are timed by
+bench/store.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from db import datasets, maps, open_store, rankers, runs, selections  # noqa: E402
+from scar_core.map import style_map  # noqa: E402
+from scar_core.select import cut  # noqa: E402
+
+
+def timed(what: str, work):
+    start = time.perf_counter()
+    value = work()
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{what:<52} {time.perf_counter() - start:8.2f} s   [load {load}]", flush=True)
+    return value
+
+
+def build_store(store, rows: int, folder: Path, rng: np.random.Generator) -> int:
+    """A dataset of `rows` short pairs and one run with scores and clustered vectors; the run id."""
+    path = folder / "pairs.jsonl"
+    with path.open("w") as f:
+        for i in range(rows):
+            f.write(json.dumps({"instruction": f"Question {i}", "output": f"Answer {i} " * int(rng.integers(1, 30)),
+                                "source": f"src{i % 5}"}) + "\n")
+    dataset = datasets.import_file(store, path)
+    ranker = rankers.register_ranker(store, "bench", "/bench", "0" * 64, "bench")
+    run = runs.create_run(store, dataset.id, ranker.id, "cpu", "fp32")
+    todo = runs.missing_examples(store, run.id)
+    centers = rng.standard_normal((2, 20, 384)) * 3
+    for lo in range(0, len(todo), 2000):
+        part = todo[lo:lo + 2000]
+        cluster = rng.integers(0, 20, (2, len(part)))
+        lf = centers[0][cluster[0]] + rng.standard_normal((len(part), 384))
+        is_ = centers[1][cluster[1]] + rng.standard_normal((len(part), 384))
+        scores = cluster[0] * 0.1 + rng.normal(size=len(part))
+        result = [{"example_id": e.id, "score": float(s), "v_lf": runs.pack(a.astype(np.float32)),
+                   "v_is": runs.pack(b.astype(np.float32))} for e, s, a, b in zip(part, scores, lf, is_)]
+        with store.write() as session:
+            runs.add_results(session, run.id, result)
+    return run.id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--db", help="store URL or path (default: a new SQLite file)")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="scar-scale-bench-"))
+    store = open_store(args.db or str(folder / "scale.db"))
+    rng = np.random.default_rng(0)
+    run_id = timed(f"build store: {args.rows} scored rows with 2 x 384-d vectors",
+                   lambda: build_store(store, args.rows, folder, rng))
+
+    print("map job")
+    ids, v_lf = timed("  run_vectors lf", lambda: runs.run_vectors(store, run_id, "lf"))
+    _, v_is = timed("  run_vectors is", lambda: runs.run_vectors(store, run_id, "is"))
+    layout = timed("  style_map (PCA 50 + kNN + UMAP, both spaces)", lambda: style_map(v_lf, v_is))
+    timed("  save_map, both spaces", lambda: (maps.save_map(store, run_id, "lf", ids, layout.lf),
+                                               maps.save_map(store, run_id, "is", ids, layout.is_)))
+    print(f"  (method {layout.method}; the first UMAP call in a process includes numba's compilation)")
+
+    print("Explore page")
+    points = timed("  map_points lf (the stored layout with scores)", lambda: maps.map_points(store, run_id, "lf"))
+    assert len(points["x"]) == args.rows
+
+    print("Select page")
+    ids, scores = timed("  run_scores (every score)", lambda: runs.run_scores(store, run_id))
+    chosen = timed("  cut, best 30%", lambda: cut(scores, ratio=0.3))
+    timed("  save_selection", lambda: selections.save_selection(
+        store, run_id, "best 30%", chosen.rule, chosen.params(), ids[chosen.kept]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""Scoring throughput of this project's engine against scar-tool's own `score_pairs`.
+
+    python bench/throughput.py [--pool FILE ...] [--limit N] [--device cpu|cuda|auto] [--threads T]
+
+Both sides score the same pairs with the same weights: one scar-tool checkpoint (bundled MiniLM,
+seeded head) is written by scar-tool and loaded by each. scar-tool scores in input order in
+batches of 32 (its defaults); this engine scores in fp32, then in reduced precision (bf16 on CPUs
+with AVX-512-BF16 or AMX, bf16/fp16 on GPUs). The pool is a deterministic sample (--limit, --seed)
+of the given files: the whole default pools (22.7k pairs) take scar-tool over an hour on 2 cores.
+The methods take turns segment by segment, so load from other processes falls on all alike; on a
+busy shared machine use --threads 1 (two OpenMP threads stall whenever one is descheduled).
+
+Prints pairs/s (wall-clock and per CPU-second), the ratio, score agreement, model FLOPs per pair
+and the fraction of a measured matmul peak; on CUDA also peak memory, utilisation and the largest
+batch of 512-token texts that fits. The last line is one JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from scar_core.encoders import bundled_encoder_path  # noqa: E402
+from scar_core.load import load  # noqa: E402
+from scar_core.ranker import load_ranker  # noqa: E402
+from scar_core.score import resolve_device, resolve_precision, score_pairs  # noqa: E402
+
+POOLS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pools"
+DEFAULT_POOLS = [POOLS / "sharegpt_6k.sharegpt.jsonl", POOLS / "dolly_2k.alpaca.json"]
+REF_BATCH = 32
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pool", nargs="+", type=Path, default=DEFAULT_POOLS, help="pool files (any loadable format)")
+    ap.add_argument("--limit", type=int, default=480,
+                    help="pairs to sample from the pools (default 480: about 4 minutes on an idle 2-core machine); 0 = all")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the sample and of the ranker head")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: every core)")
+    ap.add_argument("--segments", type=int, default=4,
+                    help="the methods take turns on this many segments of the pool (fair under shared load)")
+    ap.add_argument("--skip-reference", action="store_true", help="time only this engine")
+    args = ap.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    instructions, responses = sample_pool(args.pool, args.limit, args.seed)
+    n = len(responses)
+    print(f"pool: {n} pairs from {', '.join(p.name for p in args.pool)} (seed {args.seed})")
+    print(f"machine: {machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"load average {load_average()}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = write_scar_tool_checkpoint(Path(tmp), args.seed)
+        ours_model = load_ranker(checkpoint, encoder="minilm")
+        tokens = token_counts(ours_model, instructions, responses)
+        flops = pair_flops(ours_model.encoder.config, tokens)
+        print(f"tokens per pair (after truncation to 512): instruction mean {tokens[0].mean():.0f}, "
+              f"response mean {tokens[1].mean():.0f}; {sum(t.sum() for t in tokens) / n:.0f} total")
+        print(f"model FLOPs per pair: {flops / 1e9:.2f} GFLOP (encoder on both texts, unpadded)")
+        methods = {} if args.skip_reference else {"ref": reference_scorer(checkpoint, device)}
+    lowp = resolve_precision("auto", device)
+    lowp_name = {torch.float32: None, torch.bfloat16: "bf16", torch.float16: "fp16"}[lowp]
+    methods["fp32"] = engine_scorer(ours_model, device, "fp32")
+    if lowp_name:
+        methods[lowp_name] = engine_scorer(ours_model, device, lowp_name)
+    runs = time_interleaved(methods, instructions, responses, device, args.segments)
+
+    result: dict = {"pairs": n, "device": str(device), "threads": torch.get_num_threads(),
+                    "gflop_per_pair": round(flops / 1e9, 3)}
+    fp32 = runs["fp32"]
+    result["ours_pairs_per_s"] = round(fp32.rate, 2)
+    if "ref" in runs:
+        ref = runs["ref"]
+        diff = float(np.abs(fp32.scores - ref.scores).max())
+        result.update(ref_pairs_per_s=round(ref.rate, 2), ratio=round(fp32.rate / ref.rate, 2),
+                      max_abs_diff_fp32=diff, spearman_fp32=spearman(fp32.scores, ref.scores),
+                      ratio_cpu_time=round(ref.cpu_s / fp32.cpu_s, 2))
+        print(f"ratio (this engine fp32 / scar-tool): {fp32.rate / ref.rate:.2f}x wall-clock, "
+              f"{ref.cpu_s / fp32.cpu_s:.2f}x in process CPU time; max |score difference| {diff:.2e}")
+    if lowp_name:
+        low = runs[lowp_name]
+        rho = spearman(low.scores, fp32.scores)
+        result.update(lowp=lowp_name, lowp_pairs_per_s=round(low.rate, 2), spearman_lowp=rho,
+                      max_abs_diff_lowp=float(np.abs(low.scores - fp32.scores).max()),
+                      lowp_speedup_over_fp32=round(low.rate / fp32.rate, 2))
+        if "ref" in runs:
+            result["ratio_lowp"] = round(low.rate / runs["ref"].rate, 2)
+        print(f"{lowp_name}: {low.rate / fp32.rate:.2f}x the fp32 path; Spearman vs fp32 {rho:.5f}")
+    else:
+        result["spearman_lowp"] = None
+        print("reduced precision: not supported natively on this device, skipped")
+
+    peaks = measure_peak(device)
+    result["peak_gflops"] = {k: round(v / 1e9, 1) for k, v in peaks.items()}
+    for name, run in runs.items():
+        dtype = "fp32" if name == "ref" else name
+        frac = flops * run.rate / peaks[dtype]
+        result[f"peak_fraction_{name}"] = round(frac, 3)
+        line = (f"{name}: {flops * run.rate / 1e9:.1f} GFLOP/s = {100 * frac:.1f}% of the {dtype} peak "
+                f"{peaks[dtype] / 1e9:.0f} GFLOP/s")
+        if device.type == "cpu":  # per CPU-second: what a core achieves while it runs, robust to shared load
+            per_core = flops * run.pairs / run.cpu_s / (peaks[dtype] / torch.get_num_threads())
+            result[f"core_fraction_{name}"] = round(per_core, 3)
+            line += f"; {100 * per_core:.1f}% of one core's peak per CPU-second"
+        print(line)
+    if device.type == "cuda":
+        gpu = {name: {k: v for k, v in run.gpu.items() if k != "samples"} for name, run in runs.items()}
+        gpu["max_batch_512_tokens"] = largest_batch(ours_model, device)
+        result["gpu"] = gpu
+        print(f"GPU: {gpu}")
+    result["load_average"] = load_average()
+    print(json.dumps(result))
+
+
+def sample_pool(paths: list[Path], limit: int, seed: int) -> tuple[list[str], list[str]]:
+    """Instructions (with conversation context) and responses of a seeded sample, in file order."""
+    examples = []
+    for path in paths:
+        loaded = load(path, lenient=True)
+        examples += loaded.examples
+        print(f"{path.name}: {len(loaded.examples)} pairs, {len(loaded.rejected)} rejected rows")
+    if limit and limit < len(examples):
+        keep = np.sort(np.random.default_rng(seed).choice(len(examples), limit, replace=False))
+        examples = [examples[i] for i in keep]
+    if len(examples) % REF_BATCH == 1:  # scar-tool's score_pairs fails on a final batch of one pair
+        examples = examples[:-1]
+    return [e.ranker_instruction() for e in examples], [e.response for e in examples]
+
+
+def write_scar_tool_checkpoint(directory: Path, seed: int) -> Path:
+    """A scar-tool StyleRanker (bundled MiniLM, seeded head) saved with scar-tool's own save_pretrained."""
+    from style_ranker.ranker.config import StyleRankerConfig
+    from style_ranker.ranker.model import StyleRanker
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    encoder = str(bundled_encoder_path())
+    StyleRanker(StyleRankerConfig(encoder_name=encoder, hidden_dim=384, linear_dim=384)).save_pretrained(str(directory))
+    AutoTokenizer.from_pretrained(encoder).save_pretrained(str(directory))
+    return directory
+
+
+def reference_scorer(checkpoint: Path, device: torch.device):
+    """scar-tool's own load_ranker + score_pairs (batch 32, input order), as its users run them."""
+    from style_ranker.rank import load_ranker as tool_load
+    from style_ranker.rank import score_pairs as tool_score
+
+    model, tokenizer = tool_load(str(checkpoint), device=str(device))
+    return lambda ins, res: np.asarray(
+        tool_score(model, tokenizer, ins, res, batch_size=REF_BATCH, device=str(device)), dtype=np.float32)
+
+
+def engine_scorer(ranker, device: torch.device, precision: str):
+    return lambda ins, res: score_pairs(ranker, ins, res, device=str(device), precision=precision).score
+
+
+@dataclass
+class Run:
+    scores: np.ndarray
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    pairs: int = 0
+    gpu: dict = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.pairs / self.wall_s
+
+
+def time_interleaved(methods: dict, instructions: list[str], responses: list[str], device: torch.device,
+                     segments: int) -> dict[str, Run]:
+    """Score the pool segment by segment, each method in turn on every segment, so that load from
+    other processes on a shared machine falls on all methods alike. Wall and process CPU time."""
+    n = len(responses)
+    step = -(-n // max(1, segments) // REF_BATCH) * REF_BATCH  # whole scar-tool batches per segment
+    runs = {name: Run(np.empty(n, np.float32)) for name in methods}
+    for name, scorer in methods.items():
+        scorer(instructions[:2], responses[:2])  # warm-up: kernels, caches, lazy imports
+    for lo in range(0, n, step):
+        ins, res = instructions[lo:lo + step], responses[lo:lo + step]
+        for name, scorer in methods.items():
+            sync(device)
+            with GpuSampler(device) as sampler:
+                wall, cpu = time.perf_counter(), time.process_time()
+                runs[name].scores[lo:lo + len(res)] = scorer(ins, res)
+                sync(device)
+                runs[name].wall_s += time.perf_counter() - wall
+                runs[name].cpu_s += time.process_time() - cpu
+            runs[name].pairs += len(res)
+            runs[name].gpu = sampler.figures(runs[name].gpu)
+        print(f"  pairs {lo}-{lo + len(res)}: " + ", ".join(
+            f"{k} {r.rate:.2f} pairs/s" for k, r in runs.items()) + f"   [load {load_average()}]", flush=True)
+    for name, run in runs.items():
+        print(f"{name}: {run.rate:.2f} pairs/s wall-clock, {run.pairs / run.cpu_s:.2f} pairs per CPU-second")
+    return runs
+
+
+def token_counts(ranker, instructions: list[str], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    tok, limit = ranker.tokenizer, ranker.max_length
+    return tuple(np.array([len(x) for x in tok(texts, truncation=True, max_length=limit)["input_ids"]])
+                 for texts in (instructions, responses))
+
+
+def pair_flops(config, tokens: tuple[np.ndarray, np.ndarray]) -> float:
+    """Mean forward FLOPs per pair of a BERT-style encoder over the real (unpadded) lengths.
+
+    Per layer and text of s tokens: projections 8*s*H^2, feed-forward 4*s*H*I, attention 4*s^2*H;
+    plus the pooler (2*H^2). The ranker head (a few 2H x L matmuls) is negligible and left out.
+    """
+    h, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    s = np.concatenate(tokens).astype(np.float64)
+    per_text = layers * (s * (8 * h * h + 4 * h * inter) + 4 * s * s * h) + 2 * h * h
+    return float(per_text.sum() / len(tokens[0]))
+
+
+def measure_peak(device: torch.device) -> dict[str, float]:
+    """Peak FLOP/s per dtype from the best of 5 large square matmuls: an achievable peak, not the
+    datasheet one. On CPU one thread is timed in process CPU time (other processes on a shared
+    machine do not distort it) and multiplied by the thread count; on GPU, wall-clock time."""
+    dtypes = {"fp32": torch.float32}
+    low = resolve_precision("auto", device)
+    if low != torch.float32:
+        dtypes[{torch.bfloat16: "bf16", torch.float16: "fp16"}[low]] = low
+    n = 8192 if device.type == "cuda" else 2048
+    threads = torch.get_num_threads()
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
+    scale = 1 if device.type == "cuda" else threads
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    peaks = {}
+    for name, dtype in dtypes.items():
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        best = float("inf")
+        for _ in range(5):
+            sync(device)
+            start = clock()
+            a @ b
+            sync(device)
+            best = min(best, clock() - start)
+        peaks[name] = scale * 2 * n ** 3 / best
+    torch.set_num_threads(threads)
+    how = "wall-clock" if device.type == "cuda" else f"1 thread in CPU time x {threads} threads"
+    print(f"peak: best of 5 {n}x{n} matmuls, {how}: " +
+          ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    return peaks
+
+
+def largest_batch(ranker, device: torch.device) -> int:
+    """Largest batch of 512-token texts one encoder forward fits in GPU memory (doubling search)."""
+    size, fits = 32, 0
+    while size <= 65536:
+        ids = torch.ones((size, ranker.max_length), dtype=torch.long, device=device)
+        try:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=resolve_precision("auto", device)):
+                ranker.embed(ids, torch.ones_like(ids))
+            fits, size = size, size * 2
+        except torch.OutOfMemoryError:
+            break
+        finally:
+            del ids
+            torch.cuda.empty_cache()
+    return fits
+
+
+class GpuSampler:
+    """Samples GPU utilisation (percent) every 0.2 s while a run is timed; a no-op on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.samples, self.stop = device, [], threading.Event()
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.stop.set()
+            self.thread.join()
+
+    def _sample(self):
+        while not self.stop.wait(0.2):
+            try:
+                self.samples.append(torch.cuda.utilization(self.device))
+            except Exception:  # needs pynvml / NVML; report what we have
+                return
+
+    def figures(self, before: dict) -> dict:
+        """These figures merged with those of earlier segments (`before`)."""
+        if self.device.type != "cuda":
+            return {}
+        samples = before.get("samples", []) + self.samples
+        memory = max(before.get("peak_memory_gib", 0.0), torch.cuda.max_memory_allocated(self.device) / 2 ** 30)
+        return {"samples": samples, "peak_memory_gib": round(memory, 2),
+                "util_mean_pct": round(float(np.mean(samples)), 1) if samples else None,
+                "util_max_pct": max(samples) if samples else None}
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(spearmanr(a, b).statistic)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "CPU"
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()
