@@ -31,7 +31,8 @@ else:
 t1, t2, t3, t4 = st.columns(4)
 encoder = t1.text_input("Encoder to start from", "minilm", key="train_encoder")
 epochs = t2.number_input("Epochs", 1, 50, 3, key="train_epochs")
-freeze = t3.checkbox("Freeze the encoder (train the head only; fast on CPU)", value=True, key="train_freeze")
+freeze = t3.checkbox("Freeze the encoder", value=True, key="train_freeze",
+                     help="train the head only on cached encoder outputs: fast on a CPU")
 device = t4.selectbox("Device", ["auto", "cpu", "cuda"], key="train_device")
 out = st.text_input("Output folder name", "my-ranker", key="train_out")
 

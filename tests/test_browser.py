@@ -145,6 +145,9 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
         download.value.save_as(path)
         page.get_by_role("heading", name="Export").wait_for()
         shot("5-export")
+        go("Train", "Train a ranker")
+        page.get_by_role("button", name="Start training").wait_for()
+        shot("6-train")
         pwned = page.evaluate("window.__pwned")
         browser.close()
 
