@@ -75,18 +75,21 @@ class StyleRanker(nn.Module):
         score, v_is = self.head(e_i, e_r, v_lf)
         return RankerOutput(score, v_lf, v_is)
 
-    def save(self, directory: str | Path, include_encoder: bool = True, extra: dict | None = None) -> Path:
+    def save(self, directory: str | Path, include_encoder: bool = True, extra: dict | None = None,
+             dtype: torch.dtype | None = None) -> Path:
         """Write `config.json`, `model.safetensors` and the tokenizer.
 
         With include_encoder=False only the head is stored and the encoder is loaded from
         `encoder_name` (useful when the encoder was frozen and is available offline).
+        `dtype` (e.g. torch.float16) stores floating-point weights in that type, halving the file;
+        loading casts them back to fp32.
         """
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
-                 if include_encoder or not k.startswith("encoder.")}
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+                 for k, v in self.state_dict().items() if include_encoder or not k.startswith("encoder.")}
         config = {"format": FORMAT, "version": 1, "encoder": self.encoder_name,
                   "hidden_dim": self.hidden_dim, "linear_dim": self.linear_dim,
                   "max_length": self.max_length, "includes_encoder": include_encoder,

@@ -55,6 +55,9 @@ class TrainConfig:
     device: str = "auto"
     encode_precision: str = "auto"    # of the frozen encoder's one-off pass; auto = as scoring does (bf16 where native)
     encode_batch_size: int = 64
+    max_length: int | None = None     # token limit of texts while training the encoder live (None: the ranker's)
+    train_precision: str = "fp32"     # "bf16": autocast the live encoder's passes (a CPU with native bf16 runs 3x faster)
+    save_precision: str = "fp32"      # "fp16": store the checkpoint's weights in half precision (half the size)
 
 
 @dataclass
@@ -227,7 +230,7 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
         for lo in range(0, len(order), config.batch_size):
             batch = [train_idx[k] for k in order[lo:lo + config.batch_size]]
             outputs = (_cached_outputs(ranker, features, batch, device) if cached
-                       else _live_outputs(ranker, [rows[i] for i in batch], device))
+                       else _live_outputs(ranker, [rows[i] for i in batch], device, config))
             loss = scar_loss(outputs, [selected[i] for i in batch], config)
             step += 1
             if loss is not None:
@@ -254,7 +257,8 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
     if out is not None:
         include = config.save_encoder if config.save_encoder is not None else not config.freeze_encoder
         extra = {"training": {"config": asdict(config), "result": result.summary(), **(metadata or {})}}
-        result.out = ranker.save(out, include_encoder=include, extra=extra)
+        dtype = torch.float16 if config.save_precision == "fp16" else None
+        result.out = ranker.save(out, include_encoder=include, extra=extra, dtype=dtype)
     return result
 
 
@@ -265,6 +269,12 @@ def _check(config: TrainConfig) -> None:
         raise ScarError(f"validation ratio must be in [0, 1), got {config.val_ratio}")
     if config.adapters not in (None, "lora"):
         raise ScarError(f"unknown adapters '{config.adapters}'; the only kind is 'lora'")
+    if config.train_precision not in ("fp32", "bf16"):
+        raise ScarError(f"training precision must be fp32 or bf16, got '{config.train_precision}'")
+    if config.save_precision not in ("fp32", "fp16"):
+        raise ScarError(f"save precision must be fp32 or fp16, got '{config.save_precision}'")
+    if config.max_length is not None and config.max_length < 8:
+        raise ScarError(f"max length must be at least 8 tokens, got {config.max_length}")
     if config.adapters and config.freeze_encoder:
         raise ScarError("choose either a frozen encoder or adapters, not both")
     training_pairs(TrainRow("x", {}), config.quality_mode)  # validates the mode name
@@ -307,15 +317,19 @@ def _cached_outputs(ranker: StyleRanker, features: Features, batch: list[int], d
     return outputs
 
 
-def _live_outputs(ranker: StyleRanker, rows: list[TrainRow], device) -> dict:
-    e_i, _ = _embed(ranker, [r.instruction for r in rows], device)
+def _live_outputs(ranker: StyleRanker, rows: list[TrainRow], device, config: TrainConfig) -> dict:
+    dtype = torch.bfloat16 if config.train_precision == "bf16" else None
+    with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+        e_i, _ = _embed(ranker, [r.instruction for r in rows], device, config.max_length)
     outputs = {}
     for role in ROLES:
         have = [j for j, r in enumerate(rows) if role in r.responses]
         if not have:
             continue
-        e_r, v_lf = _embed(ranker, [rows[j].responses[role] for j in have], device)
-        score, v_is = ranker.head(e_i[have], e_r, v_lf)
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            e_r, v_lf = _embed(ranker, [rows[j].responses[role] for j in have], device, config.max_length)
+            score, v_is = ranker.head(e_i[have], e_r, v_lf)
+        score, v_is, v_lf = score.float(), v_is.float(), v_lf.float()
         idx = torch.as_tensor(have, dtype=torch.long, device=device)
         n, h = len(rows), ranker.hidden_dim
         outputs[role] = (score.new_zeros(n).index_copy(0, idx, score),
@@ -324,8 +338,9 @@ def _live_outputs(ranker: StyleRanker, rows: list[TrainRow], device) -> dict:
     return outputs
 
 
-def _embed(ranker: StyleRanker, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-    limit = min(ranker.max_length, getattr(ranker.encoder.config, "max_position_embeddings", 512))
+def _embed(ranker: StyleRanker, texts: list[str], device,
+           max_length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    limit = min(max_length or ranker.max_length, getattr(ranker.encoder.config, "max_position_embeddings", 512))
     enc = ranker.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
     return ranker.embed(enc["input_ids"].to(device), enc["attention_mask"].to(device))
 

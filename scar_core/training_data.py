@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scar_core.errors import InputError, ScarError
+from scar_core.formats.reader import utf8_problem
 
 ROLES = ("human", "referenced", "direct")
 # SCAR's ordered pairs (more consistent style first): direct > referenced > human.
@@ -53,8 +54,12 @@ def read_rows(paths: Sequence[str | Path], sources: Sequence[str] = (),
         path = Path(path)
         if not path.is_file():
             raise ScarError(f"{path}: no such file")
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:  # decoded per line, so a bad byte is reported with its line; a leading BOM is allowed
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise InputError(path, utf8_problem(raw, e), f"line {number}") from None
                 if line.strip():
                     rows.append(parse_row(line, path, number))
     if sources:

@@ -53,13 +53,33 @@ def test_loss_decreases_and_checkpoint_round_trips(tmp_path):
     assert saved["training"]["result"]["best_epoch"] == result.best_epoch
 
 
+def test_fp16_checkpoint_halves_the_file_and_loads_as_fp32(tmp_path):
+    from safetensors import safe_open
+
+    rows = read_rows([rows_file(tmp_path, n=4)])
+    ranker = tiny_ranker()
+    ranker.save(tmp_path / "fp32")
+    ranker.save(tmp_path / "fp16", dtype=torch.float16)
+    with safe_open(str(tmp_path / "fp16" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
+    size = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("fp32", "fp16")}
+    assert size["fp16"] < 0.6 * size["fp32"]
+    loaded = load_ranker(tmp_path / "fp16")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    before = score_rows(ranker, rows, device="cpu", precision="fp32")
+    after = score_rows(loaded, rows, device="cpu", precision="fp32")
+    for role in before:
+        np.testing.assert_allclose(after[role], before[role], rtol=1e-2, atol=1e-2)
+
+
 def test_live_encoder_and_lora_training_update_the_encoder(tmp_path):
     rows = read_rows([rows_file(tmp_path, n=6)])
     for adapters in (None, "lora"):
         ranker = tiny_ranker()
         weight = ranker.encoder.encoder.layer[0].attention.self.query.weight.detach().clone()
+        fast = {"train_precision": "bf16", "max_length": 16} if adapters is None else {}
         train(ranker, rows, TrainConfig(epochs=1, batch_size=3, lr=1e-2, val_ratio=0.0, adapters=adapters,
-                                        device="cpu"))
+                                        device="cpu", **fast))
         changed = ranker.encoder.encoder.layer[0].attention.self.query.weight
         assert not torch.equal(weight, changed), adapters
 
@@ -165,10 +185,11 @@ def test_train_command_reports_bad_data_without_traceback(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_default_ranker_is_head_only_and_loads_offline():
+def test_default_ranker_loads_offline_and_stays_under_50_mb():
     ranker = load_ranker("default")
     config = json.loads((DEFAULT_DIR / "config.json").read_text())
-    assert config["includes_encoder"] is False and config["encoder"] == "minilm"
+    assert config["encoder"] == "minilm"
+    assert {p.dtype for p in ranker.parameters()} == {torch.float32}
     assert config["training"]["result"]["best_val_accuracy"] is not None
     weights = sum(p.stat().st_size for p in DEFAULT_DIR.rglob("*") if p.is_file())
     assert weights < 50 * 2**20

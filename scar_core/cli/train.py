@@ -39,6 +39,12 @@ def add(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="precision of a frozen encoder's one-off pass (auto: as scoring, bf16 where native)")
+    p.add_argument("--max-length", type=int, help="token limit per text while training the encoder "
+                   "(default: the ranker's, 512; scoring keeps 512)")
+    p.add_argument("--train-precision", default=d.train_precision, choices=["fp32", "bf16"],
+                   help="autocast of the encoder's passes while training it (bf16: faster on CPUs with native bf16)")
+    p.add_argument("--save-precision", default=d.save_precision, choices=["fp32", "fp16"],
+                   help="storage type of the saved weights (fp16 halves the file; loading casts to fp32)")
     p.set_defaults(run=run)
 
 
@@ -58,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed, quality_mode=args.quality_mode, quality_min=args.quality_min,
                          quality_max=args.quality_max, freeze_encoder=args.freeze_encoder, adapters=args.adapters,
                          lora_rank=args.lora_rank, save_encoder=True if args.save_encoder else None,
-                         device=args.device, encode_precision=args.precision)
+                         device=args.device, encode_precision=args.precision,
+                         max_length=args.max_length, train_precision=args.train_precision,
+                         save_precision=args.save_precision)
     ranker = new_ranker(args.encoder, linear_dim=args.linear_dim, seed=args.seed)
     metadata = {"data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
                 "sources": args.source, "exclude_sources": args.exclude_source, "rows": len(rows)}
