@@ -17,7 +17,7 @@ from scar_core.synth.cache import CallCache
 from scar_core.synth.client import BackendError, Client, as_messages
 from scar_core.synth.judge import Judgement, parse_judgement
 from scar_core.synth.pipeline import synthesize
-from scar_core.synth.prompts import JUDGE, PROMPTS, describe
+from scar_core.synth.prompts import JUDGE, PROMPTS, describe, strip_echoed_heading
 from scar_core.training_data import read_rows
 
 PAIRS = [
@@ -71,7 +71,7 @@ class Scripted(Client):
         if text.startswith(JUDGE.user.split("{")[0]):
             answer = text.split("Answer:\n", 1)[1].split("\n\nReply with", 1)[0]
             return "no idea" if answer == PAIRS[2].response else f"Helpfulness: {len(answer) % 10}\nCorrectness: 6"
-        return ("Rewritten: " if "Draft answer" in text else "Own answer: ") + text[-40:]
+        return ("Draft answer:\nRewritten: " if "Draft answer" in text else "Own answer: ") + text[-40:]
 
 
 def test_pipeline_rows_scores_and_unreadable_judgements(tmp_path):
@@ -79,6 +79,7 @@ def test_pipeline_rows_scores_and_unreadable_judgements(tmp_path):
     summary = synthesize(PAIRS, Scripted(), out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["instruction"] for r in rows] == [p.instruction for p in PAIRS]
+    # the echoed prompt heading is gone from the referenced responses
     assert all(r["referenced"].startswith("Rewritten: ") and r["direct"].startswith("Own answer: ") for r in rows)
     assert rows[0]["human_helpfulness"] == len(PAIRS[0].response) % 10 and rows[0]["human_correctness"] == 6
     spider = rows[2]
@@ -116,6 +117,16 @@ def test_prompts_are_shown_and_fill_in():
     assert messages[0]["role"] == "system" and "Q?" in messages[-1]["content"] and "A." in messages[-1]["content"]
 
 
+@pytest.mark.parametrize("reply, expected", [
+    ("Draft answer:\nParis is the capital.", "Paris is the capital."),
+    ("**Answer:** Paris", "Paris"),
+    ("Answers vary: it depends.", "Answers vary: it depends."),
+    ("Paris. Answer: yes", "Paris. Answer: yes"),
+])
+def test_echoed_heading_is_removed_only_at_the_start(reply, expected):
+    assert strip_echoed_heading(reply) == expected
+
+
 def test_cli_shows_prompts(capsys):
     from scar_core.cli import main
 
@@ -133,19 +144,17 @@ def smollm2():
 
 
 @pytest.mark.slow
-def test_local_backend_end_to_end(smollm2, tmp_path):
-    from conftest import tiny_ranker
-
+def test_local_backend_end_to_end(smollm2, ranker, tmp_path):
     from scar_core.train import TrainConfig, train
 
     out = tmp_path / "train.jsonl"
-    summary = synthesize(PAIRS[:3], smollm2, out, max_tokens=48, judge_max_tokens=24)
+    summary = synthesize(PAIRS[:2], smollm2, out, max_tokens=32, judge_max_tokens=12)
     rows = read_rows([out])
-    assert len(rows) == 3 and summary.new_calls == summary.calls == 6 + summary.judge_replies
+    assert len(rows) == 2 and summary.new_calls == summary.calls == 4 + summary.judge_replies
     assert all(set(r.responses) == {"human", "referenced", "direct"} for r in rows)
     assert all(0 <= q <= 9 for r in rows for q in r.quality.values())
-    assert summary.judge_replies == 9 - summary.empty_responses
-    result = train(tiny_ranker(), rows, TrainConfig(epochs=1, batch_size=2, val_ratio=0.34, quality_mode="none"),
+    assert summary.judge_replies == 6 - summary.empty_responses
+    result = train(ranker, rows, TrainConfig(epochs=1, batch_size=1, val_ratio=0.5, quality_mode="none"),
                    out=tmp_path / "ranker")
     assert result.best_epoch == 1 and (tmp_path / "ranker").is_dir()
 
@@ -163,7 +172,7 @@ class Server:
     def start(self) -> None:
         command = [str(Path(sys.executable).parent / "transformers"), "serve", str(self.model_dir), "--host",
                    "127.0.0.1", "--port", str(self.port), "--device", "cpu", "--dtype", "float32"]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         self.proc = subprocess.Popen(command, stdout=open(self.log, "a"), stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -210,7 +219,7 @@ def test_openai_backend_against_transformers_serve(server, smollm2, tmp_path):
     question = [{"role": "user", "content": "What is the capital of France?"}]
     assert backend.generate(question, max_tokens=16) == smollm2.generate(question, max_tokens=16)
     out = tmp_path / "train.jsonl"
-    summary = synthesize(PAIRS[:2], backend, out, max_tokens=32, judge_max_tokens=24)
+    summary = synthesize(PAIRS[:2], backend, out, max_tokens=24, judge_max_tokens=12)
     backend.close()
     rows = read_rows([out])
     assert len(rows) == 2 and all({"referenced", "direct"} <= set(r.responses) for r in rows)
@@ -221,29 +230,29 @@ def test_openai_backend_against_transformers_serve(server, smollm2, tmp_path):
 def test_server_dies_mid_run_and_the_run_resumes(server, tmp_path):
     from scar_core.synth.openai_backend import OpenAIBackend
 
-    out = tmp_path / "train.jsonl"
+    pairs, out = PAIRS[:3], tmp_path / "train.jsonl"
 
-    def kill_after_three(progress) -> None:
-        if progress.done - progress.cached == 3 and server.proc.poll() is None:
+    def kill_after_two(progress) -> None:
+        if progress.done - progress.cached == 2 and server.proc.poll() is None:
             server.kill()
 
     flaky = OpenAIBackend(server.url, str(server.model_dir), concurrency=1, max_retries=2, backoff=0.2)
     with pytest.raises(BackendError, match="resumes"):
-        synthesize(PAIRS, flaky, out, judge=False, progress=kill_after_three, max_tokens=24)
+        synthesize(pairs, flaky, out, judge=False, progress=kill_after_two, max_tokens=16)
     flaky.close()
     cache = CallCache(tmp_path / "train.jsonl.cache.sqlite")
     finished = len(cache)
     cache.close()
-    assert finished == 3 and not out.exists()
+    assert finished == 2 and not out.exists()
 
     server.start()
     backend = OpenAIBackend(server.url, str(server.model_dir), concurrency=2)
-    summary = synthesize(PAIRS, backend, out, judge=False, max_tokens=24)
+    summary = synthesize(pairs, backend, out, judge=False, max_tokens=16)
     backend.close()
-    assert summary.cached_calls == 3 and summary.new_calls == 2 * len(PAIRS) - 3
+    assert summary.cached_calls == 2 and summary.new_calls == 2 * len(pairs) - 2
     cache = CallCache(tmp_path / "train.jsonl.cache.sqlite")
-    assert len(cache) == 2 * len(PAIRS)
+    assert len(cache) == 2 * len(pairs)
     cache.close()
     rows = read_rows([out])
-    assert [r.instruction for r in rows] == [p.instruction for p in PAIRS]
+    assert [r.instruction for r in rows] == [p.instruction for p in pairs]
     assert all({"referenced", "direct"} <= set(r.responses) for r in rows)

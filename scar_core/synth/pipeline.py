@@ -17,7 +17,7 @@ from scar_core.export import write_atomic
 from scar_core.synth.cache import CallCache, call_key
 from scar_core.synth.client import Client
 from scar_core.synth.judge import Judgement, parse_judgement
-from scar_core.synth.prompts import DIRECT, JUDGE, REFERENCED, Messages
+from scar_core.synth.prompts import DIRECT, JUDGE, REFERENCED, Messages, strip_echoed_heading
 
 ROLES = ("human", "referenced", "direct")
 TEMPERATURE = 0.0
@@ -75,7 +75,7 @@ def synthesize(human_pairs: Sequence[Example], backend: Client, out: str | Path,
         replies = _run(backend, cache, calls, max_tokens, "generate", progress, summary)
         rows = []
         for i, ex in enumerate(human_pairs):
-            referenced, direct = replies[2 * i].strip() or None, replies[2 * i + 1].strip() or None
+            referenced, direct = strip_echoed_heading(replies[2 * i]) or None, replies[2 * i + 1].strip() or None
             summary.empty_responses += (referenced is None) + (direct is None)
             rows.append({"id": ex.id, "instruction": ex.ranker_instruction(), "human": ex.response,
                          "referenced": referenced, "direct": direct, "source": ex.source})

@@ -7,6 +7,7 @@ and correctness on 0-9 so that training compares only responses of adequate qual
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 Messages = list[dict[str, str]]
@@ -39,6 +40,8 @@ REFERENCED = Prompt(
         "Draft answer:\n{reference}"
     ),
 )
+# Small models sometimes open their rewrite by echoing a heading of the prompt above.
+ECHOED_HEADING = re.compile(r"\A\s*(?:\*\*)?(?:draft answer|answer|request)(?:\*\*)?\s*:\s*(?:\*\*)?\s*", re.I)
 
 DIRECT = Prompt(
     kind="direct",
@@ -66,6 +69,12 @@ JUDGE = Prompt(
 )
 
 PROMPTS = {p.kind: p for p in (REFERENCED, DIRECT, JUDGE)}
+
+
+def strip_echoed_heading(reply: str) -> str:
+    """A referenced response without a leading "Draft answer:" (or "Answer:") copied from the prompt,
+    so the rewrite does not give away that it saw the human answer."""
+    return ECHOED_HEADING.sub("", reply, count=1).strip()
 
 
 def describe() -> str:
