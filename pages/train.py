@@ -84,7 +84,7 @@ def progress() -> None:
     elif job.error:
         shared.error(f"Training {job.status}: {job.error.splitlines()[0]}")
     if job.status in ("failed", "cancelled", "interrupted") and st.button("Resume", key="resume_train"):
-        train_job.resume(store, job.id)
+        train_job.background.resume(store, job.id)
         st.rerun()
 
 

@@ -24,7 +24,13 @@ from db.models import Job, Run
 from db.store import Store
 from scar_core.errors import ScarError
 
-KINDS: dict[str, str] = {"score": "scar_core.jobs:run_score"}  # job kind -> "module:function(store, job, beat)"
+# Every job kind and its worker body "module:function(store, job, beat)"; imported only when a job runs.
+KINDS: dict[str, str] = {
+    "score": "scar_core.jobs:run_score",
+    "map": "scar_core.map_job:run_map",
+    "surprisal": "scar_core.surprisal_job:run_surprisal",
+    "train": "scar_core.train_job:run_train",
+}
 HEARTBEAT_S = 2.0
 CANCEL_GRACE_S = 5.0
 ROOT = Path(__file__).resolve().parent.parent

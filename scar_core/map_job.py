@@ -1,24 +1,15 @@
 """The map job: project a run's v_lf and v_is vectors to 2-D (scar_core.map) in a worker process and
 store both layouts, so the Explore page reuses them on every later visit.
 
-The job kind "map" is registered in `scar_core.jobs.KINDS` when this module is imported; the
-worker is started as `python -m scar_core.map_job JOB_ID --db URL`, which imports it first.
+Its worker is the generic `python -m scar_core worker JOB_ID` (kind "map" in scar_core.jobs.KINDS).
 """
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
-import sys
-
 from db import jobs, maps, runs
 from db.models import Job
-from db.store import Store, open_store
+from db.store import Store
 from scar_core import jobs as background
 from scar_core.errors import ScarError
-
-background.KINDS.setdefault("map", "scar_core.map_job:run_map")
-
 
 def submit_map(store: Store, run_id: int, seed: int = 0, launch: bool = True) -> Job:
     """Queue a map job for a finished run and start its worker (launch=False leaves it queued)."""
@@ -29,19 +20,8 @@ def submit_map(store: Store, run_id: int, seed: int = 0, launch: bool = True) ->
         raise ScarError(f"run {run_id} is {run.status}; maps need a finished run")
     job = jobs.create_job(store, "map", {"run_id": run_id, "seed": seed})
     if launch:
-        start_worker(store, job.id, __name__)
+        background.start_worker(store, job.id)
     return job
-
-
-def start_worker(store: Store, job_id: int, module: str) -> int:
-    """Start `python -m MODULE JOB_ID --db URL` in its own session (a job kind the generic worker
-    does not import); returns its pid."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(background.ROOT),
-                                                                    os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", module, str(job_id), "--db", store.url],
-                               cwd=str(background.ROOT), env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    return process.pid
 
 
 def latest_map_job(store: Store, run_id: int) -> Job | None:
@@ -67,15 +47,3 @@ def run_map(store: Store, job: Job, beat: background.Beat) -> None:
     store.transact(lambda s: jobs.report(s, job.id, 3, 3, None, f"stored ({layout.method})"))
     beat.result = {"rows": int(len(ids_lf)), "method": layout.method}
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="run one map job from the store (started by the app)")
-    parser.add_argument("job_id", type=int)
-    parser.add_argument("--db", help="database URL or SQLite path (default: $SCAR_DB_URL)")
-    args = parser.parse_args(argv)
-    job = background.run_job(open_store(args.db), args.job_id)
-    return 0 if job.status in ("done", "cancelled") else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

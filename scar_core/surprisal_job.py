@@ -4,27 +4,22 @@
 
 Values are committed chunk by chunk, so a cancelled or killed job resumes where it stopped; rows
 already measured with the same LM are never measured again, and scoring runs answered from the
-store copy them with the scores. The kind "surprisal" is registered in `scar_core.jobs.KINDS` when
-this module is imported; the worker is `python -m scar_core.surprisal_job JOB_ID --db URL`.
+store copy them with the scores. Its worker is the generic `python -m scar_core worker JOB_ID`
+(kind "surprisal" in scar_core.jobs.KINDS).
 """
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 
 from db import datasets, jobs, runs
 from db.models import Job
-from db.store import Store, open_store
+from db.store import Store
 from scar_core import jobs as background
 from scar_core.diagnostics.surprisal import DEFAULT_LM, iter_surprisal, load_language_model, sample_rows
 from scar_core.errors import ScarError
 
-background.KINDS.setdefault("surprisal", "scar_core.surprisal_job:run_surprisal")
 
 
 def submit_surprisal(store: Store, run_id: int, lm: str = DEFAULT_LM, sample: int | None = None, seed: int = 0,
@@ -38,11 +33,7 @@ def submit_surprisal(store: Store, run_id: int, lm: str = DEFAULT_LM, sample: in
     job = jobs.create_job(store, "surprisal", {"run_id": run_id, "lm": lm, "sample": sample, "seed": seed,
                                                "device": device, "precision": precision})
     if launch:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(background.ROOT),
-                                                                        os.environ.get("PYTHONPATH")]))}
-        subprocess.Popen([sys.executable, "-m", "scar_core.surprisal_job", str(job.id), "--db", store.url],
-                         cwd=str(background.ROOT), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+        background.start_worker(store, job.id)
     return job
 
 
@@ -92,16 +83,3 @@ class _Row:
 
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="run one surprisal job from the store (started by the app)")
-    parser.add_argument("job_id", type=int)
-    parser.add_argument("--db", help="database URL or SQLite path (default: $SCAR_DB_URL)")
-    args = parser.parse_args(argv)
-    job = background.run_job(open_store(args.db), args.job_id)
-    return 0 if job.status in ("done", "cancelled") else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,23 +5,18 @@ store so the Rank page offers it.
 Phases report progress on the job ("generate", "judge", "encode", "train") and each finished
 epoch's loss and validation pairwise accuracy go into the job's params as `history`, so the app
 can draw the curves while training runs. Synthesis calls are cached on disk next to the output,
-so resuming a job sends only the calls that never finished. The job kind "train" is registered in
-`scar_core.jobs.KINDS` when this module is imported; the worker runs as
-`python -m scar_core.train_job JOB_ID --db URL`.
+so resuming a job (scar_core.jobs.resume) sends only the calls that never finished. Its worker is
+the generic `python -m scar_core worker JOB_ID` (kind "train" in scar_core.jobs.KINDS).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from db import datasets, jobs, rankers
 from db.models import Job
-from db.store import Store, open_store
+from db.store import Store
 from scar_core import jobs as background
 from scar_core.errors import ScarError
-from scar_core.map_job import start_worker
-
-background.KINDS.setdefault("train", "scar_core.train_job:run_train")
 
 
 def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, training_file: str | None = None,
@@ -46,17 +41,8 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
               "history": []}
     job = jobs.create_job(store, "train", params)
     if launch:
-        start_worker(store, job.id, __name__)
+        background.start_worker(store, job.id)
     return job
-
-
-def resume(store: Store, job_id: int) -> Job:
-    """Queue an interrupted, failed or cancelled train job again; cached synthesis calls are reused."""
-    jobs.mark_stale(store)
-    job = jobs.reset_for_resume(store, job_id)
-    if job.status == "queued":
-        start_worker(store, job_id, __name__)
-    return jobs.get_job(store, job_id)
 
 
 def run_train(store: Store, job: Job, beat: background.Beat) -> None:
@@ -124,16 +110,3 @@ def _synthesise(store: Store, job: Job, beat: background.Beat, out: Path) -> Pat
     finally:
         client.close()
     return target
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="run one train job from the store (started by the app)")
-    parser.add_argument("job_id", type=int)
-    parser.add_argument("--db", help="database URL or SQLite path (default: $SCAR_DB_URL)")
-    args = parser.parse_args(argv)
-    job = background.run_job(open_store(args.db), args.job_id)
-    return 0 if job.status in ("done", "cancelled") else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
