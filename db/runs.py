@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, exists, func, insert, literal, or_, select
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, exists, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -274,3 +274,29 @@ def merge_diagnostics(session: Session, run_id: int, values: dict[int, dict]) ->
         for result in session.scalars(select(Result).where(Result.run_id == run_id,
                                                            Result.example_id.in_(ids[lo:lo + 1000]))):
             result.diagnostics = {**(result.diagnostics or {}), **values[result.example_id]}
+
+
+def count_without_breakdown(store: Store, run_id: int) -> int:
+    """Results of a run whose score breakdown has not been written yet."""
+    with store.read() as s:
+        return s.scalar(select(func.count()).select_from(Result).where(
+            Result.run_id == run_id, Result.lf_contribution.is_(None))) or 0
+
+
+def save_breakdown(store: Store, run_id: int, example_ids: np.ndarray, lf_contribution: np.ndarray,
+                   is_contribution: np.ndarray, extra: dict[str, np.ndarray]) -> None:
+    """Write each result's form/surprisal contributions and merge `extra` per-row figures (e.g. outlier
+    distances) into its diagnostics JSON, in one transaction of bulk updates by primary key."""
+    position = {int(e): k for k, e in enumerate(example_ids.tolist())}
+    with store.read() as s:
+        rows = s.execute(select(Result.id, Result.example_id, Result.diagnostics)
+                         .where(Result.run_id == run_id)).all()
+    updates = [{"id": rid, "lf_contribution": float(lf_contribution[k]), "is_contribution": float(is_contribution[k]),
+                "diagnostics": {**(diag or {}), **{name: float(v[k]) for name, v in extra.items()}}}
+               for rid, eid, diag in rows if (k := position.get(eid)) is not None]
+
+    def work(session: Session) -> None:
+        for lo in range(0, len(updates), 5000):
+            session.execute(update(Result), updates[lo:lo + 5000])
+
+    store.transact(work)

@@ -50,7 +50,8 @@ device = device_col.selectbox("Device", ["auto", "cpu", "cuda"], key="device",
 device_col.caption(f"GPU found: {gpu}" if gpu else "No GPU found: scoring runs on the CPU")
 precision = precision_col.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
                                     help="auto: bf16 where the hardware computes it natively, else fp32")
-batch_size = batch_col.number_input("Batch size", 1, 1024, 64, key="batch_size")
+batch_size = batch_col.number_input("Batch size", 1, 4096, None, key="batch_size", placeholder="device default",
+                                    help="most texts per encoder batch; empty: 128 on CPU, 512 on GPU")
 
 with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
     do_clean = st.checkbox("Clean before scoring", value=True, key="do_clean")
@@ -68,7 +69,7 @@ if st.button("Start scoring", type="primary", disabled=model is None, key="start
             with st.spinner("Cleaning…"):
                 summary = cleaning.clean_dataset(store, dataset_id, dedup=dedup, lang=lang)
         run = background.submit_score(store, dataset_id, model=location, device=device, precision=precision,
-                                      batch_size=int(batch_size))
+                                      batch_size=int(batch_size) if batch_size else None)
         if summary is not None:
             jobs.set_params(store, run.job_id, clean=summary)
         st.session_state["run"] = run.id

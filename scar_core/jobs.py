@@ -42,7 +42,7 @@ class Cancelled(Exception):
 
 
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
-                 device: str = "auto", precision: str = "auto", batch_size: int = 64,
+                 device: str = "auto", precision: str = "auto", batch_size: int | None = None,
                  chunk_rows: int | None = None, launch: bool = True) -> Run:
     """Create a scoring run for a dataset. Rows already scored with the same ranker weights and precision
     (matched by content id) are copied at once; when nothing is left the run is done without loading a
@@ -167,7 +167,7 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     if store.transact(lambda s: jobs.report(s, job.id, done, total, None, "loading the ranker" if todo else None)):
         raise Cancelled
     beat.result = {"scored": 0, "from_cache": from_cache}
-    if not todo:
+    if not todo and not runs.count_without_breakdown(store, run.id):
         return
     expected = rankers.get_ranker(store, run.ranker_id)
     ranker = load_ranker(run.params["model"], encoder=run.params.get("encoder"))
@@ -178,12 +178,13 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     started, scored = time.perf_counter(), 0
     for part in iter_scores(ranker, [e.ranker_instruction() for e in examples], [e.response for e in examples],
                             left_truncate=[bool(e.context) for e in examples], device=run.device,
-                            precision=run.precision, batch_size=int(job.params.get("batch_size", 64)),
+                            precision=run.precision, batch_size=job.params.get("batch_size"),
                             chunk_rows=int(job.params["chunk_rows"])):
+        features = form_features([examples[i].response for i in part.index.tolist()])
         rows = [{"example_id": todo[i].id, "score": float(part.score[k]),
                  "truncated_instruction": bool(part.truncated_instruction[k]),
                  "truncated_response": bool(part.truncated_response[k]),
-                 "v_lf": runs.pack(part.v_lf[k]), "v_is": runs.pack(part.v_is[k])}
+                 "v_lf": runs.pack(part.v_lf[k]), "v_is": runs.pack(part.v_is[k]), "diagnostics": features[k]}
                 for k, i in enumerate(part.index.tolist())]
         scored += len(rows)
         rate = scored / max(time.perf_counter() - started, 1e-9)
@@ -198,3 +199,26 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
             beat.progress(done + scored, total, rate)
         if cancel_requested or beat.cancel_requested:
             raise Cancelled
+    store.transact(lambda s: jobs.report(s, job.id, total, total, None, "score breakdown"))
+    save_breakdown(store, run.id, ranker)
+
+
+def form_features(responses: list[str]) -> list[dict]:
+    """Per-response linguistic-form features as JSON-safe dicts (NaN becomes None)."""
+    from scar_core.diagnostics.features import features_frame
+
+    table = features_frame(responses)
+    return [{k: (None if v != v else float(v)) for k, v in row.items()} for row in table.to_dict("records")]
+
+
+def save_breakdown(store: Store, run_id: int, ranker) -> None:
+    """Once every row of a run is in: split each score into form and surprisal contributions around the
+    run's own means (scar_core.diagnostics.breakdown) and add the style-outlier distances."""
+    from scar_core.diagnostics.breakdown import breakdown
+    from scar_core.diagnostics.outliers import style_outliers
+
+    data = runs.run_results(store, run_id)
+    parts = breakdown(ranker, data["v_is"], data["v_lf"])
+    lf_out, is_out = style_outliers(data["v_lf"], data["v_is"])
+    runs.save_breakdown(store, run_id, data["example_id"], parts.lf_contribution, parts.is_contribution,
+                        {"lf_outlier": lf_out, "is_outlier": is_out})

@@ -19,6 +19,12 @@ from scar_core import jobs as background
 from scar_core.errors import ScarError
 
 
+# Reply lengths per back end: the bundled CPU model writes a few sentences per call in reasonable time,
+# a served LLM gets room for full answers.
+REPLY_TOKENS = {"local": {"max_tokens": 64, "judge_max_tokens": 16},
+                "openai": {"max_tokens": 512, "judge_max_tokens": 64}}
+
+
 def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, training_file: str | None = None,
                  backend: str = "local", model: str | None = None, base_url: str | None = None,
                  limit: int = 200, judge: bool = True, encoder: str = "minilm", epochs: int = 3,
@@ -106,7 +112,7 @@ def _synthesise(store: Store, job: Job, beat: background.Beat, out: Path) -> Pat
 
     target = out / "training.jsonl"
     try:
-        synthesize(pairs, client, target, judge=p["judge"], progress=show)
+        synthesize(pairs, client, target, judge=p["judge"], progress=show, **REPLY_TOKENS[p["backend"]])
     finally:
         client.close()
     return target

@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sqlalchemy import select
+
 from db import datasets, jobs, open_store, runs
+from scar_core.load import load
 from scar_core import jobs as workers
 from scar_core.jobs import submit_score
 
@@ -195,3 +198,23 @@ def test_cli_score_with_db_matches_in_memory_scoring_and_reuses_the_store(tmp_pa
     second = jobs.get_job(store, runs.list_runs(store)[0].job_id)
     assert second.result == {"scored": 0, "from_cache": len(mem)}
     assert len(datasets.list_datasets(store)) == 1
+
+
+def test_finished_run_stores_breakdown_outliers_and_form_features(tmp_path, pairs_file, tiny_checkpoint):
+    from db.models import Result
+    from scar_core.diagnostics.breakdown import breakdown
+    from scar_core.jobs import run_job, submit_score
+    from scar_core.ranker import load_ranker
+
+    store = open_store(str(tmp_path / "diag.db"))
+    dataset = datasets.import_result(store, load(pairs_file), {})
+    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    with store.read() as s:
+        rows = s.execute(select(Result.lf_contribution, Result.is_contribution, Result.diagnostics)
+                         .where(Result.run_id == run.id).order_by(Result.example_id)).all()
+    data = runs.run_results(store, run.id)
+    expected = breakdown(load_ranker(str(tiny_checkpoint)), data["v_is"], data["v_lf"])
+    np.testing.assert_allclose([r[0] for r in rows], expected.lf_contribution, atol=1e-6)
+    np.testing.assert_allclose(np.array([r[0] + r[1] for r in rows]), expected.score - expected.baseline, atol=1e-5)
+    assert all(r[2]["words"] >= 1 and r[2]["lf_outlier"] > 0 and "markdown_density" in r[2] for r in rows)

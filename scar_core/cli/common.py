@@ -27,7 +27,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: bf16 where the hardware supports it natively, else fp32")
-    p.add_argument("--batch-size", type=int, default=64, help="most texts per encoder batch")
+    p.add_argument("--batch-size", type=int, help="most texts per encoder batch (default: 128 on CPU, 512 on GPU)")
 
 
 def add_clean_options(p: argparse.ArgumentParser) -> None:
