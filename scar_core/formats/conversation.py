@@ -9,7 +9,24 @@ empty turn is rejected as a whole, because which text answers which becomes ambi
 from __future__ import annotations
 
 from scar_core.example import Example
-from scar_core.formats.row import RowError
+from scar_core.formats.row import RowError, kind, shown, text, turn_list
+
+
+def examples_from_row(row: dict, field: str, role_key: str, text_key: str, roles: dict[str, str],
+                      fold_case: bool = False) -> list[Example]:
+    """Examples from a row whose `field` lists turns as {role_key: ..., text_key: ...} objects;
+    `roles` maps the shape's role names to user/assistant/system."""
+    turns = []
+    for i, turn in enumerate(turn_list(row, field)):
+        where = f"{field}[{i}]"
+        if not isinstance(turn, dict):
+            raise RowError(where, f"expected an object with '{role_key}' and '{text_key}', got {kind(turn)}")
+        role = text(turn, role_key, label=f"{where}.{role_key}")
+        name = role.lower() if fold_case else role
+        if name not in roles:
+            raise RowError(f"{where}.{role_key}", f"unknown role {shown(role)}; expected one of {sorted(roles)}")
+        turns.append((roles[name], text(turn, text_key, allow_empty=True, label=f"{where}.{text_key}")))
+    return to_examples(turns, field, {k: v for k, v in row.items() if k != field})
 
 
 def to_examples(turns: list[tuple[str, str]], field: str, meta: dict) -> list[Example]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from scar_core.example import Example
 from scar_core.formats import conversation
-from scar_core.formats.row import RowError, kind, shown, text, turn_list
 
 NAME = "sharegpt"
 FIELDS = ("conversations",)  # a row of this shape has all of these
@@ -17,18 +16,7 @@ def matches(row: dict) -> bool:
 
 
 def to_examples(row: dict) -> list[Example]:
-    turns = []
-    for i, turn in enumerate(turn_list(row, "conversations")):
-        field = f"conversations[{i}]"
-        if not isinstance(turn, dict):
-            raise RowError(field, f"expected an object with 'from' and 'value', got {kind(turn)}")
-        role = text(turn, "from", label=f"{field}.from")
-        if role.lower() not in ROLES:
-            raise RowError(f"{field}.from", f"unknown role {shown(role)}; expected one of {sorted(ROLES)}")
-        value = text(turn, "value", allow_empty=True, label=f"{field}.value")
-        turns.append((ROLES[role.lower()], value))
-    meta = {k: v for k, v in row.items() if k != "conversations"}
-    return conversation.to_examples(turns, "conversations", meta)
+    return conversation.examples_from_row(row, "conversations", "from", "value", ROLES, fold_case=True)
 
 
 def from_example(ex: Example, score: float | None = None) -> dict:
