@@ -148,6 +148,9 @@ class _Encoder:
         self.ranker, self.device, self.dtype = ranker, device, dtype
         self.batch_size, self.token_budget = max(1, batch_size), max(1, token_budget)
         self.tok = ranker.tokenizer
+        # Untruncated lengths are measured on purpose (to record truncation): silence the tokenizer's
+        # one-time "sequence is longer than the maximum" warning, which would alarm users for nothing.
+        self.tok.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
         self.max_length = min(ranker.max_length, getattr(ranker.encoder.config, "max_position_embeddings", 512))
         self.pad_id = self.tok.pad_token_id or 0
 
