@@ -15,7 +15,7 @@ import pytest
 from scar_core.example import Example
 from scar_core.synth.cache import CallCache
 from scar_core.synth.client import BackendError, Client, as_messages
-from scar_core.synth.judge import Judgement, parse_judgement
+from scar_core.synth.judge import parse_judgement
 from scar_core.synth.pipeline import synthesize
 from scar_core.synth.prompts import JUDGE, PROMPTS, describe, strip_echoed_heading
 from scar_core.training_data import read_rows
