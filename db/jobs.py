@@ -55,9 +55,7 @@ def set_params(store: Store, job_id: int, **params) -> None:
 def claim(store: Store, job_id: int) -> Job:
     """Mark the job running in this process; refuses a job that is finished or owned by a live worker."""
     def work(session: Session) -> Job:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise ScarError(f"no job {job_id} in the store")
+        job = _existing(session, job_id)
         if job.status in ("done", "cancelled"):
             raise ScarError(f"job {job_id} is already {job.status}")
         if job.status == "running" and job.pid != os.getpid() and not is_stale(job):
@@ -108,9 +106,7 @@ def finish(store: Store, job_id: int, status: str, error: str | None = None, res
 def request_cancel(store: Store, job_id: int) -> Job:
     """Ask the worker to stop (it polls the flag); a job with no live worker is cancelled at once."""
     def work(session: Session) -> Job:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise ScarError(f"no job {job_id} in the store")
+        job = _existing(session, job_id)
         if job.status in FINISHED:
             return job
         job.cancel_requested = True
@@ -124,9 +120,7 @@ def request_cancel(store: Store, job_id: int) -> Job:
 def reset_for_resume(store: Store, job_id: int) -> Job:
     """Queue an interrupted, failed or cancelled job again (its committed work is kept)."""
     def work(session: Session) -> Job:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise ScarError(f"no job {job_id} in the store")
+        job = _existing(session, job_id)
         if job.status == "done":
             return job
         if job.status == "running" and not is_stale(job):
@@ -184,3 +178,10 @@ def _sync_runs(session: Session, job_id: int, status: str, started: datetime | N
     if finished is not None:
         values["finished_at"] = finished
     session.execute(update(Run).where(Run.job_id == job_id).values(**values))
+
+
+def _existing(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise ScarError(f"no job {job_id} in the store")
+    return job
