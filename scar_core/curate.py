@@ -7,14 +7,12 @@ row count; threshold: every row scoring at least the threshold), (3) apply annot
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from scar_core.errors import ScarError
-from scar_core.select import rank_order
+from scar_core.select import rank_order, rule_count
 
 
 @dataclass
@@ -46,20 +44,7 @@ def curate(scores: np.ndarray, rule: str, value: float, sources: np.ndarray | No
     scores = np.asarray(scores, dtype=np.float64)
     n = len(scores)
     order = rank_order(scores)
-    if rule == "ratio":
-        if not 0 < value <= 1:
-            raise ScarError(f"ratio must be in (0, 1], got {value}")
-        target = math.ceil(n * value)
-    elif rule == "topk":
-        if value < 1 or int(value) != value:
-            raise ScarError(f"top-k must be a positive whole number, got {value}")
-        target = int(value)
-    elif rule == "threshold":
-        if not math.isfinite(value):
-            raise ScarError(f"threshold must be a finite number, got {value}")
-        target = int((scores >= value).sum())
-    else:
-        raise ScarError(f"unknown rule '{rule}'; choose ratio, topk or threshold")
+    target = rule_count(scores, rule, value)
     quotas = {str(k): int(v) for k, v in (quotas or {}).items() if v is not None}
     eligible = np.ones(n, dtype=bool)
     if quotas and sources is not None:
