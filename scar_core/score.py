@@ -111,8 +111,7 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
     dtype = resolve_precision(precision, dev)
     left = list(left_truncate) if left_truncate is not None else [False] * n
     ranker.to(dev).eval()
-    rows_cap, tokens_cap = BATCH_DEFAULTS.get(dev.type, BATCH_DEFAULTS["cpu"])
-    encoder = _Encoder(ranker, dev, dtype, batch_size or rows_cap, token_budget or tokens_cap)
+    encoder = BatchEncoder(ranker, dev, dtype, batch_size, token_budget)
     resp_ids, resp_trunc = encoder.tokenize(list(responses), left=False)
     order = sorted(range(n), key=lambda i: len(resp_ids[i]), reverse=True)
     instr_cache: dict[tuple[str, bool], tuple[np.ndarray, bool]] = {}
@@ -140,13 +139,15 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
                      resp_trunc[idx], np.asarray(idx, dtype=np.int64))
 
 
-class _Encoder:
-    """Tokenizes and encodes texts in length-sorted, token-budgeted batches."""
+class BatchEncoder:
+    """Tokenizes and encodes texts in length-sorted, token-budgeted batches (sizes left as None take
+    the device's defaults from BATCH_DEFAULTS)."""
 
     def __init__(self, ranker: StyleRanker, device: torch.device, dtype: torch.dtype,
-                 batch_size: int, token_budget: int):
+                 batch_size: int | None = None, token_budget: int | None = None):
         self.ranker, self.device, self.dtype = ranker, device, dtype
-        self.batch_size, self.token_budget = max(1, batch_size), max(1, token_budget)
+        rows_cap, tokens_cap = BATCH_DEFAULTS.get(device.type, BATCH_DEFAULTS["cpu"])
+        self.batch_size, self.token_budget = max(1, batch_size or rows_cap), max(1, token_budget or tokens_cap)
         self.tok = ranker.tokenizer
         # Untruncated lengths are measured on purpose (to record truncation): silence the tokenizer's
         # one-time "sequence is longer than the maximum" warning, which would alarm users for nothing.

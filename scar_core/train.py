@@ -118,11 +118,11 @@ Callback = Callable[[TrainProgress], None]
 def encode_features(ranker: StyleRanker, rows: Sequence[TrainRow], device: str = "auto",
                     precision: str = "auto", batch_size: int = 64, progress: Callback | None = None) -> Features:
     """Run the (frozen) encoder once over every distinct instruction and response of `rows`."""
-    from scar_core.score import _Encoder, resolve_device, resolve_precision
+    from scar_core.score import BatchEncoder, resolve_device, resolve_precision
 
     dev = resolve_device(device)
     ranker.to(dev).eval()
-    encoder = _Encoder(ranker, dev, resolve_precision(precision, dev), batch_size, token_budget=16384)
+    encoder = BatchEncoder(ranker, dev, resolve_precision(precision, dev), batch_size)
     instructions = list(dict.fromkeys(r.instruction for r in rows))
     responses = list(dict.fromkeys(t for r in rows for t in r.responses.values()))
     total, done = len(instructions) + len(responses), 0
