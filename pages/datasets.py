@@ -50,7 +50,7 @@ with add:
             fmt = st.selectbox("Format", shapes, key=f"fmt_{n}", help="auto: detected from the first row")
             shape = seen.detected if fmt == "auto" else fmt
             chosen = {}
-            for expected in intake.EXPECTED.get(shape or "", []):
+            for expected in (formats.fields(shape) if shape in formats.SHAPES else []):
                 options = ["", *seen.fields]
                 default = options.index(expected) if expected in options else 0
                 chosen[expected] = st.selectbox(f"field for '{expected}'", options, index=default,

@@ -20,11 +20,6 @@ from scar_core.errors import InputError, ScarError
 from scar_core.export import safe_filename
 from scar_core.formats.reader import SUFFIXES, Unreadable, read_rows
 
-# The fields each row shape reads; a field map renames the file's fields onto these.
-EXPECTED = {"alpaca": ["instruction", "input", "output"], "sharegpt": ["conversations"],
-            "messages": ["messages"], "prompt_completion": ["prompt", "completion"]}
-
-
 @dataclass
 class Preview:
     """The first rows of a file as read, the shape detected from the first row, and the field names seen."""
@@ -62,7 +57,7 @@ def preview(path: str | Path, limit: int = 20) -> Preview:
 
 def field_map(shape: str, chosen: dict[str, str]) -> dict[str, str] | None:
     """The loader's field map from {expected field: file field}, leaving out identity and empty choices."""
-    wanted = set(EXPECTED.get(shape, []))
+    wanted = set(formats.fields(shape)) if shape in formats.SHAPES else set()
     mapping = {k: v for k, v in chosen.items() if k in wanted and v and v != k}
     return mapping or None
 

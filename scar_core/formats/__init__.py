@@ -21,6 +21,12 @@ def detect(row: object) -> str | None:
     return None
 
 
+def fields(name: str) -> list[str]:
+    """Every field a shape reads, required ones first (what a field map can rename onto)."""
+    module = shape(name)
+    return [*module.FIELDS, *getattr(module, "OPTIONAL", ())]
+
+
 def shape(name: str):
     """The shape module called `name`."""
     try:
@@ -29,4 +35,4 @@ def shape(name: str):
         raise ScarError(f"unknown format '{name}'; choose one of: {', '.join(SHAPES)}") from None
 
 
-__all__ = ["SHAPES", "RowError", "detect", "kind", "shape"]
+__all__ = ["SHAPES", "RowError", "detect", "fields", "kind", "shape"]

@@ -6,6 +6,7 @@ from scar_core.formats.row import text
 
 NAME = "alpaca"
 FIELDS = ("instruction", "output")  # a row of this shape has all of these
+OPTIONAL = ("input",)  # read when present
 
 
 def matches(row: dict) -> bool:
