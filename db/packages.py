@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from functools import cached_property
 
 from db import browse, cleaning, datasets, jobs, rankers
 from db.models import Run, Selection
@@ -24,10 +25,14 @@ class ExportPackage:
         self.dataset = datasets.get_dataset(store, run.dataset_id)
         self.dataset_name = self.dataset.name if self.dataset else f"run-{run.id}"
 
-    def rows(self) -> tuple[list[Example], list[float]]:
-        """The selected examples best first, with their scores."""
+    @cached_property
+    def _selected(self) -> tuple[list[Example], list[float]]:
         pairs = browse.selected_rows(self.store, self.run.id, self.selection.example_ids)
         return [datasets.to_core(row) for row, _ in pairs], [score for _, score in pairs]
+
+    def rows(self) -> tuple[list[Example], list[float]]:
+        """The selected examples best first, with their scores (read from the store once per package)."""
+        return self._selected
 
     def jsonl(self) -> bytes:
         examples, scores = self.rows()
