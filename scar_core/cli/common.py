@@ -11,6 +11,7 @@ from scar_core.errors import terminal_text
 from scar_core.example import Example
 from scar_core.load import LoadResult, load
 from scar_core.ranker import StyleRanker, load_ranker
+from scar_core.score import Scores, score_examples
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
@@ -62,6 +63,14 @@ def load_inputs(args: argparse.Namespace) -> tuple[list[LoadResult], list[Exampl
 
 def open_ranker(args: argparse.Namespace) -> StyleRanker:
     return load_ranker(args.model, encoder=args.encoder)
+
+
+def score_with_progress(args: argparse.Namespace, ranker: StyleRanker, examples: list[Example]) -> Scores:
+    """Score examples with the command's device, precision and batch options, showing a progress bar."""
+    bar, update = progress_bar(len(examples))
+    with bar:
+        return score_examples(ranker, examples, device=args.device, precision=args.precision,
+                              batch_size=args.batch_size, progress=update)
 
 
 def progress_bar(total: int, desc: str = "scoring"):

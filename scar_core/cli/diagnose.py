@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 
-from scar_core.cli.common import add_input_options, add_model_options, load_inputs, open_ranker, progress_bar
+from scar_core.cli.common import (add_input_options, add_model_options, load_inputs, open_ranker, progress_bar,
+                                  score_with_progress)
 from scar_core.diagnostics.report import build_report, example_table
 from scar_core.diagnostics.surprisal import DEFAULT_LM, measure_surprisal
 from scar_core.errors import ScarError
 from scar_core.export import write_atomic
-from scar_core.score import score_examples
 from scar_core.select import cut
 
 
@@ -41,10 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not examples:
         raise ScarError("no scorable pairs in the input")
     ranker = open_ranker(args)
-    bar, update = progress_bar(len(examples))
-    with bar:
-        scores = score_examples(ranker, examples, device=args.device, precision=args.precision,
-                                batch_size=args.batch_size, progress=update)
+    scores = score_with_progress(args, ranker, examples)
     table = example_table(ranker, scores, [ex.response for ex in examples])
     extra = {"inputs": [{"path": r.path, "format": r.format, "pairs": len(r.examples)} for r in results],
              "ranker": {"model": str(args.model), "encoder": ranker.encoder_name,

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 
 from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
-                                  load_inputs, open_ranker, progress_bar)
+                                  load_inputs, open_ranker, score_with_progress)
 from scar_core.export import export, file_sha256
-from scar_core.score import resolve_device, resolve_precision, score_examples
+from scar_core.score import resolve_device, resolve_precision
 from scar_core.select import cut
 
 
@@ -37,10 +37,7 @@ def run(args: argparse.Namespace) -> int:
     report = clean_examples(args, examples)
     todo = report.rows("all" if args.keep_flagged else "candidates")  # off-language rows are never scored
     ranker = open_ranker(args)
-    bar, update = progress_bar(len(todo))
-    with bar:
-        scores = score_examples(ranker, [examples[i] for i in todo], device=args.device, precision=args.precision,
-                                batch_size=args.batch_size, progress=update)
+    scores = score_with_progress(args, ranker, [examples[i] for i in todo])
     score = np.full(len(examples), np.nan)
     score[todo] = scores.score
     report = report.ranked(score)

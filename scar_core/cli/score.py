@@ -8,11 +8,11 @@ import os
 import numpy as np
 
 from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
-                                  load_inputs, open_ranker, progress_bar)
+                                  load_inputs, open_ranker, progress_bar, score_with_progress)
 from scar_core.diagnostics.report import example_table
 from scar_core.errors import ScarError
 from scar_core.export import write_atomic
-from scar_core.score import Scores, score_examples
+from scar_core.score import Scores
 
 
 def add(sub) -> None:
@@ -30,11 +30,12 @@ def add(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     results, examples = load_inputs(args)
     ranker = open_ranker(args)
-    bar, update = progress_bar(len(examples))
-    with bar:
-        scores = (stored_scores(args, results, update) if args.db else
-                  score_examples(ranker, examples, device=args.device, precision=args.precision,
-                                 batch_size=args.batch_size, progress=update))
+    if args.db:
+        bar, update = progress_bar(len(examples))
+        with bar:
+            scores = stored_scores(args, results, update)
+    else:
+        scores = score_with_progress(args, ranker, examples)
     table = example_table(ranker, scores, [ex.response for ex in examples])
     flags = clean_examples(args, examples, scores=scores.score).flags
     diagnostics = table.drop(columns="score").to_dict("records")
