@@ -11,7 +11,6 @@ plot data each page sends to the browser. Browser rendering time is not included
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,7 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from db import datasets, labels, maps, open_store, rankers, runs  # noqa: E402
+from bench.synthetic_store import fill_run, import_pairs, new_run  # noqa: E402
+from db import labels, maps, open_store, runs  # noqa: E402
 from db.jobs import create_job, finish  # noqa: E402
 
 
@@ -32,27 +32,11 @@ def build(folder: Path, rows: int) -> str:
     url = f"sqlite:///{folder / 'bench.db'}"
     store = open_store(url)
     rng = np.random.default_rng(0)
-    words = np.array("the a model answer style data quick brown fox jumps over lazy dog colour".split())
-    path = folder / "pairs.jsonl"
-    with path.open("w") as f:
-        for i in range(rows):
-            text = " ".join(rng.choice(words, size=int(rng.integers(5, 120))))
-            f.write(json.dumps({"instruction": f"Question {i}: {text[:60]}", "output": text,
-                                "source": f"src{i % 7}"}) + "\n")
-    dataset = datasets.import_file(store, path)
-    ranker = rankers.register_ranker(store, "bench", str(folder), "0" * 64, "bench")
+    dataset = import_pairs(store, folder, rows, rng)
     job = create_job(store, "score")
-    run = runs.create_run(store, dataset.id, ranker.id, "cpu", "fp32", job_id=job.id)
-    todo = runs.missing_examples(store, run.id)
-    for lo in range(0, len(todo), 2000):
-        part = todo[lo:lo + 2000]
-        vectors = rng.standard_normal((len(part), 2, 384)).astype(np.float32)
-        result_rows = [{"example_id": e.id, "score": float(rng.normal()), "v_lf": runs.pack(v[0]),
-                        "v_is": runs.pack(v[1])} for e, v in zip(part, vectors)]
-        with store.write() as session:
-            runs.add_results(session, run.id, result_rows)
+    run = new_run(store, dataset, job_id=job.id, location=str(folder))
+    ids = fill_run(store, run, rng, commit_rows=2000)
     finish(store, job.id, "done")
-    ids = np.array([e.id for e in todo])
     map_job = create_job(store, "map", {"run_id": run.id})
     for space in ("lf", "is"):
         maps.save_map(store, run.id, space, ids, rng.standard_normal((len(ids), 2)))

@@ -12,53 +12,18 @@ bench/store.py.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from db import datasets, maps, open_store, rankers, runs, selections  # noqa: E402
+from bench.synthetic_store import fill_run, import_pairs, new_run, timed  # noqa: E402
+from db import maps, open_store, runs, selections  # noqa: E402
 from scar_core.map import style_map  # noqa: E402
 from scar_core.select import cut  # noqa: E402
-
-
-def timed(what: str, work):
-    start = time.perf_counter()
-    value = work()
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"{what:<52} {time.perf_counter() - start:8.2f} s   [load {load}]", flush=True)
-    return value
-
-
-def build_store(store, rows: int, folder: Path, rng: np.random.Generator) -> int:
-    """A dataset of `rows` short pairs and one run with scores and clustered vectors; the run id."""
-    path = folder / "pairs.jsonl"
-    with path.open("w") as f:
-        for i in range(rows):
-            f.write(json.dumps({"instruction": f"Question {i}", "output": f"Answer {i} " * int(rng.integers(1, 30)),
-                                "source": f"src{i % 5}"}) + "\n")
-    dataset = datasets.import_file(store, path)
-    ranker = rankers.register_ranker(store, "bench", "/bench", "0" * 64, "bench")
-    run = runs.create_run(store, dataset.id, ranker.id, "cpu", "fp32")
-    todo = runs.missing_examples(store, run.id)
-    centers = rng.standard_normal((2, 20, 384)) * 3
-    for lo in range(0, len(todo), 2000):
-        part = todo[lo:lo + 2000]
-        cluster = rng.integers(0, 20, (2, len(part)))
-        lf = centers[0][cluster[0]] + rng.standard_normal((len(part), 384))
-        is_ = centers[1][cluster[1]] + rng.standard_normal((len(part), 384))
-        scores = cluster[0] * 0.1 + rng.normal(size=len(part))
-        result = [{"example_id": e.id, "score": float(s), "v_lf": runs.pack(a.astype(np.float32)),
-                   "v_is": runs.pack(b.astype(np.float32))} for e, s, a, b in zip(part, scores, lf, is_)]
-        with store.write() as session:
-            runs.add_results(session, run.id, result)
-    return run.id
 
 
 def main() -> None:
@@ -70,7 +35,7 @@ def main() -> None:
     store = open_store(args.db or str(folder / "scale.db"))
     rng = np.random.default_rng(0)
     run_id = timed(f"build store: {args.rows} scored rows with 2 x 384-d vectors",
-                   lambda: build_store(store, args.rows, folder, rng))
+                   lambda: _build(store, folder, args.rows, rng), width=52)
 
     print("map job")
     ids, v_lf = timed("  run_vectors lf", lambda: runs.run_vectors(store, run_id, "lf"))
@@ -89,6 +54,12 @@ def main() -> None:
     chosen = timed("  cut, best 30%", lambda: cut(scores, ratio=0.3))
     timed("  save_selection", lambda: selections.save_selection(
         store, run_id, "best 30%", chosen.rule, chosen.params(), ids[chosen.kept]))
+
+
+def _build(store, folder: Path, rows: int, rng: np.random.Generator) -> int:
+    run = new_run(store, import_pairs(store, folder, rows, rng))
+    fill_run(store, run, rng, commit_rows=2000)
+    return run.id
 
 
 if __name__ == "__main__":

@@ -7,25 +7,17 @@ Prints one line per operation with its wall-clock time. Vectors are 384-d like M
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from db import datasets, labels, open_store, rankers, runs  # noqa: E402
+from bench.synthetic_store import fill_run, new_run, timed, write_pairs  # noqa: E402
+from db import datasets, labels, open_store, runs  # noqa: E402
 from db.runs import ResultFilter  # noqa: E402
-
-
-def timed(what: str, work):
-    start = time.perf_counter()
-    value = work()
-    print(f"{what:<58} {time.perf_counter() - start:8.3f} s")
-    return value
 
 
 def main() -> None:
@@ -36,28 +28,11 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="scar-store-bench-"))
     store = open_store(args.db or str(folder / "bench.db"))
     rng = np.random.default_rng(0)
-    words = np.array("the a model answer style data quick brown fox jumps over lazy dog".split())
-    path = folder / "pairs.jsonl"
-    with path.open("w") as f:
-        for i in range(args.rows):
-            text = " ".join(rng.choice(words, size=int(rng.integers(5, 80))))
-            f.write(json.dumps({"instruction": f"Question {i}: {text[:60]}", "output": text,
-                                "source": f"src{i % 5}"}) + "\n")
+    path = write_pairs(folder / "pairs.jsonl", args.rows, rng)
     print(f"{args.rows} rows, store {store.url.split('@')[-1]}")
     ds = timed("import_file (load + one transaction)", lambda: datasets.import_file(store, path))
-    ranker = rankers.register_ranker(store, "bench", "/bench", "0" * 64, "bench")
-    run = runs.create_run(store, ds.id, ranker.id, "cpu", "fp32")
-    todo = timed("missing_examples", lambda: runs.missing_examples(store, run.id))
-
-    def write_results() -> None:
-        for lo in range(0, len(todo), 1000):
-            part = todo[lo:lo + 1000]
-            vectors = rng.standard_normal((len(part), 2, 384)).astype(np.float32)
-            rows = [{"example_id": e.id, "score": float(rng.normal()), "v_lf": runs.pack(v[0]),
-                     "v_is": runs.pack(v[1])} for e, v in zip(part, vectors)]
-            with store.write() as session:
-                runs.add_results(session, run.id, rows)
-    timed("add_results, 1000-row commits with 2x384 float16 vectors", write_results)
+    run = new_run(store, ds)
+    timed("add_results, 1000-row commits with 2x384 float16 vectors", lambda: fill_run(store, run, rng))
     ids, _ = runs.run_scores(store, run.id)
     for i in ids[:2000:7].tolist():
         labels.set_label(store, i, "keep", "bench")
@@ -74,7 +49,7 @@ def main() -> None:
     timed("score_histogram, 50 bins", lambda: runs.score_histogram(store, run.id))
     timed("run_vectors lf, sample 10k", lambda: runs.run_vectors(store, run.id, "lf", sample=10_000))
     timed("run_vectors lf, all", lambda: runs.run_vectors(store, run.id, "lf"))
-    again = runs.create_run(store, ds.id, ranker.id, "cpu", "fp32")
+    again = runs.create_run(store, ds.id, run.ranker_id, "cpu", "fp32")
     copied = timed("fill_from_cache (re-score unchanged dataset)", lambda: runs.fill_from_cache(store, again.id))
     assert copied == args.rows
 
