@@ -64,11 +64,6 @@ def get_run(store: Store, run_id: int) -> Run | None:
         return s.get(Run, run_id)
 
 
-def run_for_job(store: Store, job_id: int) -> Run | None:
-    with store.read() as s:
-        return s.scalar(select(Run).where(Run.job_id == job_id))
-
-
 def list_runs(store: Store, dataset_id: int | None = None) -> list[Run]:
     query = select(Run).order_by(Run.id.desc())
     if dataset_id is not None:
