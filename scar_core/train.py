@@ -8,6 +8,9 @@ positive referenced, negative human). AdamW, linear warm-up over 10% of the step
 decay, gradient clipping at 1.0, fixed seed, and the checkpoint of the epoch with the best
 validation pairwise accuracy.
 
+`length_debias` adds training rows whose LLM answer is cut, at a sentence end, to shorter than
+the human answer (see training_data.length_debiased), so that "longer wins" stops paying off.
+
 CPU options: `freeze_encoder` trains only the head; then the encoder's outputs (pooled vectors
 and max-pooled states) are computed once and cached, which gives the same head updates as
 running the frozen encoder every step, only faster. `adapters="lora"` trains LoRA adapters
@@ -28,7 +31,7 @@ from torch import nn
 from scar_core.errors import ScarError
 from scar_core.evaluate import pairwise_report, score_rows
 from scar_core.ranker import StyleRanker
-from scar_core.training_data import PAIR_NAMES, PAIRS, ROLES, TrainRow, training_pairs
+from scar_core.training_data import PAIR_NAMES, PAIRS, ROLES, TrainRow, length_debiased, training_pairs
 
 
 @dataclass
@@ -58,6 +61,7 @@ class TrainConfig:
     max_length: int | None = None     # token limit of texts while training the encoder live (None: the ranker's)
     train_precision: str = "fp32"     # "bf16": autocast the live encoder's passes (a CPU with native bf16 runs 3x faster)
     save_precision: str = "fp32"      # "fp16": store the checkpoint's weights in half precision (half the size)
+    length_debias: bool = False       # add training rows whose LLM answer is cut shorter than the human one
 
 
 @dataclass
@@ -90,6 +94,7 @@ class TrainResult:
     n_val_rows: int
     train_pairs: dict[str, int]
     out: Path | None = None
+    n_length_debias_rows: int = 0      # of n_train_rows, added by length_debias
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -105,6 +110,12 @@ class Features:
     instruction: torch.Tensor
     response: dict[str, torch.Tensor]
     form: dict[str, torch.Tensor]
+
+    def extend(self, more: Features) -> Features:
+        """These rows' features followed by `more`'s."""
+        return Features(torch.cat([self.instruction, more.instruction]),
+                        {r: torch.cat([t, more.response[r]]) for r, t in self.response.items()},
+                        {r: torch.cat([t, more.form[r]]) for r, t in self.form.items()})
 
     def subset(self, index: Sequence[int]) -> Features:
         idx = torch.as_tensor(list(index), dtype=torch.long)
@@ -198,6 +209,14 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     train_idx, val_idx = split_rows(rows, config.val_ratio, config.seed)
+    extra: list[TrainRow] = []
+    if config.length_debias:  # training side only: validation keeps the rows as they are
+        extra = length_debiased([rows[i] for i in train_idx], config.seed)
+        train_idx += range(len(rows), len(rows) + len(extra))
+        rows = [*rows, *extra]
+        if features is not None and extra:
+            features = features.extend(encode_features(ranker, extra, config.device, config.encode_precision,
+                                                       config.encode_batch_size))
     selected = {i: training_pairs(rows[i], config.quality_mode, config.quality_min, config.quality_max)
                 for i in train_idx}
     train_idx = [i for i in train_idx if selected[i]]
@@ -253,7 +272,8 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
     if config.adapters == "lora":
         ranker.encoder = ranker.encoder.merge_and_unload()
     ranker.eval()
-    result = TrainResult(history, best[1], history[best[1] - 1].val_accuracy, len(train_idx), len(val_idx), counts)
+    result = TrainResult(history, best[1], history[best[1] - 1].val_accuracy, len(train_idx), len(val_idx), counts,
+                         n_length_debias_rows=len(extra))
     if out is not None:
         include = config.save_encoder if config.save_encoder is not None else not config.freeze_encoder
         extra = {"training": {"config": asdict(config), "result": result.summary(), **(metadata or {})}}

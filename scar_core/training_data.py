@@ -16,6 +16,8 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,3 +149,40 @@ def training_pairs(row: TrainRow, mode: str = "abs", minimum: float = 5.0,
     """The (better, worse) pairs of a row that enter the ranking loss: texts differ and quality allows."""
     return [(a, b) for a, b in row.pairs()
             if quality_allows(mode, row.quality.get(a), row.quality.get(b), minimum, maximum)]
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+|\n+")
+
+
+def length_debiased(rows: Sequence[TrainRow], seed: int = 0,
+                    low: float = 0.5, high: float = 0.95) -> list[TrainRow]:
+    """Extra rows that stop answer length from predicting the label.
+
+    In most public human-vs-LLM data the LLM answer is the longer one, so a ranker can score
+    "longer is better" and fail wherever human answers are long (encyclopedic prose, expert
+    replies). For each row whose direct answer is at least 0.9x as long as its human answer this
+    adds a row with the direct answer cut, at a sentence end, to a random `low`-`high` share of
+    the human answer's length: the same LLM voice, now the shorter text. Rows whose first
+    sentence is already too long add nothing. Only the direct > human pair is kept."""
+    rng = random.Random(seed)
+    extra = []
+    for row in rows:
+        human, direct = row.responses.get("human"), row.responses.get("direct")
+        if not human or not direct or len(direct) < 0.9 * len(human):
+            continue
+        cut = _sentence_prefix(direct, int(len(human) * rng.uniform(low, high)))
+        if cut and len(cut) < len(human):
+            extra.append(TrainRow(row.instruction, {"human": human, "direct": cut}, dict(row.quality),
+                                  row.source, f"{row.where} (direct answer shortened)"))
+    return extra
+
+
+def _sentence_prefix(text: str, limit: int) -> str | None:
+    """The longest run of whole leading sentences of `text` within `limit` characters, or None."""
+    kept = ""
+    for sentence in filter(str.strip, SENTENCE_END.split(text)):
+        longer = f"{kept} {sentence}" if kept else sentence
+        if len(longer) > limit:
+            break
+        kept = longer
+    return kept or None

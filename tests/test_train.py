@@ -11,7 +11,7 @@ from scar_core.cli import main
 from scar_core.errors import InputError, ScarError
 from scar_core.evaluate import pairwise_report, score_rows
 from scar_core.ranker import DEFAULT_DIR, load_ranker
-from scar_core.train import TrainConfig, scar_loss, train
+from scar_core.train import TrainConfig, encode_features, scar_loss, train
 from scar_core.training_data import TrainRow, quality_allows, read_rows, training_pairs
 from tests.conftest import tiny_ranker
 
@@ -196,3 +196,56 @@ def test_default_ranker_loads_offline_and_stays_under_50_mb():
     scores = score_rows(ranker, [TrainRow("What is 2 + 2?", {"human": "4", "direct": "2 + 2 equals 4."})],
                         device="cpu", precision="fp32")
     assert np.isfinite(scores["human"][0]) and np.isfinite(scores["direct"][0])
+
+
+def test_train_command_continues_from_a_trained_ranker(tmp_path, tiny_checkpoint, capsys):
+    path = rows_file(tmp_path, n=8)
+    rows = read_rows([path])
+    start = score_rows(load_ranker(tiny_checkpoint), rows, device="cpu", precision="fp32")
+    # No epochs of training would change nothing: with lr 0 the saved model must equal the start.
+    assert main(["train", path, "--init", str(tiny_checkpoint), "--out", str(tmp_path / "same"), "--lr", "0",
+                 "--epochs", "1", "--device", "cpu", "--batch-size", "4"]) == 0
+    same = score_rows(load_ranker(tmp_path / "same"), rows, device="cpu", precision="fp32")
+    for role in start:
+        np.testing.assert_allclose(same[role], start[role], rtol=1e-5, atol=1e-6)
+    assert main(["train", path, "--init", str(tiny_checkpoint), "--out", str(tmp_path / "tuned"), "--lr", "3e-3",
+                 "--epochs", "2", "--device", "cpu", "--batch-size", "4"]) == 0
+    tuned = load_ranker(tmp_path / "tuned")
+    saved = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert saved["includes_encoder"] and saved["training"]["init"] == str(tiny_checkpoint)
+    original = load_ranker(tiny_checkpoint)
+    changed = [name for name, p in tuned.encoder.named_parameters()
+               if not torch.equal(p, dict(original.encoder.named_parameters())[name])]
+    assert changed, "the encoder was not fine-tuned"
+    capsys.readouterr()
+    assert main(["train", path, "--init", str(tiny_checkpoint), "--linear-dim", "8", "--out", str(tmp_path / "x")]) == 2
+    assert "--linear-dim" in capsys.readouterr().err
+
+
+def test_length_debias_adds_shortened_llm_answers_on_the_training_side_only(tmp_path):
+    from scar_core.training_data import length_debiased
+
+    human = "A short human reply that runs for a while, about seventy characters."
+    direct = "First point. Second point here! Third one? And a very long closing sentence that goes on and on."
+    rows = [TrainRow("q1", {"human": human, "direct": direct}, source="s"),
+            TrainRow("q2", {"human": direct * 2, "direct": direct}),        # human already longer
+            TrainRow("q3", {"referenced": human, "direct": direct})]         # no human answer
+    extra = length_debiased(rows, seed=1)
+    assert len(extra) == 1 and extra == length_debiased(rows, seed=1)
+    cut = extra[0].responses["direct"]
+    assert direct.startswith(cut) and cut[-1] in ".!?" and len(cut) < len(human)
+    assert extra[0].responses["human"] == human and extra[0].source == "s" and extra[0].pairs() == [("direct", "human")]
+
+    data = read_rows([rows_file(tmp_path)])
+    config = TrainConfig(epochs=2, batch_size=4, lr=3e-3, val_ratio=0.25, freeze_encoder=True, device="cpu",
+                         length_debias=True)
+    result = train(tiny_ranker(), data, config)
+    assert result.n_length_debias_rows == 12  # one per training row: each toy LLM answer opens with "Certainly!"
+    assert result.n_train_rows == 12 + 12 and result.n_val_rows == 4
+    assert result.train_pairs["d>h"] == 24 and result.train_pairs["d>r"] == 12
+    # Features computed beforehand for the original rows: the shortened rows are encoded and appended.
+    ranker = tiny_ranker()
+    features = encode_features(ranker, data, device="cpu", precision="fp32")
+    reused = train(ranker, data, TrainConfig(**{**config.__dict__, "encode_precision": "fp32"}), features=features)
+    again = train(tiny_ranker(), data, TrainConfig(**{**config.__dict__, "encode_precision": "fp32"}))
+    assert [e.loss for e in reused.history] == pytest.approx([e.loss for e in again.history], rel=1e-5)

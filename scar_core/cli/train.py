@@ -7,6 +7,7 @@ import sys
 
 from tqdm import tqdm
 
+from scar_core.errors import ScarError
 from scar_core.export import file_sha256
 from scar_core.train import TrainConfig, TrainProgress, train
 from scar_core.training_data import QUALITY_MODES, read_rows
@@ -16,7 +17,12 @@ def add(sub) -> None:
     p = sub.add_parser("train", help="train a ranker on instruction / human / referenced / direct rows")
     p.add_argument("data", nargs="+", metavar="DATA", help="JSONL training rows (see scar_core/training_data.py)")
     p.add_argument("--out", required=True, help="folder for the best checkpoint")
-    p.add_argument("--encoder", default="minilm", help="encoder to start from: minilm (bundled), a folder or hub id")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--encoder", default="minilm",
+                       help="encoder to start from, with a fresh head: minilm (bundled), a folder or hub id")
+    start.add_argument("--init", metavar="MODEL",
+                       help="start from a trained ranker instead (default or a checkpoint folder): its encoder and "
+                            "head, e.g. to fine-tune the encoder after training the head, or to adapt the default")
     p.add_argument("--linear-dim", type=int, help="width of the head's hidden layers (default: the encoder's)")
     add_source_filters(p)
     d = TrainConfig()
@@ -29,6 +35,9 @@ def add(sub) -> None:
                    help="SCAR's quality constraint on pairs with scores")
     p.add_argument("--quality-min", type=float, default=d.quality_min)
     p.add_argument("--quality-max", type=float, default=d.quality_max)
+    p.add_argument("--length-debias", action="store_true",
+                   help="add training rows whose LLM answer is cut (at a sentence end) to shorter than the human "
+                        "answer, so the ranker cannot learn 'longer wins'")
     tune = p.add_mutually_exclusive_group()
     tune.add_argument("--freeze-encoder", action="store_true",
                       help="train only the head (encoder outputs are computed once and cached)")
@@ -56,7 +65,9 @@ def add_source_filters(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scar_core.ranker import new_ranker
+    import torch
+
+    from scar_core.ranker import load_ranker, new_ranker
 
     rows = read_rows(args.data, args.source, args.exclude_source)
     print(f"{len(rows)} training rows from {len(args.data)} file(s)", file=sys.stderr)
@@ -66,9 +77,15 @@ def run(args: argparse.Namespace) -> int:
                          lora_rank=args.lora_rank, save_encoder=True if args.save_encoder else None,
                          device=args.device, encode_precision=args.precision,
                          max_length=args.max_length, train_precision=args.train_precision,
-                         save_precision=args.save_precision)
-    ranker = new_ranker(args.encoder, linear_dim=args.linear_dim, seed=args.seed)
-    metadata = {"data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
+                         save_precision=args.save_precision, length_debias=args.length_debias)
+    if args.init:
+        if args.linear_dim:
+            raise ScarError("--linear-dim cannot change a trained ranker's head (--init); leave it out")
+        torch.manual_seed(args.seed)
+        ranker = load_ranker(args.init)
+    else:
+        ranker = new_ranker(args.encoder, linear_dim=args.linear_dim, seed=args.seed)
+    metadata = {"init": args.init, "data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
                 "sources": args.source, "exclude_sources": args.exclude_source, "rows": len(rows)}
     bars: dict[str, tqdm] = {}
 
