@@ -28,8 +28,12 @@ REPLY_TOKENS = {"local": {"max_tokens": 64, "judge_max_tokens": 16},
 def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, training_file: str | None = None,
                  backend: str = "local", model: str | None = None, base_url: str | None = None,
                  limit: int = 200, judge: bool = True, encoder: str = "minilm", epochs: int = 3,
-                 freeze_encoder: bool = True, device: str = "auto", launch: bool = True) -> Job:
-    """Queue a train job: synthesise from `dataset_id` (first `limit` pairs) or use `training_file`."""
+                 freeze_encoder: bool = True, device: str = "auto", length_debias: bool = False,
+                 init: str | None = None, launch: bool = True) -> Job:
+    """Queue a train job: synthesise from `dataset_id` (first `limit` pairs) or use `training_file`.
+
+    `init` starts from a trained ranker ("default" or a checkpoint folder) instead of a fresh head on
+    `encoder`; `length_debias` adds rows whose LLM answer is shortened (scar_core.training_data)."""
     if (dataset_id is None) == (training_file is None):
         raise ScarError("give either a dataset to synthesise from or an existing training file")
     if training_file is not None and not Path(training_file).is_file():
@@ -41,10 +45,12 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
     from scar_core.score import resolve_device
 
     resolve_device(device)
+    if init and init != "default" and not (Path(init).expanduser() / "config.json").is_file():
+        raise ScarError(f"{init}: not a ranker checkpoint (no config.json); give 'default' or a checkpoint folder")
     params = {"out": str(Path(out).expanduser().resolve()), "dataset_id": dataset_id, "training_file": training_file,
               "backend": backend, "model": model, "base_url": base_url, "limit": int(limit), "judge": judge,
               "encoder": encoder, "epochs": int(epochs), "freeze_encoder": freeze_encoder, "device": device,
-              "history": []}
+              "length_debias": length_debias, "init": init, "history": []}
     job = jobs.create_job(store, "train", params)
     if launch:
         background.start_worker(store, job.id)
@@ -53,7 +59,7 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
 
 def run_train(store: Store, job: Job, beat: background.Beat) -> None:
     """Worker body: synthesise (unless a training file was given), train, save and register the ranker."""
-    from scar_core.ranker import new_ranker
+    from scar_core.ranker import load_ranker, new_ranker
     from scar_core.train import TrainConfig, TrainProgress, train
     from scar_core.training_data import read_rows
 
@@ -74,13 +80,15 @@ def run_train(store: Store, job: Job, beat: background.Beat) -> None:
             what = "encoding texts" if t.phase == "encode" else f"training, epoch {t.epoch}/{t.epochs}"
             store.transact(lambda s: jobs.report(s, job.id, t.step, t.steps, None, what))
 
-    ranker = new_ranker(p["encoder"])
-    config = TrainConfig(epochs=p["epochs"], freeze_encoder=p["freeze_encoder"], device=p["device"])
+    ranker = load_ranker(p["init"]) if p.get("init") else new_ranker(p["encoder"])
+    config = TrainConfig(epochs=p["epochs"], freeze_encoder=p["freeze_encoder"], device=p["device"],
+                         length_debias=bool(p.get("length_debias")))
     result = train(ranker, rows, config, out=out / "ranker", progress=show,
                    metadata={"data": str(data), "job": job.id})
     registered = rankers.register_ranker(store, out.name, str(result.out), ranker.weights_hash, ranker.encoder_name,
                                          recipe={"data": str(data), "epochs": p["epochs"],
-                                                 "freeze_encoder": p["freeze_encoder"]},
+                                                 "freeze_encoder": p["freeze_encoder"], "init": p.get("init"),
+                                                 "length_debias": bool(p.get("length_debias"))},
                                          metrics={"best_epoch": result.best_epoch,
                                                   "best_val_accuracy": result.best_val_accuracy})
     beat.result = {**result.summary(), "ranker_id": registered.id}

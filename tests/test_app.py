@@ -213,7 +213,7 @@ def test_export_writes_best_first_with_manifest_inside_the_folder(store, scored,
 
 @pytest.mark.slow
 def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path):
-    rows = [{"instruction": f"Explain topic {i}.", "human": f"dunno {i}",
+    rows = [{"instruction": f"Explain topic {i}.", "human": f"dunno, topic {i} is a thing i never looked into",
              "referenced": f"Topic {i} explained in a clear, complete sentence.",
              "direct": f"Topic {i}:\n1. A first point.\n2. A second point.", "source": "t"} for i in range(20)]
     data = tmp_path / "training.jsonl"
@@ -222,6 +222,11 @@ def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path
     at.radio(key="train_source").set_value("a training file on the server").run()
     at.text_input(key="train_file").set_value(str(data))
     at.number_input(key="train_epochs").set_value(2).run()
+    at.text_input(key="train_init").set_value(str(tmp_path / "no-such-ranker"))
+    at.button(key="start_train").click().run()
+    assert any("not a ranker checkpoint" in e for e in texts(at.error)) and not jobs.list_jobs(store, "train")
+    at.text_input(key="train_init").set_value("")
+    at.checkbox(key="train_debias").check()
     at.button(key="start_train").click().run()
     assert any(s.startswith("Started training job") for s in texts(at.success)), texts(at.error)
     job = jobs.list_jobs(store, "train")[0]
@@ -231,6 +236,7 @@ def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path
     job = jobs.get_job(store, job.id)
     assert job.status == "done", job.error
     assert [h["epoch"] for h in job.params["history"]] == [1, 2]
+    assert job.result["n_length_debias_rows"] == job.result["n_train_rows"] // 2 > 0
     at.run()
     assert any("Best epoch" in s for s in texts(at.success)) and at.get("plotly_chart")
     trained = [r for r in rankers.list_rankers(store) if r.id == job.result["ranker_id"]]

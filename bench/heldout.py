@@ -1,0 +1,128 @@
+"""Held-out accuracy of the default ranker's training recipe: train without some sources, score them.
+
+    python bench/heldout.py [--hold-out PATTERN ...] [--fine-tune-epochs N] [--no-length-debias] [--save DIR]
+
+Trains one ranker, with the recipe of models/default (README there), on ../shared/data/ranker/
+minus the held-out sources, then reports on the held-out rows: pairwise accuracy, the "longer
+answer wins" baseline, and the length-balanced accuracy (mean of the accuracy where the LLM answer
+is longer and where it is not; the length baseline scores 0.5 on it). Held-out self-instruct rows
+are also paired with two more LLMs' answers to the same instructions (AlpacaEval outputs of GPT-4
+Turbo and Llama-2-70B-chat, ../shared/data/pools/alpacaeval_805_*.json): human vs three LLMs.
+
+Recipe: stage 1 trains the head on the frozen encoder's cached outputs; stage 2 (--fine-tune-epochs
+> 0) fine-tunes encoder and head from there; both add length-debiasing rows (--no-length-debias
+turns that off). The last line is one JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scar_core.evaluate import evaluate  # noqa: E402
+from scar_core.ranker import new_ranker  # noqa: E402
+from scar_core.train import TrainConfig, train  # noqa: E402
+from scar_core.training_data import TrainRow, read_rows  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+RANKER_FILES = ["hc3_1000.jsonl", "realign_nq_100.jsonl", "selfinstruct_252.jsonl"]
+OTHER_LLMS = ["alpacaeval_805_gpt4.json", "alpacaeval_805_llama2.json"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    ap.add_argument("--hold-out", action="append", metavar="PATTERN",
+                    help="source glob kept out of training and evaluated (repeatable; default: "
+                         "'hc3/wiki_csai' and 'self-instruct/*')")
+    ap.add_argument("--head-epochs", type=int, default=10)
+    ap.add_argument("--head-lr", type=float, default=3e-4)
+    ap.add_argument("--fine-tune-epochs", type=int, default=2, help="0: head only (frozen encoder)")
+    ap.add_argument("--fine-tune-lr", type=float, default=2e-5)
+    ap.add_argument("--max-length", type=int, default=128, help="token limit of texts while fine-tuning")
+    ap.add_argument("--no-length-debias", action="store_true")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--save", type=Path, help="also save the trained ranker here")
+    args = ap.parse_args()
+    if not (args.data / "ranker").is_dir():
+        sys.exit(f"{args.data / 'ranker'}: not found (this benchmark needs ../shared/data)")
+    held = args.hold_out or ["hc3/wiki_csai", "self-instruct/*"]
+
+    rows = read_rows([args.data / "ranker" / name for name in RANKER_FILES])
+    train_rows = [r for r in rows if not _held(r, held)]
+    test_rows = [r for r in rows if _held(r, held)] + [r for r in other_llm_rows(args.data, rows) if _held(r, held)]
+    print(f"training on {len(train_rows)} rows; evaluating {len(test_rows)} held-out rows ({', '.join(held)})",
+          file=sys.stderr)
+
+    start = time.perf_counter()
+    debias = not args.no_length_debias
+    ranker = new_ranker("minilm", seed=args.seed)
+    head = train(ranker, train_rows, TrainConfig(epochs=args.head_epochs, lr=args.head_lr, freeze_encoder=True,
+                                                 seed=args.seed, device=args.device, length_debias=debias))
+    print(f"head: validation {head.best_val_accuracy} (epoch {head.best_epoch})", file=sys.stderr)
+    stages = {"head": head.summary()}
+    if args.fine_tune_epochs:
+        ranker.encoder.requires_grad_(True)
+        tuned = train(ranker, train_rows, TrainConfig(epochs=args.fine_tune_epochs, lr=args.fine_tune_lr,
+                                                      seed=args.seed, device=args.device, length_debias=debias,
+                                                      max_length=args.max_length, train_precision="bf16"))
+        print(f"fine-tune: validation {tuned.best_val_accuracy} (epoch {tuned.best_epoch})", file=sys.stderr)
+        stages["fine_tune"] = tuned.summary()
+    train_s = time.perf_counter() - start
+    if args.save:
+        ranker.save(args.save, include_encoder=bool(args.fine_tune_epochs))
+
+    print("| held out | pairs | ranker | longer wins | ranker, length-balanced | ranker where the human answer is longer |")
+    print("|---|---|---|---|---|---|")
+    results = {}
+    for source in sorted({r.source for r in test_rows}):
+        report = evaluate(ranker, [r for r in test_rows if r.source == source], device=args.device)
+        lc = report["length_controlled"]
+        results[source] = {"n_pairs": report["n_pairs"], "accuracy": report["pairwise_accuracy"],
+                           "length_baseline": report["length_baseline"]["pairwise_accuracy"],
+                           "length_balanced": lc["balanced_accuracy"],
+                           "human_longer": lc["better_not_longer"]}
+        shorter = lc["better_not_longer"]
+        print(f"| {source} | {report['n_pairs']} | {report['pairwise_accuracy']:.3f} | "
+              f"{report['length_baseline']['pairwise_accuracy']:.3f} | {_fmt(lc['balanced_accuracy'])} | "
+              f"{_fmt(shorter['accuracy'])} ({shorter['n_pairs']} pairs) |")
+    print(json.dumps({"held_out": held, "length_debias": debias, "train_seconds": round(train_s, 1),
+                      "stages": {k: {"best_val_accuracy": v["best_val_accuracy"], "best_epoch": v["best_epoch"]}
+                                 for k, v in stages.items()},
+                      "results": results}))
+
+
+def other_llm_rows(data: Path, rows: list[TrainRow]) -> list[TrainRow]:
+    """Self-instruct human answers paired with other LLMs' answers to the same instructions."""
+    human = {r.instruction: r.responses["human"] for r in rows
+             if (r.source or "").startswith("self-instruct") and "human" in r.responses}
+    out = []
+    for name in OTHER_LLMS:
+        path = data / "pools" / name
+        if not path.is_file():
+            continue
+        for item in json.loads(path.read_text()):
+            if item["instruction"] in human and item.get("output", "").strip():
+                out.append(TrainRow(item["instruction"], {"human": human[item["instruction"]], "direct": item["output"]},
+                                    source=f"self-instruct/{item['generator']}"))
+    return out
+
+
+def _held(row: TrainRow, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(row.source or "", p) for p in patterns)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+if __name__ == "__main__":
+    main()
