@@ -1,6 +1,7 @@
 """Held-out accuracy of the default ranker's training recipe: train without some sources, score them.
 
     python bench/heldout.py [--hold-out PATTERN ...] [--fine-tune-epochs N] [--no-length-debias] [--save DIR]
+    python bench/heldout.py --model default       # no training: only the pool comparisons below
 
 Trains one ranker, with the recipe of models/default (README there), on ../shared/data/ranker/
 minus the held-out sources, then reports on the held-out rows: pairwise accuracy, the "longer
@@ -11,7 +12,13 @@ Turbo and Llama-2-70B-chat, ../shared/data/pools/alpacaeval_805_*.json): human v
 
 Recipe: stage 1 trains the head on the frozen encoder's cached outputs; stage 2 (--fine-tune-epochs
 > 0) fine-tunes encoder and head from there; both add length-debiasing rows (--no-length-debias
-turns that off). The last line is one JSON object with the figures.
+turns that off).
+
+Then, for sources no ranker here was trained on, unpaired pool comparisons where length says little:
+human-written pools (LIMA, Dolly) against LLM-written ones (AlpacaEval GPT-4 Turbo and Llama-2-70B,
+Alpaca's text-davinci-003), a seeded sample of --pool-sample rows each. Reported as AUC: the chance
+that a random LLM-pool answer outscores a random human-pool answer, next to the same AUC for answer
+length. The last line is one JSON object with the figures.
 """
 from __future__ import annotations
 
@@ -26,14 +33,23 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
 from scar_core.evaluate import evaluate  # noqa: E402
-from scar_core.ranker import new_ranker  # noqa: E402
+from scar_core.load import load  # noqa: E402
+from scar_core.ranker import load_ranker, new_ranker  # noqa: E402
+from scar_core.score import score_examples  # noqa: E402
 from scar_core.train import TrainConfig, train  # noqa: E402
 from scar_core.training_data import TrainRow, read_rows  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 RANKER_FILES = ["hc3_1000.jsonl", "realign_nq_100.jsonl", "selfinstruct_252.jsonl"]
 OTHER_LLMS = ["alpacaeval_805_gpt4.json", "alpacaeval_805_llama2.json"]
+# (human-written pool, LLM-written pool): similar kinds of tasks, answer lengths close to each other.
+POOL_PAIRS = [("lima_1k.alpaca.json", "alpacaeval_805_gpt4.json"),
+              ("lima_1k.alpaca.json", "alpacaeval_805_llama2.json"),
+              ("dolly_2k.alpaca.json", "alpaca_2k.alpaca.json")]
 
 
 def main() -> None:
@@ -51,9 +67,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--save", type=Path, help="also save the trained ranker here")
+    ap.add_argument("--model", help="evaluate this ranker (default or a folder) on the pools instead of training")
+    ap.add_argument("--pool-sample", type=int, default=300, help="rows per pool (0: no pool comparisons)")
     args = ap.parse_args()
     if not (args.data / "ranker").is_dir():
         sys.exit(f"{args.data / 'ranker'}: not found (this benchmark needs ../shared/data)")
+    if args.model:
+        pools = compare_pools(load_ranker(args.model), args.data, args.pool_sample, args.seed, args.device)
+        print(json.dumps({"model": args.model, "pools": pools}))
+        return
     held = args.hold_out or ["hc3/wiki_csai", "self-instruct/*"]
 
     rows = read_rows([args.data / "ranker" / name for name in RANKER_FILES])
@@ -94,10 +116,35 @@ def main() -> None:
         print(f"| {source} | {report['n_pairs']} | {report['pairwise_accuracy']:.3f} | "
               f"{report['length_baseline']['pairwise_accuracy']:.3f} | {_fmt(lc['balanced_accuracy'])} | "
               f"{_fmt(shorter['accuracy'])} ({shorter['n_pairs']} pairs) |")
+    pools = compare_pools(ranker, args.data, args.pool_sample, args.seed, args.device)
     print(json.dumps({"held_out": held, "length_debias": debias, "train_seconds": round(train_s, 1),
                       "stages": {k: {"best_val_accuracy": v["best_val_accuracy"], "best_epoch": v["best_epoch"]}
                                  for k, v in stages.items()},
-                      "results": results}))
+                      "results": results, "pools": pools}))
+
+
+def compare_pools(ranker, data: Path, sample: int, seed: int, device: str) -> dict:
+    """AUC of 'the LLM-pool answer wins' for the ranker's score and for answer length, per pool pair."""
+    if not sample:
+        return {}
+    scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in sorted({name for pair in POOL_PAIRS for name in pair}):
+        examples = load(data / "pools" / name, lenient=True).examples
+        keep = np.random.default_rng(seed).permutation(len(examples))[:sample]
+        examples = [examples[i] for i in sorted(keep)]
+        scores = score_examples(ranker, examples, device=device).score
+        scored[name] = (scores, np.array([len(e.response) for e in examples]))
+    print("| human pool | LLM pool | ranker AUC (LLM answer scores higher) | length AUC (LLM answer longer) |")
+    print("|---|---|---|---|")
+    out = {}
+    for human, llm in POOL_PAIRS:
+        labels = np.r_[np.zeros(len(scored[human][0])), np.ones(len(scored[llm][0]))]
+        auc = roc_auc_score(labels, np.r_[scored[human][0], scored[llm][0]])
+        length = roc_auc_score(labels, np.r_[scored[human][1], scored[llm][1]])
+        out[f"{human} vs {llm}"] = {"ranker_auc": round(float(auc), 4), "length_auc": round(float(length), 4),
+                                     "rows": [len(labels) - int(labels.sum()), int(labels.sum())]}
+        print(f"| {human} | {llm} | {auc:.3f} | {length:.3f} |")
+    return out
 
 
 def other_llm_rows(data: Path, rows: list[TrainRow]) -> list[TrainRow]:
