@@ -126,22 +126,36 @@ def reset_for_resume(store: Store, job_id: int) -> Job:
         if job.status == "running" and not is_stale(job):
             raise ScarError(f"job {job_id} is still running in process {job.pid}")
         job.status, job.cancel_requested, job.error, job.finished_at = "queued", False, None, None
+        job.pid = None  # the dead worker's; a new launch records its own
         _sync_runs(session, job_id, "queued")
         return job
     return store.transact(work)
 
 
+def record_launch(store: Store, job_id: int, pid: int) -> None:
+    """Note the worker process started for a queued job, so a worker that exits before claiming the
+    job (bad environment, killed at start) shows as interrupted instead of queued forever."""
+    def work(session: Session) -> None:
+        session.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
+                        .values(pid=pid, host=socket.gethostname()))
+    store.transact(work)
+
+
 def mark_stale(store: Store) -> list[int]:
-    """Mark running jobs whose worker died as interrupted; returns their ids."""
+    """Mark jobs whose worker died as interrupted (see is_stale); returns their ids."""
     with store.read() as s:
-        stale = [job.id for job in s.scalars(select(Job).where(Job.status == "running")) if is_stale(job)]
+        stale = [job.id for job in s.scalars(select(Job).where(Job.status.in_(("running", "queued"))))
+                 if is_stale(job)]
     for job_id in stale:
         finish(store, job_id, "interrupted", error="the worker stopped without finishing (killed or crashed)")
     return stale
 
 
 def is_stale(job: Job, max_age_s: float = STALE_AFTER_S) -> bool:
-    """A running job whose heartbeat is old, or whose worker process on this host is gone."""
+    """A running job whose heartbeat is old, or whose worker process on this host is gone; or a
+    queued job whose launched worker (record_launch) on this host exited before claiming it."""
+    if job.status == "queued":
+        return job.pid is not None and job.host == socket.gethostname() and not process_alive(job.pid)
     if job.status != "running":
         return False
     if job.heartbeat_at is None or _age(job.heartbeat_at) > timedelta(seconds=max_age_s):

@@ -82,6 +82,7 @@ def start_worker(store: Store, job_id: int) -> int:
     process = subprocess.Popen([sys.executable, "-m", "scar_core", "worker", str(job_id), "--db", store.url],
                                cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
+    jobs.record_launch(store, job_id, process.pid)
     return process.pid
 
 

@@ -222,3 +222,23 @@ def test_finished_run_stores_breakdown_outliers_and_form_features(tmp_path, pair
     np.testing.assert_allclose([r[0] for r in rows], expected.lf_contribution, atol=1e-6)
     np.testing.assert_allclose(np.array([r[0] + r[1] for r in rows]), expected.score - expected.baseline, atol=1e-5)
     assert all(r[2]["words"] >= 1 and r[2]["lf_outlier"] > 0 and "markdown_density" in r[2] for r in rows)
+
+
+def test_worker_that_exits_before_claiming_shows_as_interrupted(tmp_path, pairs_file, tiny_checkpoint):
+    store = open_store(str(tmp_path / "early.db"))
+    ds = datasets.import_file(store, pairs_file)
+    run = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        jobs.record_launch(store, run.job_id, alive.pid)
+        assert jobs.mark_stale(store) == [] and jobs.get_job(store, run.job_id).status == "queued"
+    finally:
+        alive.kill()
+        alive.wait()
+    # The launched process is gone and never claimed the job: interrupted, and resumable.
+    assert jobs.mark_stale(store) == [run.job_id]
+    job = jobs.get_job(store, run.job_id)
+    assert job.status == "interrupted" and "stopped without finishing" in job.error
+    assert workers.resume(store, run.job_id, launch=False).status == "queued"
+    assert jobs.mark_stale(store) == []  # no launch recorded since the resume: nothing to judge
+    assert workers.run_job(store, run.job_id).status == "done"
