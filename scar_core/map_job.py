@@ -11,6 +11,7 @@ from db.store import Store
 from scar_core import jobs as background
 from scar_core.errors import ScarError
 
+
 def submit_map(store: Store, run_id: int, seed: int = 0, launch: bool = True) -> Job:
     """Queue a map job for a finished run and start its worker (launch=False leaves it queued)."""
     run = runs.get_run(store, run_id)
@@ -46,4 +47,3 @@ def run_map(store: Store, job: Job, beat: background.Beat) -> None:
     maps.save_map(store, run_id, "is", ids_is, layout.is_)
     store.transact(lambda s: jobs.report(s, job.id, 3, 3, None, f"stored ({layout.method})"))
     beat.result = {"rows": int(len(ids_lf)), "method": layout.method}
-

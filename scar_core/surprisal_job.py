@@ -21,7 +21,6 @@ from scar_core.diagnostics.surprisal import DEFAULT_LM, iter_surprisal, load_lan
 from scar_core.errors import ScarError
 
 
-
 def submit_surprisal(store: Store, run_id: int, lm: str = DEFAULT_LM, sample: int | None = None, seed: int = 0,
                      device: str = "auto", precision: str = "auto", launch: bool = True) -> Job:
     """Queue a surprisal job for a finished run (all rows, or a seeded sample) and start its worker."""

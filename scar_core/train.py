@@ -209,13 +209,12 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     train_idx, val_idx = split_rows(rows, config.val_ratio, config.seed)
-    extra: list[TrainRow] = []
-    if config.length_debias:  # training side only: validation keeps the rows as they are
-        extra = length_debiased([rows[i] for i in train_idx], config.seed)
-        train_idx += range(len(rows), len(rows) + len(extra))
-        rows = [*rows, *extra]
-        if features is not None and extra:
-            features = features.extend(encode_features(ranker, extra, config.device, config.encode_precision,
+    debias_rows = length_debiased([rows[i] for i in train_idx], config.seed) if config.length_debias else []
+    if debias_rows:  # training side only: validation keeps the rows as they are
+        train_idx += range(len(rows), len(rows) + len(debias_rows))
+        rows = [*rows, *debias_rows]
+        if features is not None:
+            features = features.extend(encode_features(ranker, debias_rows, config.device, config.encode_precision,
                                                        config.encode_batch_size))
     selected = {i: training_pairs(rows[i], config.quality_mode, config.quality_min, config.quality_max)
                 for i in train_idx}
@@ -273,7 +272,7 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
         ranker.encoder = ranker.encoder.merge_and_unload()
     ranker.eval()
     result = TrainResult(history, best[1], history[best[1] - 1].val_accuracy, len(train_idx), len(val_idx), counts,
-                         n_length_debias_rows=len(extra))
+                         n_length_debias_rows=len(debias_rows))
     if out is not None:
         include = config.save_encoder if config.save_encoder is not None else not config.freeze_encoder
         extra = {"training": {"config": asdict(config), "result": result.summary(), **(metadata or {})}}
