@@ -6,7 +6,7 @@ import streamlit as st
 
 from db import browse, jobs
 from pages import shared
-from scar_core import train_job
+from scar_core import jobs as background, train_job
 from scar_core.errors import ScarError
 
 store = shared.store()
@@ -74,7 +74,7 @@ def progress() -> None:
         st.rerun()
     st.progress(job.done / job.total if job.total else 0.0, text=f"{job.status}: {job.message or ''}")
     if job.status in ("queued", "running") and st.button("Cancel", key="cancel_train"):
-        train_job.background.cancel(store, job.id)
+        background.cancel(store, job.id)
     epochs_done = pd.DataFrame(job.params.get("history") or [], columns=["epoch", "loss", "val_accuracy"])
     if len(epochs_done):
         fig = go.Figure()
@@ -91,7 +91,7 @@ def progress() -> None:
     elif job.error:
         shared.error(f"Training {job.status}: {job.error.splitlines()[0]}")
     if job.status in ("failed", "cancelled", "interrupted") and st.button("Resume", key="resume_train"):
-        train_job.background.resume(store, job.id)
+        background.resume(store, job.id)
         st.rerun()
 
 
