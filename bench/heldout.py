@@ -23,7 +23,6 @@ length. The last line is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ from scar_core.load import load  # noqa: E402
 from scar_core.ranker import load_ranker, new_ranker  # noqa: E402
 from scar_core.score import score_examples  # noqa: E402
 from scar_core.train import TrainConfig, train  # noqa: E402
-from scar_core.training_data import TrainRow, read_rows  # noqa: E402
+from scar_core.training_data import TrainRow, read_rows, source_matches  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 RANKER_FILES = ["hc3_1000.jsonl", "realign_nq_100.jsonl", "selfinstruct_252.jsonl"]
@@ -79,8 +78,8 @@ def main() -> None:
     held = args.hold_out or ["hc3/wiki_csai", "self-instruct/*"]
 
     rows = read_rows([args.data / "ranker" / name for name in RANKER_FILES])
-    train_rows = [r for r in rows if not _held(r, held)]
-    test_rows = [r for r in rows if _held(r, held)] + [r for r in other_llm_rows(args.data, rows) if _held(r, held)]
+    train_rows = [r for r in rows if not source_matches(r.source, held)]
+    test_rows = [r for r in rows + other_llm_rows(args.data, rows) if source_matches(r.source, held)]
     print(f"training on {len(train_rows)} rows; evaluating {len(test_rows)} held-out rows ({', '.join(held)})",
           file=sys.stderr)
 
@@ -108,14 +107,12 @@ def main() -> None:
     for source in sorted({r.source for r in test_rows}):
         report = evaluate(ranker, [r for r in test_rows if r.source == source], device=args.device)
         lc = report["length_controlled"]
-        results[source] = {"n_pairs": report["n_pairs"], "accuracy": report["pairwise_accuracy"],
-                           "length_baseline": report["length_baseline"]["pairwise_accuracy"],
-                           "length_balanced": lc["balanced_accuracy"],
-                           "human_longer": lc["better_not_longer"]}
-        shorter = lc["better_not_longer"]
-        print(f"| {source} | {report['n_pairs']} | {report['pairwise_accuracy']:.3f} | "
-              f"{report['length_baseline']['pairwise_accuracy']:.3f} | {_fmt(lc['balanced_accuracy'])} | "
-              f"{_fmt(shorter['accuracy'])} ({shorter['n_pairs']} pairs) |")
+        results[source] = r = {"n_pairs": report["n_pairs"], "accuracy": report["pairwise_accuracy"],
+                               "length_baseline": report["length_baseline"]["pairwise_accuracy"],
+                               "length_balanced": lc["balanced_accuracy"], "human_longer": lc["better_not_longer"]}
+        print(f"| {source} | {r['n_pairs']} | {r['accuracy']:.3f} | {r['length_baseline']:.3f} | "
+              f"{_fmt(r['length_balanced'])} | {_fmt(r['human_longer']['accuracy'])} "
+              f"({r['human_longer']['n_pairs']} pairs) |")
     pools = compare_pools(ranker, args.data, args.pool_sample, args.seed, args.device)
     print(json.dumps({"held_out": held, "length_debias": debias, "train_seconds": round(train_s, 1),
                       "stages": {k: {"best_val_accuracy": v["best_val_accuracy"], "best_epoch": v["best_epoch"]}
@@ -161,10 +158,6 @@ def other_llm_rows(data: Path, rows: list[TrainRow]) -> list[TrainRow]:
                 out.append(TrainRow(item["instruction"], {"human": human[item["instruction"]], "direct": item["output"]},
                                     source=f"self-instruct/{item['generator']}"))
     return out
-
-
-def _held(row: TrainRow, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(row.source or "", p) for p in patterns)
 
 
 def _fmt(value: float | None) -> str:

@@ -65,13 +65,14 @@ def read_rows(paths: Sequence[str | Path], sources: Sequence[str] = (),
                 if line.strip():
                     rows.append(parse_row(line, path, number))
     if sources:
-        rows = [r for r in rows if _matches(r.source, sources)]
+        rows = [r for r in rows if source_matches(r.source, sources)]
     if exclude_sources:
-        rows = [r for r in rows if not _matches(r.source, exclude_sources)]
+        rows = [r for r in rows if not source_matches(r.source, exclude_sources)]
     return rows
 
 
-def _matches(source: str | None, patterns: Iterable[str]) -> bool:
+def source_matches(source: str | None, patterns: Iterable[str]) -> bool:
+    """Whether a row's `source` tag matches any of the glob patterns (e.g. "hc3/*")."""
     return any(fnmatch.fnmatchcase(source or "", p) for p in patterns)
 
 
