@@ -63,12 +63,12 @@ def test_worker_killed_mid_run_resumes_without_duplicates(tmp_path, pairs_file, 
                        chunk_rows=2, launch=False)
     total = ds.example_count
     kill_points = sorted(random.Random(2024).sample(range(4, total - 8), 5))
-    seen = [0]
+    seen = []
     for point in kill_points:
         worker = start(store, run.job_id)
         # Kill only after this worker has claimed the job and stored rows of its own: a kill point the
         # previous worker already overshot must not kill the new one before it starts.
-        target = max(point, seen[-1] + 1)
+        target = max(point, seen[-1] + 1 if seen else 0)
         wait_for(lambda: runs.count_done(store, run.id) >= target or worker.poll() is not None)
         worker.send_signal(signal.SIGKILL)
         worker.wait()
@@ -77,7 +77,6 @@ def test_worker_killed_mid_run_resumes_without_duplicates(tmp_path, pairs_file, 
         seen.append(done)
         assert jobs.mark_stale(store) == [run.job_id]
         assert workers.resume(store, run.job_id, launch=False).status == "queued"
-    seen = seen[1:]
     assert all(a < b for a, b in zip(seen, seen[1:])) and seen[0] >= kill_points[0]
     job = workers.run_job(store, run.job_id)  # the last resume runs in this process
     assert (job.status, job.done, job.total) == ("done", total, total)
