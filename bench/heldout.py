@@ -10,9 +10,9 @@ is longer and where it is not; the length baseline scores 0.5 on it). Held-out s
 are also paired with two more LLMs' answers to the same instructions (AlpacaEval outputs of GPT-4
 Turbo and Llama-2-70B-chat, ../shared/data/pools/alpacaeval_805_*.json): human vs three LLMs.
 
-Recipe: stage 1 trains the head on the frozen encoder's cached outputs; stage 2 (--fine-tune-epochs
+Scoring runs in the precision `auto` picks (bf16 on CPUs with native bf16). Recipe: stage 1 trains the head on the frozen encoder's cached outputs; stage 2 (--fine-tune-epochs
 > 0) fine-tunes encoder and head from there; both add length-debiasing rows (--no-length-debias
-turns that off).
+turns that off); --lm-surprisal adds the LM term (scar_core.ranker.LMTerm).
 
 Then, for sources no ranker here was trained on, unpaired pool comparisons where length says little:
 human-written pools (LIMA, Dolly) against LLM-written ones (AlpacaEval GPT-4 Turbo and Llama-2-70B,
@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--fine-tune-lr", type=float, default=2e-5)
     ap.add_argument("--max-length", type=int, default=128, help="token limit of texts while fine-tuning")
     ap.add_argument("--no-length-debias", action="store_true")
+    ap.add_argument("--lm-surprisal", action="store_true",
+                    help="train with the LM term (the bundled SmolLM2's NLL of each response, see LMTerm)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--save", type=Path, help="also save the trained ranker here")
@@ -85,7 +87,7 @@ def main() -> None:
 
     start = time.perf_counter()
     debias = not args.no_length_debias
-    ranker = new_ranker("minilm", seed=args.seed)
+    ranker = new_ranker("minilm", seed=args.seed, lm="smollm2" if args.lm_surprisal else None)
     head = train(ranker, train_rows, TrainConfig(epochs=args.head_epochs, lr=args.head_lr, freeze_encoder=True,
                                                  seed=args.seed, device=args.device, length_debias=debias))
     print(f"head: validation {head.best_val_accuracy} (epoch {head.best_epoch})", file=sys.stderr)
@@ -105,7 +107,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     results = {}
     for source in sorted({r.source for r in test_rows}):
-        report = evaluate(ranker, [r for r in test_rows if r.source == source], device=args.device)
+        report = evaluate(ranker, [r for r in test_rows if r.source == source], device=args.device, precision="auto")
         lc = report["length_controlled"]
         results[source] = r = {"n_pairs": report["n_pairs"], "accuracy": report["pairwise_accuracy"],
                                "length_baseline": report["length_baseline"]["pairwise_accuracy"],
@@ -114,7 +116,8 @@ def main() -> None:
               f"{_fmt(r['length_balanced'])} | {_fmt(r['human_longer']['accuracy'])} "
               f"({r['human_longer']['n_pairs']} pairs) |")
     pools = compare_pools(ranker, args.data, args.pool_sample, args.seed, args.device)
-    print(json.dumps({"held_out": held, "length_debias": debias, "train_seconds": round(train_s, 1),
+    print(json.dumps({"held_out": held, "length_debias": debias, "lm_surprisal": args.lm_surprisal,
+                      "train_seconds": round(train_s, 1),
                       "stages": {k: {"best_val_accuracy": v["best_val_accuracy"], "best_epoch": v["best_epoch"]}
                                  for k, v in stages.items()},
                       "results": results, "pools": pools}))
@@ -129,7 +132,7 @@ def compare_pools(ranker, data: Path, sample: int, seed: int, device: str) -> di
         examples = load(data / "pools" / name, lenient=True).examples
         keep = np.random.default_rng(seed).permutation(len(examples))[:sample]
         examples = [examples[i] for i in sorted(keep)]
-        scores = score_examples(ranker, examples, device=device).score
+        scores = score_examples(ranker, examples, device=device, precision="auto").score
         scored[name] = (scores, np.array([len(e.response) for e in examples]))
     print("| human pool | LLM pool | ranker AUC (LLM answer scores higher) | length AUC (LLM answer longer) |")
     print("|---|---|---|---|")

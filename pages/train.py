@@ -34,13 +34,16 @@ epochs = t2.number_input("Epochs", 1, 50, 3, key="train_epochs")
 freeze = t3.checkbox("Freeze the encoder", value=True, key="train_freeze",
                      help="train the head only on cached encoder outputs: fast on a CPU")
 device = t4.selectbox("Device", ["auto", "cpu", "cuda"], key="train_device")
-s1, s2 = st.columns(2)
+s1, s2, s3 = st.columns(3)
 init = s1.text_input("Or start from a trained ranker", key="train_init", placeholder="default, or a checkpoint folder",
                      help="continue from its encoder and head (e.g. adapt the default ranker to your data); "
                           "the encoder above is then not used").strip() or None
 debias = s2.checkbox("Length-debias the training rows", value=False, key="train_debias",
                      help="add copies whose LLM answer is cut shorter than the human answer, so the ranker "
                           "cannot learn 'longer wins'")
+lm_term = s3.checkbox("Add an LM surprisal term", value=False, key="train_lm",
+                      help="score also by how predictable each response is to the bundled small LM (SmolLM2); "
+                           "generalises better to new sources, but scoring then runs that LM too (slower on CPU)")
 out = st.text_input("Output folder name", "my-ranker", key="train_out")
 
 if st.button("Start training", type="primary", key="start_train", disabled=dataset_id is None and not training_file):
@@ -49,7 +52,8 @@ if st.button("Start training", type="primary", key="start_train", disabled=datas
         job = train_job.submit_train(store, folder, dataset_id=dataset_id, training_file=training_file,
                                      backend=backend, model=model, base_url=base_url, limit=int(limit), judge=judge,
                                      encoder=encoder.strip() or "minilm", epochs=int(epochs),
-                                     freeze_encoder=freeze, device=device, length_debias=debias, init=init)
+                                     freeze_encoder=freeze, device=device, length_debias=debias, init=init,
+                                     lm_surprisal=lm_term)
         st.session_state["train_job"] = job.id
         st.success(f"Started training job {job.id}.")
     except ScarError as e:

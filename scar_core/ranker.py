@@ -6,13 +6,22 @@ One shared encoder embeds instruction and response separately. Per pair:
   v_lf = masked max-pool of response states    linguistic-form representation
   score = output_layer([v_is ; v_lf])          an unbounded real; higher = more consistent style
 Parameter names follow the official `scar-tool` so state dicts are interchangeable.
+
+Optional Studio extension, the LM term (`LMTerm`; off unless a ranker was trained with it):
+  score += -lm_weight * (nll - mean) / std
+where nll is the response's mean per-token negative log-likelihood given the instruction under a
+small causal LM (scar_core.diagnostics.surprisal): instructional surprisal measured rather than
+learned. LLM-written answers are far more predictable to an LM than human ones, in every domain,
+whatever their length; one learned weight keeps the score monotonic in it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -31,9 +40,20 @@ class RankerOutput:
     v_is: torch.Tensor   # (B, H)
 
 
+@dataclass
+class LMTerm:
+    """Settings of the LM term: which LM, its token limit per pair, and the standardisation of its
+    NLL (mean and std over the training responses, set when the term is first trained)."""
+
+    lm: str = "smollm2"
+    max_tokens: int = 256
+    mean: float | None = None
+    std: float | None = None
+
+
 class StyleRanker(nn.Module):
     def __init__(self, encoder: nn.Module, tokenizer, hidden_dim: int | None = None,
-                 linear_dim: int | None = None, encoder_name: str = ""):
+                 linear_dim: int | None = None, encoder_name: str = "", lm_term: LMTerm | None = None):
         super().__init__()
         hidden = encoder.config.hidden_size
         if hidden_dim is not None and hidden_dim != hidden:
@@ -49,6 +69,42 @@ class StyleRanker(nn.Module):
         self.output_layer = nn.Sequential(
             nn.Linear(2 * hidden, self.linear_dim), nn.ReLU(), nn.Linear(self.linear_dim, 1))
         self.weights_hash = ""
+        self.lm_term: LMTerm | None = None
+        self.known_nll: dict[tuple[str, str], float] = {}  # (instruction, response) -> NLL, filled by training
+        self._lm = None
+        if lm_term is not None:
+            self.add_lm_term(lm_term)
+
+    def add_lm_term(self, term: LMTerm) -> None:
+        """Give the score an LM term with weight 0 (training learns the weight)."""
+        self.lm_term = term
+        self.lm_weight = nn.Parameter(torch.zeros(()))
+
+    def language_model(self, device: torch.device, dtype: torch.dtype):
+        """The LM term's language model, loaded once (scar_core.diagnostics.surprisal.LanguageModel)."""
+        from scar_core.diagnostics.surprisal import load_language_model
+
+        if self._lm is None or self._lm.device != device or self._lm.dtype != dtype:
+            names = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+            self._lm = load_language_model(self.lm_term.lm, str(device), names[dtype])
+        return self._lm
+
+    def lm_nll(self, instructions: list[str], responses: list[str], device: torch.device,
+               dtype: torch.dtype) -> np.ndarray:
+        """NLL of each response given its instruction under the term's LM (known values are reused)."""
+        from scar_core.diagnostics.surprisal import response_nll
+
+        out = np.array([self.known_nll.get(pair, np.nan) for pair in zip(instructions, responses)])
+        todo = [i for i in range(len(out)) if np.isnan(out[i]) and (instructions[i], responses[i]) not in self.known_nll]
+        if todo:
+            out[todo] = response_nll(self.language_model(device, dtype), [instructions[i] for i in todo],
+                                     [responses[i] for i in todo], self.lm_term.max_tokens)
+        return out
+
+    def lm_score(self, nll: torch.Tensor) -> torch.Tensor:
+        """The LM term of the score; a row without an NLL (empty text) counts as average."""
+        z = ((nll.float() - self.lm_term.mean) / self.lm_term.std).nan_to_num(0.0)
+        return -self.lm_weight * z
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled vector, masked max-pool of last hidden states) for a batch of texts."""
@@ -60,13 +116,20 @@ class StyleRanker(nn.Module):
         masked = states.masked_fill(attention_mask.unsqueeze(-1) == 0, -1e9)
         return pooled, masked.max(dim=1).values
 
-    def head(self, e_instruction: torch.Tensor, e_response: torch.Tensor,
-             v_lf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(score, v_is) from the pooled vectors and the form representation."""
+    def head(self, e_instruction: torch.Tensor, e_response: torch.Tensor, v_lf: torch.Tensor,
+             nll: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score, v_is) from the pooled vectors and the form representation (and the responses'
+        LM NLL, which a ranker with an LM term needs)."""
         v_is = self.relation_network(torch.cat([e_instruction, e_response], dim=-1))
-        return self.score_from(v_is, v_lf), v_is
+        score = self.score_from(v_is, v_lf)
+        if self.lm_term is not None:
+            if nll is None:
+                raise ScarError("this ranker has an LM term: pass each response's NLL under its LM")
+            score = score + self.lm_score(nll.to(score.device))
+        return score, v_is
 
     def score_from(self, v_is: torch.Tensor, v_lf: torch.Tensor) -> torch.Tensor:
+        """The SCAR head's score of the two representations (without any LM term)."""
         return self.output_layer(torch.cat([v_is, v_lf], dim=-1)).squeeze(-1)
 
     def forward(self, instruction_ids, instruction_mask, response_ids, response_mask) -> RankerOutput:
@@ -93,6 +156,7 @@ class StyleRanker(nn.Module):
         config = {"format": FORMAT, "version": 1, "encoder": self.encoder_name,
                   "hidden_dim": self.hidden_dim, "linear_dim": self.linear_dim,
                   "max_length": self.max_length, "includes_encoder": include_encoder,
+                  "lm_term": asdict(self.lm_term) if self.lm_term is not None else None,
                   "encoder_config": self.encoder.config.to_dict(), **(extra or {})}
         save_file(state, str(directory / WEIGHTS))
         (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
@@ -109,13 +173,16 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def new_ranker(encoder: str = "minilm", linear_dim: int | None = None, seed: int = 0) -> StyleRanker:
-    """A ranker with a pretrained encoder and a freshly initialised head (the start of training)."""
+def new_ranker(encoder: str = "minilm", linear_dim: int | None = None, seed: int = 0,
+               lm: str | None = None) -> StyleRanker:
+    """A ranker with a pretrained encoder and a freshly initialised head (the start of training);
+    `lm` names the language model of an LM term (see LMTerm), None for plain SCAR."""
     from scar_core.encoders import load_encoder
 
     model, tokenizer = load_encoder(encoder)
     torch.manual_seed(seed)
-    return StyleRanker(model, tokenizer, linear_dim=linear_dim, encoder_name=encoder)
+    return StyleRanker(model, tokenizer, linear_dim=linear_dim, encoder_name=encoder,
+                       lm_term=LMTerm(lm) if lm else None)
 
 
 def load_ranker(path: str | Path = "default", encoder: str | None = None) -> StyleRanker:
@@ -169,8 +236,9 @@ def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker
         from scar_core.encoders import load_encoder
 
         model, tokenizer = load_encoder(encoder or config["encoder"])
+    term = config.get("lm_term")
     ranker = StyleRanker(model, tokenizer, config["hidden_dim"], config["linear_dim"],
-                         encoder_name=encoder or config["encoder"])
+                         encoder_name=encoder or config["encoder"], lm_term=LMTerm(**term) if term else None)
     ranker.max_length = int(config.get("max_length", 512))
     _load_state(ranker, state, weights, strict_encoder=has_encoder)
     ranker.to(torch.float32)

@@ -5,7 +5,8 @@ length-sorted batches sized by a token budget, so padding is small; each distinc
 is encoded once; everything runs under `torch.inference_mode`; with bf16/fp16 one autocast region
 spans all batches of a call, so the encoder weights are cast once, not once per batch. On CPU
 small batches (2k tokens) are as fast per token as big ones and waste less padding; GPUs get big
-ones. Results come back in input order. `iter_scores` yields chunk by chunk so callers
+ones. A ranker with an LM term (scar_core.ranker.LMTerm) also runs its language model over every
+pair, which on a CPU costs several times the encoder's time. Results come back in input order. `iter_scores` yields chunk by chunk so callers
 (background jobs) can commit as they go.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Scores:
     truncated_instruction: np.ndarray  # (N,) bool
     truncated_response: np.ndarray     # (N,) bool
     index: np.ndarray | None = None    # (N,) positions in the input, for a chunk
+    lm_nll: np.ndarray | None = None   # (N,) float64, the LM term's NLL per response (rankers with an LM term)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -88,8 +90,9 @@ def score_pairs(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
     index = np.concatenate([p.index for p in parts])
     order = np.empty(n, dtype=np.int64)
     order[index] = np.arange(n)
+    fields = ["score", "v_lf", "v_is", "truncated_instruction", "truncated_response"]
     cat = {f: np.concatenate([getattr(p, f) for p in parts])[order]
-           for f in ("score", "v_lf", "v_is", "truncated_instruction", "truncated_response")}
+           for f in fields + (["lm_nll"] if ranker.lm_term is not None else [])}
     return Scores(**cat)
 
 
@@ -127,16 +130,19 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
                 instr_cache.update({k: (pooled[j], trunc[j]) for j, k in enumerate(todo)})
         pooled_r, v_lf = encoder.encode([resp_ids[i] for i in idx], want_max=True)
         e_i = np.stack([instr_cache[(instructions[i], left[i])][0] for i in idx])
+        nll = None
+        if ranker.lm_term is not None:
+            nll = torch.from_numpy(ranker.lm_nll([instructions[i] for i in idx], [responses[i] for i in idx], dev, dtype))
         with torch.inference_mode():
             head_dev = next(ranker.relation_network.parameters()).device
             score, v_is = ranker.head(torch.from_numpy(e_i).to(head_dev), torch.from_numpy(pooled_r).to(head_dev),
-                                      torch.from_numpy(v_lf).to(head_dev))
+                                      torch.from_numpy(v_lf).to(head_dev), nll)
         done += len(idx)
         if progress:
             progress(done, n, done / max(time.perf_counter() - start, 1e-9))
         yield Scores(score.float().cpu().numpy(), v_lf, v_is.float().cpu().numpy(),
                      np.array([instr_cache[(instructions[i], left[i])][1] for i in idx], dtype=bool),
-                     resp_trunc[idx], np.asarray(idx, dtype=np.int64))
+                     resp_trunc[idx], np.asarray(idx, dtype=np.int64), None if nll is None else nll.numpy())
 
 
 class BatchEncoder:

@@ -8,6 +8,10 @@ positive referenced, negative human). AdamW, linear warm-up over 10% of the step
 decay, gradient clipping at 1.0, fixed seed, and the checkpoint of the epoch with the best
 validation pairwise accuracy.
 
+A ranker with an LM term (scar_core.ranker.LMTerm) first has its LM measure every response once;
+the term's single weight learns at its own rate (`lm_lr`), since the encoder's 2e-5 would leave it
+near zero. The NLL's standardisation comes from the training responses the first time.
+
 `length_debias` adds training rows whose LLM answer is cut, at a sentence end, to shorter than
 the human answer (see training_data.length_debiased), so that "longer wins" stops paying off.
 
@@ -62,13 +66,14 @@ class TrainConfig:
     train_precision: str = "fp32"     # "bf16": autocast the live encoder's passes (a CPU with native bf16 runs 3x faster)
     save_precision: str = "fp32"      # "fp16": store the checkpoint's weights in half precision (half the size)
     length_debias: bool = False       # add training rows whose LLM answer is cut shorter than the human one
+    lm_lr: float = 1e-2               # learning rate of an LM term's weight
 
 
 @dataclass
 class TrainProgress:
     """What a progress callback receives, after every optimiser step and at the end of each epoch."""
 
-    phase: str                 # "encode", "train" or "epoch"
+    phase: str                 # "lm", "encode", "train" or "epoch"
     epoch: int
     epochs: int
     step: int
@@ -160,6 +165,25 @@ def encode_features(ranker: StyleRanker, rows: Sequence[TrainRow], device: str =
     return Features(e_i, response, form)
 
 
+def start_ranker(init: str | None = None, encoder: str = "minilm", linear_dim: int | None = None,
+                 seed: int = 42, lm: str | None = None) -> StyleRanker:
+    """The ranker training starts from: a trained one (`init`: "default" or a folder) or a fresh head
+    on `encoder`; `lm` adds an LM term (scar_core.ranker.LMTerm) when the ranker has none."""
+    from scar_core.ranker import LMTerm, load_ranker, new_ranker
+
+    if not init:
+        return new_ranker(encoder, linear_dim=linear_dim, seed=seed, lm=lm)
+    if linear_dim:
+        raise ScarError("--linear-dim cannot change a trained ranker's head (--init); leave it out")
+    torch.manual_seed(seed)
+    ranker = load_ranker(init)
+    if lm and ranker.lm_term is None:
+        ranker.add_lm_term(LMTerm(lm))
+    elif lm and ranker.lm_term.lm != lm:
+        raise ScarError(f"{init} already has an LM term with '{ranker.lm_term.lm}'; it cannot change to '{lm}'")
+    return ranker
+
+
 def split_rows(rows: Sequence[TrainRow], val_ratio: float, seed: int) -> tuple[list[int], list[int]]:
     """(train, validation) row indices; rows sharing an instruction stay on the same side."""
     groups = list(dict.fromkeys(r.instruction for r in rows))
@@ -223,6 +247,8 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
         raise ScarError("no training pairs: every row lacks two differing responses or fails the quality "
                         f"constraint (mode {config.quality_mode}, min {config.quality_min})")
     counts = {PAIR_NAMES[p]: sum(p in selected[i] for i in train_idx) for p in PAIRS}
+    if ranker.lm_term is not None:
+        measure_lm(ranker, rows, train_idx, config, progress)
     if config.adapters == "lora":
         ranker.encoder = _with_lora(ranker.encoder, config.lora_rank)
     if config.freeze_encoder:
@@ -233,7 +259,11 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
                                    config.encode_batch_size, progress)
     ranker.to(device)
     params = [p for p in ranker.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    lm_weight = [ranker.lm_weight] if ranker.lm_term is not None else []
+    groups = [{"params": [p for p in params if not any(p is w for w in lm_weight)]}]
+    if lm_weight:
+        groups.append({"params": lm_weight, "lr": config.lm_lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(train_idx) / config.batch_size)
     total = per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
@@ -247,7 +277,7 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
         order = torch.randperm(len(train_idx), generator=generator).tolist()
         for lo in range(0, len(order), config.batch_size):
             batch = [train_idx[k] for k in order[lo:lo + config.batch_size]]
-            outputs = (_cached_outputs(ranker, features, batch, device) if cached
+            outputs = (_cached_outputs(ranker, features, batch, device, rows) if cached
                        else _live_outputs(ranker, [rows[i] for i in batch], device, config))
             loss = scar_loss(outputs, [selected[i] for i in batch], config)
             step += 1
@@ -325,13 +355,46 @@ def _avg(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 6) if values else None
 
 
-def _cached_outputs(ranker: StyleRanker, features: Features, batch: list[int], device) -> dict:
+def measure_lm(ranker: StyleRanker, rows: Sequence[TrainRow], train_idx: Sequence[int], config: TrainConfig,
+               progress: Callback | None = None) -> None:
+    """Measure every response of `rows` with the LM term's LM (into ranker.known_nll) and, for a new
+    term, standardise by the training responses' NLL."""
+    from scar_core.score import resolve_device, resolve_precision
+
+    dev = resolve_device(config.device)
+    pairs = list(dict.fromkeys((r.instruction, t) for r in rows for t in r.responses.values()))
+    pairs = [p for p in pairs if p not in ranker.known_nll]
+    for lo in range(0, len(pairs), 256):
+        chunk = pairs[lo:lo + 256]
+        nll = ranker.lm_nll([p[0] for p in chunk], [p[1] for p in chunk], dev,
+                            resolve_precision(config.encode_precision, dev))
+        ranker.known_nll.update(zip(chunk, nll.tolist()))
+        if progress:
+            progress(TrainProgress("lm", 0, 0, lo + len(chunk), len(pairs)))
+    term = ranker.lm_term
+    if term.mean is None or term.std is None:
+        seen = np.array([ranker.known_nll[(rows[i].instruction, t)] for i in train_idx
+                         for t in rows[i].responses.values()])
+        seen = seen[~np.isnan(seen)]
+        term.mean, term.std = float(seen.mean()), float(max(seen.std(), 1e-6))
+
+
+def _nll(ranker: StyleRanker, rows: Sequence[TrainRow], role: str) -> torch.Tensor | None:
+    """Known LM NLL of each row's `role` response (NaN where absent), or None without an LM term."""
+    if ranker.lm_term is None:
+        return None
+    return torch.tensor([ranker.known_nll.get((r.instruction, r.responses.get(role)), float("nan")) for r in rows])
+
+
+def _cached_outputs(ranker: StyleRanker, features: Features, batch: list[int], device,
+                    rows: Sequence[TrainRow]) -> dict:
     idx = torch.as_tensor(batch, dtype=torch.long)
     e_i = features.instruction[idx].to(device)
     outputs = {}
     for role in ROLES:
         v_lf = features.form[role][idx].to(device)
-        score, v_is = ranker.head(e_i, features.response[role][idx].to(device), v_lf)
+        score, v_is = ranker.head(e_i, features.response[role][idx].to(device), v_lf,
+                                  _nll(ranker, [rows[i] for i in batch], role))
         outputs[role] = (score, v_is, v_lf)
     return outputs
 
@@ -347,7 +410,7 @@ def _live_outputs(ranker: StyleRanker, rows: list[TrainRow], device, config: Tra
             continue
         with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
             e_r, v_lf = _embed(ranker, [rows[j].responses[role] for j in have], device, config.max_length)
-            score, v_is = ranker.head(e_i[have], e_r, v_lf)
+            score, v_is = ranker.head(e_i[have], e_r, v_lf, _nll(ranker, [rows[j] for j in have], role))
         score, v_is, v_lf = score.float(), v_is.float(), v_lf.float()
         idx = torch.as_tensor(have, dtype=torch.long, device=device)
         n, h = len(rows), ranker.hidden_dim
@@ -372,7 +435,7 @@ def _validate(ranker: StyleRanker, rows: Sequence[TrainRow], val_idx: list[int],
     ranker.eval()
     if features is not None:
         with torch.no_grad():
-            outputs = _cached_outputs(ranker, features, val_idx, device)
+            outputs = _cached_outputs(ranker, features, val_idx, device, rows)
         scores = {role: outputs[role][0].float().cpu().numpy() for role in ROLES}
     else:
         scores = score_rows(ranker, val_rows, device=str(device), precision="fp32")

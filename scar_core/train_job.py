@@ -29,11 +29,12 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
                  backend: str = "local", model: str | None = None, base_url: str | None = None,
                  limit: int = 200, judge: bool = True, encoder: str = "minilm", epochs: int = 3,
                  freeze_encoder: bool = True, device: str = "auto", length_debias: bool = False,
-                 init: str | None = None, launch: bool = True) -> Job:
+                 init: str | None = None, lm_surprisal: bool = False, launch: bool = True) -> Job:
     """Queue a train job: synthesise from `dataset_id` (first `limit` pairs) or use `training_file`.
 
     `init` starts from a trained ranker ("default" or a checkpoint folder) instead of a fresh head on
-    `encoder`; `length_debias` adds rows whose LLM answer is shortened (scar_core.training_data)."""
+    `encoder`; `length_debias` adds rows whose LLM answer is shortened (scar_core.training_data);
+    `lm_surprisal` adds the bundled LM's term to the score (scar_core.ranker.LMTerm)."""
     if (dataset_id is None) == (training_file is None):
         raise ScarError("give either a dataset to synthesise from or an existing training file")
     if training_file is not None and not Path(training_file).is_file():
@@ -50,7 +51,7 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
     params = {"out": str(Path(out).expanduser().resolve()), "dataset_id": dataset_id, "training_file": training_file,
               "backend": backend, "model": model, "base_url": base_url, "limit": int(limit), "judge": judge,
               "encoder": encoder, "epochs": int(epochs), "freeze_encoder": freeze_encoder, "device": device,
-              "length_debias": length_debias, "init": init, "history": []}
+              "length_debias": length_debias, "init": init, "lm_surprisal": lm_surprisal, "history": []}
     job = jobs.create_job(store, "train", params)
     if launch:
         background.start_worker(store, job.id)
@@ -59,8 +60,8 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
 
 def run_train(store: Store, job: Job, beat: background.Beat) -> None:
     """Worker body: synthesise (unless a training file was given), train, save and register the ranker."""
-    from scar_core.ranker import load_ranker, new_ranker
-    from scar_core.train import TrainConfig, TrainProgress, train
+    from scar_core.diagnostics.surprisal import DEFAULT_LM
+    from scar_core.train import TrainConfig, TrainProgress, start_ranker, train
     from scar_core.training_data import read_rows
 
     p = job.params
@@ -77,10 +78,11 @@ def run_train(store: Store, job: Job, beat: background.Beat) -> None:
             history.append({"epoch": t.epoch, "loss": t.loss, "val_accuracy": t.val_accuracy})
             jobs.set_params(store, job.id, history=history)
         elif t.step % 5 == 0 or t.step == t.steps:
-            what = "encoding texts" if t.phase == "encode" else f"training, epoch {t.epoch}/{t.epochs}"
+            what = {"lm": "measuring LM surprisal", "encode": "encoding texts"}.get(
+                t.phase, f"training, epoch {t.epoch}/{t.epochs}")
             store.transact(lambda s: jobs.report(s, job.id, t.step, t.steps, None, what))
 
-    ranker = load_ranker(p["init"]) if p.get("init") else new_ranker(p["encoder"])
+    ranker = start_ranker(p.get("init"), p["encoder"], lm=DEFAULT_LM if p.get("lm_surprisal") else None)
     config = TrainConfig(epochs=p["epochs"], freeze_encoder=p["freeze_encoder"], device=p["device"],
                          length_debias=bool(p.get("length_debias")))
     result = train(ranker, rows, config, out=out / "ranker", progress=show,
@@ -88,7 +90,8 @@ def run_train(store: Store, job: Job, beat: background.Beat) -> None:
     registered = rankers.register_ranker(store, out.name, str(result.out), ranker.weights_hash, ranker.encoder_name,
                                          recipe={"data": str(data), "epochs": p["epochs"],
                                                  "freeze_encoder": p["freeze_encoder"], "init": p.get("init"),
-                                                 "length_debias": bool(p.get("length_debias"))},
+                                                 "length_debias": bool(p.get("length_debias")),
+                                                 "lm_surprisal": bool(p.get("lm_surprisal"))},
                                          metrics={"best_epoch": result.best_epoch,
                                                   "best_val_accuracy": result.best_val_accuracy})
     beat.result = {**result.summary(), "ranker_id": registered.id}

@@ -42,6 +42,21 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> Path:
+    """A folder holding a 2-layer GPT-2 with random weights and the bundled MiniLM tokenizer: a causal LM
+    that load_language_model can name, for the ranker's LM term (its NLLs vary per text, meaning nothing)."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from scar_core.encoders import bundled_encoder_path
+
+    path = tmp_path_factory.mktemp("tiny_lm")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=512)).save_pretrained(path)
+    AutoTokenizer.from_pretrained(str(bundled_encoder_path()), local_files_only=True).save_pretrained(path)
+    return path
+
+
 def shared_file(relative: str) -> Path:
     """A file under ../shared/data, or skip the test when the shared folder is absent."""
     path = SHARED / relative

@@ -227,6 +227,7 @@ def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path
     assert any("not a ranker checkpoint" in e for e in texts(at.error)) and not jobs.list_jobs(store, "train")
     at.text_input(key="train_init").set_value("")
     at.checkbox(key="train_debias").check()
+    at.checkbox(key="train_lm").check()
     at.button(key="start_train").click().run()
     assert any(s.startswith("Started training job") for s in texts(at.success)), texts(at.error)
     job = jobs.list_jobs(store, "train")[0]
@@ -241,3 +242,5 @@ def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path
     assert any("Best epoch" in s for s in texts(at.success)) and at.get("plotly_chart")
     trained = [r for r in rankers.list_rankers(store) if r.id == job.result["ranker_id"]]
     assert trained and Path(trained[0].location).is_dir()
+    term = json.loads((Path(trained[0].location) / "config.json").read_text())["lm_term"]
+    assert term["lm"] == "smollm2" and term["std"] > 0 and trained[0].recipe["lm_surprisal"] is True

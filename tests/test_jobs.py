@@ -241,3 +241,33 @@ def test_worker_that_exits_before_claiming_shows_as_interrupted(tmp_path, pairs_
     assert workers.resume(store, run.job_id, launch=False).status == "queued"
     assert jobs.mark_stale(store) == []  # no launch recorded since the resume: nothing to judge
     assert workers.run_job(store, run.job_id).status == "done"
+
+
+def test_run_with_an_lm_term_stores_each_responses_nll(tmp_path, pairs_file, tiny_lm):
+    from db.models import Result
+    from scar_core.diagnostics.surprisal import load_language_model, response_nll
+    from scar_core.jobs import run_job
+    from scar_core.ranker import LMTerm, load_ranker
+    from scar_core.score import score_examples
+    from tests.conftest import tiny_ranker
+
+    ranker = tiny_ranker()
+    ranker.add_lm_term(LMTerm(str(tiny_lm), mean=3.0, std=2.0))
+    ranker.lm_weight.data.fill_(0.5)
+    ranker.save(tmp_path / "lm-ranker")
+    store = open_store(str(tmp_path / "lm.db"))
+    data = load(pairs_file)
+    dataset = datasets.import_result(store, data, {})
+    run = submit_score(store, dataset.id, model=str(tmp_path / "lm-ranker"), device="cpu", precision="fp32",
+                       launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    stored = runs.run_results(store, run.id)
+    examples = data.examples
+    nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), [e.instruction for e in examples],
+                       [e.response for e in examples], max_tokens=256)
+    with store.read() as s:
+        diag = dict(s.execute(select(Result.example_id, Result.diagnostics).where(Result.run_id == run.id)).all())
+    np.testing.assert_allclose([diag[e]["lm_nll"] for e in stored["example_id"].tolist()], nll, rtol=1e-5)
+    direct = score_examples(load_ranker(tmp_path / "lm-ranker"), examples, device="cpu", precision="fp32")
+    np.testing.assert_allclose(stored["score"], direct.score, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(direct.lm_nll, nll, rtol=1e-5)

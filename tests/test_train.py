@@ -249,3 +249,60 @@ def test_length_debias_adds_shortened_llm_answers_on_the_training_side_only(tmp_
     reused = train(ranker, data, TrainConfig(**{**config.__dict__, "encode_precision": "fp32"}), features=features)
     again = train(tiny_ranker(), data, TrainConfig(**{**config.__dict__, "encode_precision": "fp32"}))
     assert [e.loss for e in reused.history] == pytest.approx([e.loss for e in again.history], rel=1e-5)
+
+
+def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm):
+    from scar_core.diagnostics.surprisal import load_language_model, response_nll
+    from scar_core.ranker import LMTerm
+
+    rows = read_rows([rows_file(tmp_path)])
+    ranker = tiny_ranker()
+    ranker.add_lm_term(LMTerm(str(tiny_lm)))
+    config = TrainConfig(epochs=3, batch_size=4, lr=3e-3, val_ratio=0.25, freeze_encoder=True, save_encoder=True,
+                         device="cpu", encode_precision="fp32")
+    seen = []
+    train(ranker, rows, config, out=tmp_path / "model", progress=seen.append)
+    assert "lm" in {p.phase for p in seen}
+    term = ranker.lm_term
+    texts = [(r.instruction, t) for r in rows for t in r.responses.values()]
+    nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), *zip(*texts), max_tokens=term.max_tokens)
+    np.testing.assert_allclose([ranker.known_nll[t] for t in texts], nll, rtol=1e-5)
+    train_nll = [ranker.known_nll[(r.instruction, t)] for r in rows for t in r.responses.values()]
+    assert term.std > 0 and min(train_nll) <= term.mean <= max(train_nll)
+    assert ranker.lm_weight.item() != 0.0, "the LM term's weight did not train"
+
+    loaded = load_ranker(tmp_path / "model")
+    assert loaded.lm_term == term and loaded.lm_weight.item() == pytest.approx(ranker.lm_weight.item())
+    assert not loaded.known_nll  # a loaded ranker measures with its LM afresh
+    expected = score_rows(ranker, rows, device="cpu", precision="fp32")
+    got = score_rows(loaded, rows, device="cpu", precision="fp32")
+    for role in expected:
+        np.testing.assert_allclose(got[role], expected[role], rtol=1e-4, atol=1e-4)
+
+    # The term is exactly -weight * standardised NLL on top of the SCAR head's score.
+    with torch.no_grad():
+        loaded.lm_weight.fill_(0.0)
+    head_only = score_rows(loaded, rows, device="cpu", precision="fp32")
+    with torch.no_grad():
+        loaded.lm_weight.fill_(2.0)
+    weighted = score_rows(loaded, rows, device="cpu", precision="fp32")
+    direct_nll = response_nll(loaded.language_model(torch.device("cpu"), torch.float32),
+                              [r.instruction for r in rows], [r.responses["direct"] for r in rows], term.max_tokens)
+    np.testing.assert_allclose(weighted["direct"] - head_only["direct"], -2.0 * (direct_nll - term.mean) / term.std,
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ScarError, match="LM term"):
+        loaded.head(torch.zeros(1, 32), torch.zeros(1, 32), torch.zeros(1, 32))
+
+
+def test_train_command_adds_an_lm_term(tmp_path, tiny_checkpoint, tiny_lm, capsys):
+    path = rows_file(tmp_path, n=8)
+    assert main(["train", path, "--init", str(tiny_checkpoint), "--lm-surprisal", str(tiny_lm), "--freeze-encoder",
+                 "--save-encoder", "--out", str(tmp_path / "lm"), "--epochs", "1", "--device", "cpu", "--batch-size", "4"]) == 0
+    saved = json.loads((tmp_path / "lm" / "config.json").read_text())
+    assert saved["lm_term"]["lm"] == str(tiny_lm) and saved["lm_term"]["std"] > 0
+    plain = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert plain["lm_term"] is None
+    capsys.readouterr()
+    assert main(["train", path, "--init", str(tmp_path / "lm"), "--lm-surprisal", "smollm2",
+                 "--out", str(tmp_path / "x"), "--epochs", "1", "--device", "cpu"]) == 2
+    assert "already has an LM term" in capsys.readouterr().err

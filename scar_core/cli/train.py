@@ -7,9 +7,8 @@ import sys
 
 from tqdm import tqdm
 
-from scar_core.errors import ScarError
 from scar_core.export import file_sha256
-from scar_core.train import TrainConfig, TrainProgress, train
+from scar_core.train import TrainConfig, TrainProgress, start_ranker, train
 from scar_core.training_data import QUALITY_MODES, read_rows
 
 
@@ -38,6 +37,10 @@ def add(sub) -> None:
     p.add_argument("--length-debias", action="store_true",
                    help="add training rows whose LLM answer is cut (at a sentence end) to shorter than the human "
                         "answer, so the ranker cannot learn 'longer wins'")
+    p.add_argument("--lm-surprisal", nargs="?", const="smollm2", metavar="LM",
+                   help="add an LM term to the score: the response's NLL given the instruction under a small causal "
+                        "LM (default smollm2, bundled; or a hub id or folder); scoring then runs that LM too")
+    p.add_argument("--lm-lr", type=float, default=d.lm_lr, help="learning rate of the LM term's weight")
     tune = p.add_mutually_exclusive_group()
     tune.add_argument("--freeze-encoder", action="store_true",
                       help="train only the head (encoder outputs are computed once and cached)")
@@ -65,10 +68,6 @@ def add_source_filters(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from scar_core.ranker import load_ranker, new_ranker
-
     rows = read_rows(args.data, args.source, args.exclude_source)
     print(f"{len(rows)} training rows from {len(args.data)} file(s)", file=sys.stderr)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_ratio=args.val_ratio,
@@ -77,14 +76,9 @@ def run(args: argparse.Namespace) -> int:
                          lora_rank=args.lora_rank, save_encoder=True if args.save_encoder else None,
                          device=args.device, encode_precision=args.precision,
                          max_length=args.max_length, train_precision=args.train_precision,
-                         save_precision=args.save_precision, length_debias=args.length_debias)
-    if args.init:
-        if args.linear_dim:
-            raise ScarError("--linear-dim cannot change a trained ranker's head (--init); leave it out")
-        torch.manual_seed(args.seed)
-        ranker = load_ranker(args.init)
-    else:
-        ranker = new_ranker(args.encoder, linear_dim=args.linear_dim, seed=args.seed)
+                         save_precision=args.save_precision, length_debias=args.length_debias,
+                         lm_lr=args.lm_lr)
+    ranker = start_ranker(args.init, args.encoder, args.linear_dim, args.seed, args.lm_surprisal)
     metadata = {"init": args.init, "data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
                 "sources": args.source, "exclude_sources": args.exclude_source, "rows": len(rows)}
     bars: dict[str, tqdm] = {}
@@ -96,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                        file=sys.stderr)
             return
         if bar is None:
-            desc, unit = ("encoding", "text") if p.phase == "encode" else ("training", "step")
+            desc, unit = {"lm": ("LM surprisal", "text"), "encode": ("encoding", "text")}.get(p.phase, ("training", "step"))
             bar = bars[p.phase] = tqdm(total=p.steps, desc=desc, unit=unit, file=sys.stderr, disable=None)
         bar.update(p.step - bar.n)
         if p.loss is not None:
