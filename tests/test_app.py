@@ -244,3 +244,20 @@ def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path
     assert trained and Path(trained[0].location).is_dir()
     term = json.loads((Path(trained[0].location) / "config.json").read_text())["lm_term"]
     assert term["lm"] == "smollm2" and term["std"] > 0 and trained[0].recipe["lm_surprisal"] is True
+
+
+def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
+    from scar_core.ranker import LMTerm
+    from tests.conftest import tiny_ranker
+
+    ranker = tiny_ranker()
+    ranker.add_lm_term(LMTerm(str(tiny_lm), mean=5.0, std=1.0))
+    ranker.save(tmp_path / "lm-ranker")
+    dataset = datasets.import_file(store, data_file, lenient=True)
+    run = submit_score(store, dataset.id, model=str(tmp_path / "lm-ranker"), device="cpu", precision="fp32",
+                       launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    at = app("explore")
+    at.text_input(key="search").set_value("colour").run()
+    nll = runs.results_page(store, run.id, runs.ResultFilter(search="colour"))[0]["diagnostics"]["lm_nll"]
+    assert any(f"NLL is {nll:.3f} nats per token" in c for c in texts(at.caption)), texts(at.caption)
