@@ -257,7 +257,11 @@ def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm
 
     rows = read_rows([rows_file(tmp_path)])
     ranker = tiny_ranker()
+    plain = score_rows(ranker, rows, device="cpu", precision="fp32")
     ranker.add_lm_term(LMTerm(str(tiny_lm)))
+    fresh = score_rows(ranker, rows, device="cpu", precision="fp32")  # an untrained term adds nothing
+    for role in plain:
+        np.testing.assert_array_equal(fresh[role], plain[role])
     config = TrainConfig(epochs=3, batch_size=4, lr=3e-3, val_ratio=0.25, freeze_encoder=True, save_encoder=True,
                          device="cpu", encode_precision="fp32")
     seen = []
