@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
 import torch
 from torch import nn
 
@@ -94,8 +93,9 @@ class StyleRanker(nn.Module):
         """NLL of each response given its instruction under the term's LM (known values are reused)."""
         from scar_core.diagnostics.surprisal import response_nll
 
-        out = np.array([self.known_nll.get(pair, np.nan) for pair in zip(instructions, responses)])
-        todo = [i for i in range(len(out)) if np.isnan(out[i]) and (instructions[i], responses[i]) not in self.known_nll]
+        pairs = list(zip(instructions, responses))
+        out = np.array([self.known_nll.get(pair, np.nan) for pair in pairs])
+        todo = [i for i, pair in enumerate(pairs) if pair not in self.known_nll]
         if todo:
             out[todo] = response_nll(self.language_model(device, dtype), [instructions[i] for i in todo],
                                      [responses[i] for i in todo], self.lm_term.max_tokens)
