@@ -10,9 +10,10 @@ is longer and where it is not; the length baseline scores 0.5 on it). Held-out s
 are also paired with two more LLMs' answers to the same instructions (AlpacaEval outputs of GPT-4
 Turbo and Llama-2-70B-chat, ../shared/data/pools/alpacaeval_805_*.json): human vs three LLMs.
 
-Scoring runs in the precision `auto` picks (bf16 on CPUs with native bf16). Recipe: stage 1 trains the head on the frozen encoder's cached outputs; stage 2 (--fine-tune-epochs
+Recipe: stage 1 trains the head on the frozen encoder's cached outputs; stage 2 (--fine-tune-epochs
 > 0) fine-tunes encoder and head from there; both add length-debiasing rows (--no-length-debias
-turns that off); --lm-surprisal adds the LM term (scar_core.ranker.LMTerm).
+turns that off); --lm-surprisal adds the LM term (scar_core.ranker.LMTerm). Scoring runs in the
+precision `auto` picks (bf16 on CPUs with native bf16).
 
 Then, for sources no ranker here was trained on, unpaired pool comparisons where length says little:
 human-written pools (LIMA, Dolly) against LLM-written ones (AlpacaEval GPT-4 Turbo and Llama-2-70B,

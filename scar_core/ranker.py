@@ -89,8 +89,9 @@ class StyleRanker(nn.Module):
         return self._lm
 
     def lm_nll(self, instructions: list[str], responses: list[str], device: torch.device,
-               dtype: torch.dtype) -> np.ndarray:
-        """NLL of each response given its instruction under the term's LM (known values are reused)."""
+               dtype: torch.dtype, progress=None) -> np.ndarray:
+        """NLL of each response given its instruction under the term's LM (known values are reused);
+        `progress(done, total, rate)` follows the measurement of the others."""
         from scar_core.diagnostics.surprisal import response_nll
 
         pairs = list(zip(instructions, responses))
@@ -98,7 +99,7 @@ class StyleRanker(nn.Module):
         todo = [i for i, pair in enumerate(pairs) if pair not in self.known_nll]
         if todo:
             out[todo] = response_nll(self.language_model(device, dtype), [instructions[i] for i in todo],
-                                     [responses[i] for i in todo], self.lm_term.max_tokens)
+                                     [responses[i] for i in todo], self.lm_term.max_tokens, progress)
         return out
 
     def lm_score(self, nll: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ is encoded once; everything runs under `torch.inference_mode`; with bf16/fp16 on
 spans all batches of a call, so the encoder weights are cast once, not once per batch. On CPU
 small batches (2k tokens) are as fast per token as big ones and waste less padding; GPUs get big
 ones. A ranker with an LM term (scar_core.ranker.LMTerm) also runs its language model over every
-pair, which on a CPU costs several times the encoder's time. Results come back in input order. `iter_scores` yields chunk by chunk so callers
-(background jobs) can commit as they go.
+pair, which on a CPU costs several times the encoder's time. Results come back in input order.
+`iter_scores` yields chunk by chunk so callers (background jobs) can commit as they go.
 """
 from __future__ import annotations
 

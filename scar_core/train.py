@@ -363,14 +363,10 @@ def measure_lm(ranker: StyleRanker, rows: Sequence[TrainRow], train_idx: Sequenc
 
     dev = resolve_device(config.device)
     pairs = list(dict.fromkeys((r.instruction, t) for r in rows for t in r.responses.values()))
-    pairs = [p for p in pairs if p not in ranker.known_nll]
-    for lo in range(0, len(pairs), 256):
-        chunk = pairs[lo:lo + 256]
-        nll = ranker.lm_nll([p[0] for p in chunk], [p[1] for p in chunk], dev,
-                            resolve_precision(config.encode_precision, dev))
-        ranker.known_nll.update(zip(chunk, nll.tolist()))
-        if progress:
-            progress(TrainProgress("lm", 0, 0, lo + len(chunk), len(pairs)))
+    report = (lambda done, total, _rate: progress(TrainProgress("lm", 0, 0, done, total))) if progress else None
+    nll = ranker.lm_nll([p[0] for p in pairs], [p[1] for p in pairs], dev,
+                        resolve_precision(config.encode_precision, dev), report)
+    ranker.known_nll.update(zip(pairs, nll.tolist()))
     term = ranker.lm_term
     if term.mean is None or term.std is None:
         seen = np.array([ranker.known_nll[(rows[i].instruction, t)] for i in train_idx

@@ -110,14 +110,11 @@ def measure_surprisal(examples: Sequence[Example], model: str | LanguageModel = 
 
 
 def response_nll(lm: LanguageModel, instructions: Sequence[str], responses: Sequence[str],
-                 max_tokens: int = 1024) -> np.ndarray:
+                 max_tokens: int = 1024, progress: Progress | None = None) -> np.ndarray:
     """Mean NLL of each response given its instruction as a single user turn, in input order
     (the value a ranker's LM term uses)."""
     examples = [Example(instruction=i, response=r) for i, r in zip(instructions, responses)]
-    out = np.full(len(examples), np.nan)
-    for part in iter_surprisal(examples, lm, max_tokens=max_tokens):
-        out[part.index] = part.nll
-    return out
+    return measure_surprisal(examples, lm, max_tokens=max_tokens, progress=progress).nll
 
 
 def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndarray | None = None,
