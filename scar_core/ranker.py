@@ -12,7 +12,9 @@ Optional Studio extension, the LM term (`LMTerm`; off unless a ranker was traine
 where nll is the response's mean per-token negative log-likelihood given the instruction under a
 small causal LM (scar_core.diagnostics.surprisal): instructional surprisal measured rather than
 learned. LLM-written answers are far more predictable to an LM than human ones, in every domain,
-whatever their length; one learned weight keeps the score monotonic in it.
+whatever their length; one learned weight keeps the score monotonic in it. Tokens copied from the
+prompt (runs of `copy_span` tokens) are left out of the NLL, so that pasting from a passage in the
+instruction does not pass for an LLM's fluency.
 """
 from __future__ import annotations
 
@@ -41,11 +43,14 @@ class RankerOutput:
 
 @dataclass
 class LMTerm:
-    """Settings of the LM term: which LM, its token limit per pair, and the standardisation of its
-    NLL (mean and std over the training responses, set when the term is first trained)."""
+    """Settings of the LM term: which LM, its token limit per pair, the shortest run of tokens shared
+    with the prompt that counts as copied (None: count every token, as terms saved before this
+    setting existed do), and the standardisation of its NLL (mean and std over the training
+    responses, set when the term is first trained)."""
 
     lm: str = "smollm2"
     max_tokens: int = 256
+    copy_span: int | None = 4
     mean: float | None = None
     std: float | None = None
 
@@ -99,7 +104,8 @@ class StyleRanker(nn.Module):
         todo = [i for i, pair in enumerate(pairs) if pair not in self.known_nll]
         if todo:
             out[todo] = response_nll(self.language_model(device, dtype), [instructions[i] for i in todo],
-                                     [responses[i] for i in todo], self.lm_term.max_tokens, progress)
+                                     [responses[i] for i in todo], self.lm_term.max_tokens,
+                                     self.lm_term.copy_span, progress)
         return out
 
     def lm_score(self, nll: torch.Tensor) -> torch.Tensor:
@@ -241,8 +247,9 @@ def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker
 
         model, tokenizer = load_encoder(encoder or config["encoder"])
     term = config.get("lm_term")
+    term = LMTerm(**{"copy_span": None, **term}) if term else None  # saved without copy_span: all tokens count
     ranker = StyleRanker(model, tokenizer, config["hidden_dim"], config["linear_dim"],
-                         encoder_name=encoder or config["encoder"], lm_term=LMTerm(**term) if term else None)
+                         encoder_name=encoder or config["encoder"], lm_term=term)
     ranker.max_length = int(config.get("max_length", 512))
     _load_state(ranker, state, weights, strict_encoder=has_encoder)
     ranker.to(torch.float32)

@@ -202,6 +202,45 @@ def test_perplexity_ranks_fluent_below_word_salad(smollm2):
     assert alone.nll[0] == pytest.approx(measured.nll[0], rel=1e-4)
 
 
+def test_copied_tokens_marks_runs_shared_with_the_prompt():
+    from scar_core.diagnostics.surprisal import copied_tokens
+
+    prompt = [1, 2, 3, 4, 5, 6, 7]
+    np.testing.assert_array_equal(copied_tokens(prompt, [9, 2, 3, 4, 5, 8, 1, 2, 3], 4),
+                                  [False, True, True, True, True, False, False, False, False])
+    assert not copied_tokens(prompt, [9, 2, 3, 4, 5, 8], 5).any()  # the shared run is 4 long
+    assert copied_tokens(prompt, [3, 4, 5, 6, 7], 4).all()
+    assert copied_tokens(prompt, [], 4).shape == (0,)
+
+
+@pytest.mark.slow
+def test_text_copied_from_the_prompt_is_left_out_of_the_nll(smollm2):
+    from scar_core.diagnostics.surprisal import _encode, copied_tokens, measure_surprisal
+
+    passage = ("The Golden Gate Bridge is a suspension bridge spanning the Golden Gate, the one-mile-wide strait "
+               "connecting San Francisco Bay and the Pacific Ocean.")
+    question = f"What does the Golden Gate Bridge span?\n\n{passage}"
+    pairs = [Example(question, passage),
+             Example(question, "It crosses the strait between San Francisco Bay and the ocean, connecting the "
+                               "Golden Gate, the one-mile-wide strait, to Marin County."),
+             Example(question, "A strait.")]
+    every = measure_surprisal(pairs, smollm2)
+    novel = measure_surprisal(pairs, smollm2, copy_span=4)
+    assert every.nll[0] < 0.5 * every.nll[2]  # a pasted passage looks very predictable to an LM
+    assert np.isnan(novel.nll[0]) and novel.tokens[0] == 0  # ...and with copy_span it does not count at all
+    assert novel.nll[2] == pytest.approx(every.nll[2], rel=1e-5) and novel.tokens[2] == every.tokens[2]
+
+    # The partly copied answer: the mean NLL of exactly its tokens outside the copied run.
+    prompt, response, _, _ = _encode(smollm2.tokenizer, pairs[1], 1024, None)
+    counted = ~copied_tokens(prompt, response, 4)
+    assert 0 < counted.sum() < len(response) and novel.tokens[1] == counted.sum()
+    with torch.inference_mode():
+        logits = smollm2.model(input_ids=torch.tensor([prompt + response])).logits[0].float()
+    losses = torch.nn.functional.cross_entropy(logits[len(prompt) - 1:-1], torch.tensor(response), reduction="none")
+    assert novel.nll[1] == pytest.approx(float(losses[torch.from_numpy(counted)].mean()), rel=1e-4)
+    assert every.nll[1] == pytest.approx(float(losses.mean()), rel=1e-4)
+
+
 @pytest.mark.slow
 def test_surprisal_job_stores_values_and_skips_measured_rows(tmp_path, small_pool, tiny_checkpoint, smollm2,
                                                            monkeypatch):

@@ -269,7 +269,8 @@ def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm
     assert "lm" in {p.phase for p in seen}
     term = ranker.lm_term
     texts = [(r.instruction, t) for r in rows for t in r.responses.values()]
-    nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), *zip(*texts), max_tokens=term.max_tokens)
+    nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), *zip(*texts), max_tokens=term.max_tokens,
+                       copy_span=term.copy_span)
     np.testing.assert_allclose([ranker.known_nll[t] for t in texts], nll, rtol=1e-5)
     train_nll = [ranker.known_nll[(r.instruction, t)] for r in rows for t in r.responses.values()]
     assert term.std > 0 and min(train_nll) <= term.mean <= max(train_nll)
@@ -291,11 +292,20 @@ def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm
         loaded.lm_weight.fill_(2.0)
     weighted = score_rows(loaded, rows, device="cpu", precision="fp32")
     direct_nll = response_nll(loaded.language_model(torch.device("cpu"), torch.float32),
-                              [r.instruction for r in rows], [r.responses["direct"] for r in rows], term.max_tokens)
+                              [r.instruction for r in rows], [r.responses["direct"] for r in rows], term.max_tokens,
+                              term.copy_span)
     np.testing.assert_allclose(weighted["direct"] - head_only["direct"], -2.0 * (direct_nll - term.mean) / term.std,
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(ScarError, match="LM term"):
         loaded.head(torch.zeros(1, 32), torch.zeros(1, 32), torch.zeros(1, 32))
+
+    # A term saved before copy_span existed was trained on NLLs of every token, and keeps them.
+    config_file = tmp_path / "model" / "config.json"
+    saved = json.loads(config_file.read_text())
+    assert saved["lm_term"]["copy_span"] == term.copy_span == 4
+    del saved["lm_term"]["copy_span"]
+    config_file.write_text(json.dumps(saved))
+    assert load_ranker(tmp_path / "model").lm_term.copy_span is None
 
 
 def test_train_command_adds_an_lm_term(tmp_path, tiny_checkpoint, tiny_lm, capsys):

