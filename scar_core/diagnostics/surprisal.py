@@ -192,15 +192,18 @@ def _batch_nll(lm: LanguageModel, batch: list[tuple[list[int], list[int], np.nda
     for row, (p, r, _) in enumerate(batch):
         ids[row, :len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
         mask[row, :len(p) + len(r)] = 1
+    # Vocabulary logits only from the first position that predicts a response token on.
+    start = max(min(len(p) for p, _, _ in batch) - 1, 0)
     autocast = lm.dtype != torch.float32
     with torch.inference_mode(), torch.autocast(lm.device.type, dtype=lm.dtype, enabled=autocast):
-        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits
+        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
+                          logits_to_keep=width - start).logits
     out = np.full(len(batch), np.nan)
     for row, (p, r, counted) in enumerate(batch):
         if not counted.any() or not p:
             continue
         keep = torch.from_numpy(np.flatnonzero(counted)).to(lm.device)
-        pred = logits[row, len(p) - 1:len(p) + len(r) - 1].float()[keep]
+        pred = logits[row, len(p) - 1 - start:len(p) + len(r) - 1 - start].float()[keep]
         target = ids[row, len(p):len(p) + len(r)].to(lm.device)[keep]
         out[row] = float(torch.nn.functional.cross_entropy(pred, target))
     return out
