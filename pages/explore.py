@@ -125,9 +125,12 @@ if rows:
     m3.metric("Percentile", f"{percentile:.1f}")
     m4.metric("Form (lf) part", "n/a" if row["lf_contribution"] is None else f"{row['lf_contribution']:.4f}")
     m5.metric("Surprisal (is) part", "n/a" if row["is_contribution"] is None else f"{row['is_contribution']:.4f}")
-    if (row["diagnostics"] or {}).get("lm_nll") is not None:
-        st.caption(f"This ranker also scores by its LM's surprisal: this response's NLL is "
-                   f"{row['diagnostics']['lm_nll']:.3f} nats per token (lower scores higher); the form and "
+    if "lm_nll" in (row["diagnostics"] or {}):
+        nll = row["diagnostics"]["lm_nll"]
+        measured = ("it is copied from the prompt in full, so that part counts it as average" if nll is None else
+                    f"this response's NLL is {nll:.3f} nats per token, text copied from the prompt left out "
+                    "(lower scores higher)")
+        st.caption(f"This ranker also scores by its LM's surprisal: {measured}; the form and "
                    "surprisal parts split only the SCAR head's share of the score.")
     left, right = st.columns(2)
     with left:

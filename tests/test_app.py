@@ -253,6 +253,9 @@ def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
     ranker = tiny_ranker()
     ranker.add_lm_term(LMTerm(str(tiny_lm), mean=5.0, std=1.0))
     ranker.save(tmp_path / "lm-ranker")
+    pasted = "the quick brown fox jumps over the lazy dog near the river bank"
+    with data_file.open("a") as f:  # an answer pasted whole from its prompt
+        f.write(json.dumps({"instruction": f"Repeat this: {pasted}", "output": pasted}) + "\n")
     dataset = datasets.import_file(store, data_file, lenient=True)
     run = submit_score(store, dataset.id, model=str(tmp_path / "lm-ranker"), device="cpu", precision="fp32",
                        launch=False)
@@ -261,3 +264,6 @@ def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
     at.text_input(key="search").set_value("colour").run()
     nll = runs.results_page(store, run.id, runs.ResultFilter(search="colour"))[0]["diagnostics"]["lm_nll"]
     assert any(f"NLL is {nll:.3f} nats per token" in c for c in texts(at.caption)), texts(at.caption)
+    at.text_input(key="search").set_value("brown fox").run()
+    assert runs.results_page(store, run.id, runs.ResultFilter(search="brown fox"))[0]["diagnostics"]["lm_nll"] is None
+    assert any("copied from the prompt in full" in c for c in texts(at.caption)), texts(at.caption)
