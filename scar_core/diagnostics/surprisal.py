@@ -50,7 +50,7 @@ class Surprisal:
     """Per measured row; `index` holds the rows' positions in the input."""
 
     index: np.ndarray       # (M,) int64
-    nll: np.ndarray         # (M,) float64, mean nats per response token (NaN for an empty response)
+    nll: np.ndarray         # (M,) float64, mean nats per counted response token (NaN: none counted)
     perplexity: np.ndarray  # (M,) float64, exp(nll)
     tokens: np.ndarray      # (M,) int64, response tokens counted in the mean
     truncated: np.ndarray   # (M,) bool
