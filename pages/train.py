@@ -42,7 +42,8 @@ debias = s2.checkbox("Length-debias the training rows", value=False, key="train_
                      help="add copies whose LLM answer is cut shorter than the human answer, so the ranker "
                           "cannot learn 'longer wins'")
 lm_term = s3.checkbox("Add an LM surprisal term", value=False, key="train_lm",
-                      help="score also by how predictable each response is to the bundled small LM (SmolLM2); "
+                      help="score also by how predictable each response (text copied from the prompt aside) is to "
+                           "the bundled small LM (SmolLM2); "
                            "generalises better to new sources, but scoring then runs that LM too (slower on CPU)")
 out = st.text_input("Output folder name", "my-ranker", key="train_out")
 

@@ -39,7 +39,8 @@ def add(sub) -> None:
                         "answer, so the ranker cannot learn 'longer wins'")
     p.add_argument("--lm-surprisal", nargs="?", const="smollm2", metavar="LM",
                    help="add an LM term to the score: the response's NLL given the instruction under a small causal "
-                        "LM (default smollm2, bundled; or a hub id or folder); scoring then runs that LM too")
+                        "LM (default smollm2, bundled; or a hub id or folder), text copied from the prompt left "
+                        "out; scoring then runs that LM too")
     p.add_argument("--lm-lr", type=float, default=d.lm_lr, help="learning rate of the LM term's weight")
     tune = p.add_mutually_exclusive_group()
     tune.add_argument("--freeze-encoder", action="store_true",
