@@ -43,8 +43,8 @@ debias = s2.checkbox("Length-debias the training rows", value=False, key="train_
                           "cannot learn 'longer wins'")
 lm_term = s3.checkbox("Add an LM surprisal term", value=False, key="train_lm",
                       help="score also by how predictable each response (text copied from the prompt aside) is to "
-                           "the bundled small LM (SmolLM2); "
-                           "generalises better to new sources, but scoring then runs that LM too (slower on CPU)")
+                           "the bundled small LM (SmolLM2); generalises better to new sources, but scoring then "
+                           "runs that LM too (slower on CPU)")
 out = st.text_input("Output folder name", "my-ranker", key="train_out")
 
 if st.button("Start training", type="primary", key="start_train", disabled=dataset_id is None and not training_file):
