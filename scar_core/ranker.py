@@ -109,8 +109,8 @@ class StyleRanker(nn.Module):
         return out
 
     def lm_score(self, nll: torch.Tensor) -> torch.Tensor:
-        """The LM term of the score; a row without an NLL (empty text) counts as average, and so does
-        every row while the term is untrained (no standardisation yet)."""
+        """The LM term of the score; a row without an NLL (empty, or copied whole from its prompt)
+        counts as average, and so does every row while the term is untrained (no standardisation yet)."""
         if self.lm_term.mean is None or self.lm_term.std is None:
             return torch.zeros_like(nll, dtype=torch.float32)
         z = ((nll.float() - self.lm_term.mean) / self.lm_term.std).nan_to_num(0.0)

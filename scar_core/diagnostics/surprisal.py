@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -131,7 +132,7 @@ def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndar
         return
     budget = token_budget or (16384 if lm.device.type == "cuda" else 2048)
     pairs = {int(i): _encode(lm.tokenizer, examples[i], max_tokens, copy_span) for i in rows}
-    order = sorted(pairs, key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    order = sorted(pairs, key=lambda i: pairs[i].width)
     start, done = time.perf_counter(), 0
     for lo in range(0, len(order), chunk_rows):
         idx = order[lo:lo + chunk_rows]
@@ -139,23 +140,31 @@ def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndar
         pos = 0
         while pos < len(idx):
             size = 1  # rows are in ascending length, so the last row of a batch is its widest
-            while (pos + size < len(idx) and size < 64
-                   and (size + 1) * (len(pairs[idx[pos + size]][0]) + len(pairs[idx[pos + size]][1])) <= budget):
+            while pos + size < len(idx) and size < 64 and (size + 1) * pairs[idx[pos + size]].width <= budget:
                 size += 1
-            nll[pos:pos + size] = _batch_nll(lm, [pairs[i][:3] for i in idx[pos:pos + size]])
+            nll[pos:pos + size] = _batch_nll(lm, [pairs[i] for i in idx[pos:pos + size]])
             pos += size
         done += len(idx)
         if progress:
             progress(done, len(order), done / max(time.perf_counter() - start, 1e-9))
         yield Surprisal(np.asarray(idx, np.int64), nll, np.exp(nll),
-                        np.array([int(pairs[i][2].sum()) for i in idx], np.int64),
-                        np.array([pairs[i][3] for i in idx], bool), lm.name)
+                        np.array([int(pairs[i].counted.sum()) for i in idx], np.int64),
+                        np.array([pairs[i].truncated for i in idx], bool), lm.name)
 
 
-def _encode(tokenizer, ex: Example, max_tokens: int,
-            copy_span: int | None) -> tuple[list[int], list[int], np.ndarray, bool]:
-    """(prompt ids, response ids, which response ids count, truncated) under the chat template and
-    the length limit."""
+class _Encoded(NamedTuple):
+    prompt: list[int]     # token ids, cut to the length limit
+    response: list[int]
+    counted: np.ndarray   # (len(response),) bool: enters the mean (not copied from the prompt)
+    truncated: bool
+
+    @property
+    def width(self) -> int:
+        return len(self.prompt) + len(self.response)
+
+
+def _encode(tokenizer, ex: Example, max_tokens: int, copy_span: int | None) -> _Encoded:
+    """A pair's token ids under the chat template and the length limit."""
     messages = ([{"role": "system", "content": ex.system}] if ex.system else []) + [
         {"role": t["role"], "content": t["content"]} for t in ex.context] + [
         {"role": "user", "content": ex.instruction}]
@@ -169,8 +178,8 @@ def _encode(tokenizer, ex: Example, max_tokens: int,
     keep_response = max_tokens - keep_prompt
     truncated = keep_prompt < len(prompt_ids) or keep_response < len(response_ids)
     counted = ~copied_tokens(prompt_ids, response_ids, copy_span) if copy_span else np.ones(len(response_ids), bool)
-    return (prompt_ids[len(prompt_ids) - keep_prompt:], response_ids[:keep_response], counted[:keep_response],
-            truncated)
+    return _Encoded(prompt_ids[len(prompt_ids) - keep_prompt:], response_ids[:keep_response],
+                    counted[:keep_response], truncated)
 
 
 def copied_tokens(prompt_ids: Sequence[int], response_ids: Sequence[int], span: int) -> np.ndarray:
@@ -183,23 +192,23 @@ def copied_tokens(prompt_ids: Sequence[int], response_ids: Sequence[int], span: 
     return copied
 
 
-def _batch_nll(lm: LanguageModel, batch: list[tuple[list[int], list[int], np.ndarray]]) -> np.ndarray:
+def _batch_nll(lm: LanguageModel, batch: list[_Encoded]) -> np.ndarray:
     """Mean NLL of each response's counted tokens given its prompt, one right-padded forward pass."""
-    width = max(len(p) + len(r) for p, r, _ in batch)
+    width = max(pair.width for pair in batch)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(batch), width), pad, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (p, r, _) in enumerate(batch):
-        ids[row, :len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
-        mask[row, :len(p) + len(r)] = 1
+    for row, pair in enumerate(batch):
+        ids[row, :pair.width] = torch.tensor(pair.prompt + pair.response, dtype=torch.long)
+        mask[row, :pair.width] = 1
     # Vocabulary logits only from the first position that predicts a response token on.
-    start = max(min(len(p) for p, _, _ in batch) - 1, 0)
+    start = max(min(len(pair.prompt) for pair in batch) - 1, 0)
     autocast = lm.dtype != torch.float32
     with torch.inference_mode(), torch.autocast(lm.device.type, dtype=lm.dtype, enabled=autocast):
         logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
                           logits_to_keep=width - start).logits
     out = np.full(len(batch), np.nan)
-    for row, (p, r, counted) in enumerate(batch):
+    for row, (p, r, counted, _) in enumerate(batch):
         if not counted.any() or not p:
             continue
         keep = torch.from_numpy(np.flatnonzero(counted)).to(lm.device)
