@@ -119,19 +119,24 @@ if rows:
     row = rows[chosen_rows[0]] if chosen_rows else rows[0]
     rank, percentile = ranked[rows.index(row)]
     st.subheader(f"Example at rank {rank}")
-    m1, m2, m3, m4, m5 = st.columns(5)
+    diagnostics = row["diagnostics"] or {}
+    lm = diagnostics.get("lm_contribution")  # absent for rankers without an LM term and runs scored before it
+    m1, m2, m3, m4, m5, *m6 = st.columns(5 if lm is None else 6)
     m1.metric("Score", f"{row['score']:.4f}")
     m2.metric("Rank", f"{rank} / {done}")
     m3.metric("Percentile", f"{percentile:.1f}")
     m4.metric("Form (lf) part", "n/a" if row["lf_contribution"] is None else f"{row['lf_contribution']:.4f}")
     m5.metric("Surprisal (is) part", "n/a" if row["is_contribution"] is None else f"{row['is_contribution']:.4f}")
-    if "lm_nll" in (row["diagnostics"] or {}):
-        nll = row["diagnostics"]["lm_nll"]
+    if m6:
+        m6[0].metric("LM term part", f"{lm:.4f}")
+    if "lm_nll" in diagnostics:
+        nll = diagnostics["lm_nll"]
         measured = ("it is copied from the prompt in full, so that part counts it as average" if nll is None else
                     f"this response's NLL is {nll:.3f} nats per token, text copied from the prompt left out "
                     "(lower scores higher)")
-        st.caption(f"This ranker also scores by its LM's surprisal: {measured}; the form and "
-                   "surprisal parts split only the SCAR head's share of the score.")
+        st.caption(f"This ranker also scores by its LM's surprisal: {measured}. The form and surprisal "
+                   "parts split the SCAR head's share of the score around this run's average pair; the LM "
+                   "term part is the term's own share (0 for a response of average NLL).")
     left, right = st.columns(2)
     with left:
         if row["system"]:

@@ -182,9 +182,9 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
                             precision=run.precision, batch_size=job.params.get("batch_size"),
                             chunk_rows=int(job.params["chunk_rows"])):
         features = form_features([examples[i].response for i in part.index.tolist()])
-        if part.lm_nll is not None:  # the NLL a ranker's LM term scored with
-            for k, value in enumerate(part.lm_nll.tolist()):
-                features[k]["lm_nll"] = None if value != value else value
+        if part.lm_nll is not None:  # the NLL a ranker's LM term scored with, and the term's share of the score
+            for k, (value, share) in enumerate(zip(part.lm_nll.tolist(), part.lm_part.tolist())):
+                features[k].update(lm_nll=None if value != value else value, lm_contribution=share)
         rows = [{"example_id": todo[i].id, "score": float(part.score[k]),
                  "truncated_instruction": bool(part.truncated_instruction[k]),
                  "truncated_response": bool(part.truncated_response[k]),

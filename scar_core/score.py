@@ -39,6 +39,7 @@ class Scores:
     truncated_response: np.ndarray     # (N,) bool
     index: np.ndarray | None = None    # (N,) positions in the input, for a chunk
     lm_nll: np.ndarray | None = None   # (N,) float64, the LM term's NLL per response (rankers with an LM term)
+    lm_part: np.ndarray | None = None  # (N,) float32, the LM term's share of `score` (same rankers)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -92,7 +93,7 @@ def score_pairs(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
     order[index] = np.arange(n)
     fields = ["score", "v_lf", "v_is", "truncated_instruction", "truncated_response"]
     cat = {f: np.concatenate([getattr(p, f) for p in parts])[order]
-           for f in fields + (["lm_nll"] if ranker.lm_term is not None else [])}
+           for f in fields + (["lm_nll", "lm_part"] if ranker.lm_term is not None else [])}
     return Scores(**cat)
 
 
@@ -137,12 +138,13 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
             head_dev = next(ranker.relation_network.parameters()).device
             score, v_is = ranker.head(torch.from_numpy(e_i).to(head_dev), torch.from_numpy(pooled_r).to(head_dev),
                                       torch.from_numpy(v_lf).to(head_dev), nll)
+            lm_part = None if nll is None else ranker.lm_score(nll.to(head_dev)).float().cpu().numpy()
         done += len(idx)
         if progress:
             progress(done, n, done / max(time.perf_counter() - start, 1e-9))
         yield Scores(score.float().cpu().numpy(), v_lf, v_is.float().cpu().numpy(),
                      np.array([instr_cache[(instructions[i], left[i])][1] for i in idx], dtype=bool),
-                     resp_trunc[idx], np.asarray(idx, dtype=np.int64), None if nll is None else nll.numpy())
+                     resp_trunc[idx], np.asarray(idx, dtype=np.int64), None if nll is None else nll.numpy(), lm_part)
 
 
 class BatchEncoder:

@@ -252,6 +252,7 @@ def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
 
     ranker = tiny_ranker()
     ranker.add_lm_term(LMTerm(str(tiny_lm), mean=5.0, std=1.0))
+    ranker.lm_weight.data.fill_(0.5)
     ranker.save(tmp_path / "lm-ranker")
     pasted = "the quick brown fox jumps over the lazy dog near the river bank"
     with data_file.open("a") as f:  # an answer pasted whole from its prompt
@@ -264,6 +265,8 @@ def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
     at.text_input(key="search").set_value("colour").run()
     nll = runs.results_page(store, run.id, runs.ResultFilter(search="colour"))[0]["diagnostics"]["lm_nll"]
     assert any(f"NLL is {nll:.3f} nats per token" in c for c in texts(at.caption)), texts(at.caption)
+    assert {m.label: m.value for m in at.metric}["LM term part"] == f"{-0.5 * (nll - 5.0):.4f}"
     at.text_input(key="search").set_value("brown fox").run()
     assert runs.results_page(store, run.id, runs.ResultFilter(search="brown fox"))[0]["diagnostics"]["lm_nll"] is None
     assert any("copied from the prompt in full" in c for c in texts(at.caption)), texts(at.caption)
+    assert {m.label: m.value for m in at.metric}["LM term part"] in ("0.0000", "-0.0000")  # counts as average

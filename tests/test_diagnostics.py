@@ -173,6 +173,28 @@ def test_diagnose_and_score_commands(small_pool, tiny_checkpoint, tmp_path):
     assert lines[1]["numbered_items"] == 2 and lines[0]["first_person_per_100w"] > 0
 
 
+def test_score_breakdown_includes_the_lm_terms_share(small_pool, tiny_lm, tmp_path):
+    from scar_core.ranker import LMTerm
+    from tests.conftest import tiny_ranker
+
+    ranker = tiny_ranker()
+    ranker.add_lm_term(LMTerm(str(tiny_lm), mean=3.0, std=2.0))
+    ranker.lm_weight.data.fill_(0.5)
+    ranker.save(tmp_path / "lm-ranker")
+    report_path, scores_path = tmp_path / "report.json", tmp_path / "scores.jsonl"
+    common = ["--model", str(tmp_path / "lm-ranker"), "--device", "cpu", "--precision", "fp32"]
+    assert main(["score", str(small_pool), "--out", str(scores_path), *common]) == 0
+    lines = [json.loads(line) for line in scores_path.read_text().splitlines()]
+    lm = np.array([r["lm_contribution"] for r in lines])
+    baselines = np.array([r["score"] - r["lf_contribution"] - r["is_contribution"] for r in lines]) - lm
+    assert np.ptp(baselines) < 1e-5 < np.ptp(lm)  # score = shared baseline + form + surprisal + LM term
+    assert main(["diagnose", str(small_pool), "--out", str(report_path), "--ratio", "0.5", *common]) == 0
+    summary = json.loads(report_path.read_text())["breakdown"]
+    assert summary["baseline"] == pytest.approx(float(baselines.mean()), abs=1e-5)
+    assert summary["mean_abs_lm_contribution"] == pytest.approx(float(np.abs(lm).mean()), rel=1e-5)
+    assert 0 < summary["lm_share"] < 1
+
+
 def test_diagnose_rejects_a_sample_without_surprisal(small_pool, tiny_checkpoint, tmp_path, capsys):
     assert main(["diagnose", str(small_pool), "--out", str(tmp_path / "r.json"), "--model", str(tiny_checkpoint),
                  "--sample", "5"]) == 2

@@ -266,9 +266,17 @@ def test_run_with_an_lm_term_stores_each_responses_nll(tmp_path, pairs_file, tin
     nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), [e.instruction for e in examples],
                        [e.response for e in examples], max_tokens=256, copy_span=4)
     with store.read() as s:
-        diag = dict(s.execute(select(Result.example_id, Result.diagnostics).where(Result.run_id == run.id)).all())
-    got = [diag[e]["lm_nll"] for e in stored["example_id"].tolist()]
+        diag = {e: (d, lf, is_) for e, d, lf, is_ in s.execute(
+            select(Result.example_id, Result.diagnostics, Result.lf_contribution, Result.is_contribution)
+            .where(Result.run_id == run.id)).all()}
+    got = [diag[e][0]["lm_nll"] for e in stored["example_id"].tolist()]
     np.testing.assert_allclose([np.nan if v is None else v for v in got], nll, rtol=1e-5)  # None: pasted whole
+    # The term's share of each score, -0.5 * (nll - 3) / 2 (0 where nothing counted), and with it the
+    # breakdown is complete: score = one shared baseline + form part + surprisal part + LM term part.
+    lm_part = np.array([diag[e][0]["lm_contribution"] for e in stored["example_id"].tolist()])
+    np.testing.assert_allclose(lm_part, np.nan_to_num(-0.5 * (nll - 3.0) / 2.0), rtol=1e-5, atol=1e-6)
+    baseline = stored["score"] - np.array([diag[e][1] + diag[e][2] for e in stored["example_id"].tolist()]) - lm_part
+    assert np.ptp(baseline) < 2e-3 < 0.1 * np.ptp(lm_part), (np.ptp(baseline), np.ptp(lm_part))  # vectors kept in fp16
     direct = score_examples(load_ranker(tmp_path / "lm-ranker"), examples, device="cpu", precision="fp32")
     np.testing.assert_allclose(stored["score"], direct.score, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(direct.lm_nll, nll, rtol=1e-5)

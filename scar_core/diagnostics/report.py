@@ -33,7 +33,8 @@ LABELS = {
     "markdown_density": "markdown density", "sentences": "number of sentences",
     "nll": "measured surprisal (LM loss)", "perplexity": "measured perplexity",
 }
-SCORE_PARTS = ("lf_contribution", "is_contribution")  # parts of the score itself: reported, never warned about
+# Parts of the score itself (the LM term's share only for rankers with one): reported, never warned about.
+SCORE_PARTS = ("lf_contribution", "is_contribution", "lm_contribution")
 
 
 def _num(x) -> float | None:
@@ -94,11 +95,18 @@ def compare_selection(table: pd.DataFrame, chosen: Cut, score: str = "score") ->
 
 
 def breakdown_summary(table: pd.DataFrame, score: str = "score") -> dict:
-    """Baseline and how much of the score's deviation from it comes from form vs surprisal, on average."""
+    """Baseline and how much of the score's deviation from it comes from form vs surprisal (and the
+    LM term, when the ranker has one), on average."""
+    parts = [p for p in SCORE_PARTS if p in table]
     lf, is_ = table["lf_contribution"].abs().mean(), table["is_contribution"].abs().mean()
-    baseline = (table[score] - table["lf_contribution"] - table["is_contribution"]).median()
-    return {"baseline": _num(baseline), "mean_abs_lf_contribution": _num(lf), "mean_abs_is_contribution": _num(is_),
-            "lf_share": _num(lf / (lf + is_)) if lf + is_ > 0 else None}
+    baseline = (table[score] - table[parts].sum(axis=1)).median()
+    out = {"baseline": _num(baseline), "mean_abs_lf_contribution": _num(lf), "mean_abs_is_contribution": _num(is_),
+           "lf_share": _num(lf / (lf + is_)) if lf + is_ > 0 else None}
+    if "lm_contribution" in table:
+        lm = table["lm_contribution"].abs().mean()
+        out["mean_abs_lm_contribution"] = _num(lm)
+        out["lm_share"] = _num(lm / (lf + is_ + lm)) if lf + is_ + lm > 0 else None
+    return out
 
 
 def build_report(table: pd.DataFrame, chosen: Cut | None = None, score: str = "score",
@@ -126,9 +134,12 @@ def build_report(table: pd.DataFrame, chosen: Cut | None = None, score: str = "s
 
 
 def example_table(ranker: StyleRanker, scores: Scores, responses: Sequence[str]) -> pd.DataFrame:
-    """Per-example diagnostics in input order: score, breakdown, outlier distances and form features."""
+    """Per-example diagnostics in input order: score, breakdown (with the LM term's share for rankers
+    with one), outlier distances and form features."""
     parts = breakdown(ranker, scores.v_is, scores.v_lf)
     lf_out, is_out = style_outliers(scores.v_lf, scores.v_is)
     head = pd.DataFrame({"score": scores.score.astype(np.float64), "lf_contribution": parts.lf_contribution,
                          "is_contribution": parts.is_contribution, "lf_outlier": lf_out, "is_outlier": is_out})
+    if scores.lm_part is not None:
+        head.insert(3, "lm_contribution", scores.lm_part.astype(np.float64))
     return pd.concat([head, features_frame(responses)], axis=1)
