@@ -71,11 +71,14 @@ def main() -> None:
     ap.add_argument("--save", type=Path, help="also save the trained ranker here")
     ap.add_argument("--model", help="evaluate this ranker (default or a folder) on the pools instead of training")
     ap.add_argument("--pool-sample", type=int, default=300, help="rows per pool (0: no pool comparisons)")
+    ap.add_argument("--pool-seed", type=int, default=42,
+                    help="seed of the pool sample, apart from --seed so that runs of several training seeds "
+                         "are compared on the same rows")
     args = ap.parse_args()
     if not (args.data / "ranker").is_dir():
         sys.exit(f"{args.data / 'ranker'}: not found (this benchmark needs ../shared/data)")
     if args.model:
-        pools = compare_pools(load_ranker(args.model), args.data, args.pool_sample, args.seed, args.device)
+        pools = compare_pools(load_ranker(args.model), args.data, args.pool_sample, args.pool_seed, args.device)
         print(json.dumps({"model": args.model, "pools": pools}))
         return
     held = args.hold_out or ["hc3/wiki_csai", "self-instruct/*"]
@@ -116,7 +119,7 @@ def main() -> None:
         print(f"| {source} | {r['n_pairs']} | {r['accuracy']:.3f} | {r['length_baseline']:.3f} | "
               f"{_fmt(r['length_balanced'])} | {_fmt(r['human_longer']['accuracy'])} "
               f"({r['human_longer']['n_pairs']} pairs) |")
-    pools = compare_pools(ranker, args.data, args.pool_sample, args.seed, args.device)
+    pools = compare_pools(ranker, args.data, args.pool_sample, args.pool_seed, args.device)
     print(json.dumps({"held_out": held, "length_debias": debias, "lm_surprisal": args.lm_surprisal,
                       "train_seconds": round(train_s, 1),
                       "stages": {k: {"best_val_accuracy": v["best_val_accuracy"], "best_epoch": v["best_epoch"]}
