@@ -131,7 +131,8 @@ if rows:
         m6[0].metric("LM term part", f"{lm:.4f}")
     if "lm_nll" in diagnostics:
         nll = diagnostics["lm_nll"]
-        measured = ("it is copied from the prompt in full, so that part counts it as average" if nll is None else
+        measured = ("too little of it is its own text, not copied from the prompt, to measure, so that part "
+                    "counts it as average" if nll is None else
                     f"this response's NLL is {nll:.3f} nats per token, text copied from the prompt left out "
                     "(lower scores higher)")
         st.caption(f"This ranker also scores by its LM's surprisal: {measured}. The form and surprisal "

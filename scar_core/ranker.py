@@ -14,7 +14,8 @@ small causal LM (scar_core.diagnostics.surprisal): instructional surprisal measu
 learned. LLM-written answers are far more predictable to an LM than human ones, in every domain,
 whatever their length; one learned weight keeps the score monotonic in it. Tokens copied from the
 prompt (runs of `copy_span` tokens) are left out of the NLL, so that pasting from a passage in the
-instruction does not pass for an LLM's fluency.
+instruction does not pass for an LLM's fluency; a response with fewer than `min_tokens` of its own
+counts as average.
 """
 from __future__ import annotations
 
@@ -44,13 +45,15 @@ class RankerOutput:
 @dataclass
 class LMTerm:
     """Settings of the LM term: which LM, its token limit per pair, the shortest run of tokens shared
-    with the prompt that counts as copied (None: count every token, as terms saved before this
-    setting existed do), and the standardisation of its NLL (mean and std over the training
-    responses, set when the term is first trained)."""
+    with the prompt that counts as copied, the fewest remaining tokens that make a measurement (fewer:
+    the response counts as average), and the standardisation of its NLL (mean and std over the
+    training responses, set when the term is first trained). None for copy_span or min_tokens: count
+    every token / any number of them, as terms saved before these settings existed do."""
 
     lm: str = "smollm2"
     max_tokens: int = 256
     copy_span: int | None = 4
+    min_tokens: int | None = 4
     mean: float | None = None
     std: float | None = None
 
@@ -105,12 +108,12 @@ class StyleRanker(nn.Module):
         if todo:
             out[todo] = response_nll(self.language_model(device, dtype), [instructions[i] for i in todo],
                                      [responses[i] for i in todo], self.lm_term.max_tokens,
-                                     self.lm_term.copy_span, progress)
+                                     self.lm_term.copy_span, self.lm_term.min_tokens, progress)
         return out
 
     def lm_score(self, nll: torch.Tensor) -> torch.Tensor:
-        """The LM term of the score; a row without an NLL (empty, or copied whole from its prompt)
-        counts as average, and so does every row while the term is untrained (no standardisation yet)."""
+        """The LM term of the score; a row without an NLL (empty, or too little of it not copied from
+        its prompt) counts as average, and so does every row while the term is untrained (no standardisation yet)."""
         if self.lm_term.mean is None or self.lm_term.std is None:
             return torch.zeros_like(nll, dtype=torch.float32)
         z = ((nll.float() - self.lm_term.mean) / self.lm_term.std).nan_to_num(0.0)
@@ -247,7 +250,7 @@ def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker
 
         model, tokenizer = load_encoder(encoder or config["encoder"])
     term = config.get("lm_term")
-    term = LMTerm(**{"copy_span": None, **term}) if term else None  # saved without copy_span: all tokens count
+    term = LMTerm(**{"copy_span": None, "min_tokens": None, **term}) if term else None  # older terms: as they were
     ranker = StyleRanker(model, tokenizer, config["hidden_dim"], config["linear_dim"],
                          encoder_name=encoder or config["encoder"], lm_term=term)
     ranker.max_length = int(config.get("max_length", 512))

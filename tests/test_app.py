@@ -268,5 +268,5 @@ def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
     assert {m.label: m.value for m in at.metric}["LM term part"] == f"{-0.5 * (nll - 5.0):.4f}"
     at.text_input(key="search").set_value("brown fox").run()
     assert runs.results_page(store, run.id, runs.ResultFilter(search="brown fox"))[0]["diagnostics"]["lm_nll"] is None
-    assert any("copied from the prompt in full" in c for c in texts(at.caption)), texts(at.caption)
+    assert any("too little of it is its own text" in c for c in texts(at.caption)), texts(at.caption)
     assert {m.label: m.value for m in at.metric}["LM term part"] in ("0.0000", "-0.0000")  # counts as average

@@ -251,6 +251,10 @@ def test_text_copied_from_the_prompt_is_left_out_of_the_nll(smollm2):
     assert every.nll[0] < 0.5 * every.nll[2]  # a pasted passage looks very predictable to an LM
     assert np.isnan(novel.nll[0]) and novel.tokens[0] == 0  # ...and with copy_span it does not count at all
     assert novel.nll[2] == pytest.approx(every.nll[2], rel=1e-5) and novel.tokens[2] == every.tokens[2]
+    # "A strait." is four tokens: with min_tokens 5 too few to measure; the other answers are unchanged.
+    short = measure_surprisal(pairs, smollm2, copy_span=4, min_tokens=5)
+    assert novel.tokens[2] == 4 and np.isnan(short.nll[2]) and short.tokens[2] == 0
+    assert short.nll[1] == novel.nll[1] and short.tokens[1] == novel.tokens[1] >= 5
 
     # The partly copied answer: the mean NLL of exactly its tokens outside the copied run.
     prompt, response, _, _ = _encode(smollm2.tokenizer, pairs[1], 1024, None)

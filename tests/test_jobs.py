@@ -264,7 +264,7 @@ def test_run_with_an_lm_term_stores_each_responses_nll(tmp_path, pairs_file, tin
     stored = runs.run_results(store, run.id)
     examples = data.examples
     nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), [e.instruction for e in examples],
-                       [e.response for e in examples], max_tokens=256, copy_span=4)
+                       [e.response for e in examples], max_tokens=256, copy_span=4, min_tokens=4)
     with store.read() as s:
         diag = {e: (d, lf, is_) for e, d, lf, is_ in s.execute(
             select(Result.example_id, Result.diagnostics, Result.lf_contribution, Result.is_contribution)

@@ -271,7 +271,7 @@ def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm
     term = ranker.lm_term
     texts = [(r.instruction, t) for r in rows for t in r.responses.values()]
     nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), *zip(*texts), max_tokens=term.max_tokens,
-                       copy_span=term.copy_span)
+                       copy_span=term.copy_span, min_tokens=term.min_tokens)
     np.testing.assert_allclose([ranker.known_nll[t] for t in texts], nll, rtol=1e-5)
     train_nll = [ranker.known_nll[(r.instruction, t)] for r in rows for t in r.responses.values()]
     assert term.std > 0 and min(train_nll) <= term.mean <= max(train_nll)
@@ -294,16 +294,20 @@ def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm
     weighted = score_rows(loaded, rows, device="cpu", precision="fp32")
     direct_nll = response_nll(loaded.language_model(torch.device("cpu"), torch.float32),
                               [r.instruction for r in rows], [r.responses["direct"] for r in rows], term.max_tokens,
-                              term.copy_span)
+                              term.copy_span, term.min_tokens)
     np.testing.assert_allclose(weighted["direct"] - head_only["direct"], -2.0 * (direct_nll - term.mean) / term.std,
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(ScarError, match="LM term"):
         loaded.head(torch.zeros(1, 32), torch.zeros(1, 32), torch.zeros(1, 32))
 
-    # A term saved before copy_span existed was trained on NLLs of every token, and keeps them.
+    # A term saved before min_tokens (then copy_span) existed was trained without that rule, and keeps it off.
     config_file = tmp_path / "model" / "config.json"
     saved = json.loads(config_file.read_text())
-    assert saved["lm_term"]["copy_span"] == term.copy_span == 4
+    assert saved["lm_term"]["copy_span"] == term.copy_span == 4 and saved["lm_term"]["min_tokens"] == 4
+    del saved["lm_term"]["min_tokens"]
+    config_file.write_text(json.dumps(saved))
+    older = load_ranker(tmp_path / "model").lm_term
+    assert older.min_tokens is None and older.copy_span == 4
     del saved["lm_term"]["copy_span"]
     config_file.write_text(json.dumps(saved))
     assert load_ranker(tmp_path / "model").lm_term.copy_span is None

