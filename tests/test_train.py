@@ -189,7 +189,7 @@ def test_default_ranker_loads_offline_and_stays_under_50_mb():
     ranker = load_ranker("default")
     config = json.loads((DEFAULT_DIR / "config.json").read_text())
     assert config["encoder"] == "minilm"
-    assert ranker.lm_term.lm == "smollm2" and ranker.lm_term.copy_span == 4  # as its README says
+    assert ranker.lm_term.lm == "smollm2" and ranker.lm_term.copy_span == ranker.lm_term.min_tokens == 4  # README
     assert {p.dtype for p in ranker.parameters()} == {torch.float32}
     assert config["training"]["result"]["best_val_accuracy"] is not None
     weights = sum(p.stat().st_size for p in DEFAULT_DIR.rglob("*") if p.is_file())
