@@ -128,8 +128,8 @@ def response_nll(lm: LanguageModel, instructions: Sequence[str], responses: Sequ
 
 def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndarray | None = None,
                    max_tokens: int = 1024, copy_span: int | None = None, min_tokens: int | None = None,
-                   token_budget: int | None = None,
-                   chunk_rows: int = 256, progress: Progress | None = None) -> Iterator[Surprisal]:
+                   token_budget: int | None = None, chunk_rows: int = 256,
+                   progress: Progress | None = None) -> Iterator[Surprisal]:
     """Yield Surprisal for chunks of `rows` (default all), shortest pairs first, so callers can commit as they go."""
     rows = np.arange(len(examples), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
     if len(rows) == 0:
@@ -167,7 +167,8 @@ class _Encoded(NamedTuple):
         return len(self.prompt) + len(self.response)
 
 
-def _encode(tokenizer, ex: Example, max_tokens: int, copy_span: int | None, min_tokens: int | None = None) -> _Encoded:
+def _encode(tokenizer, ex: Example, max_tokens: int, copy_span: int | None,
+            min_tokens: int | None = None) -> _Encoded:
     """A pair's token ids under the chat template and the length limit."""
     messages = ([{"role": "system", "content": ex.system}] if ex.system else []) + [
         {"role": t["role"], "content": t["content"]} for t in ex.context] + [
