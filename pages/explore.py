@@ -151,9 +151,9 @@ if rows:
     with right:
         st.caption("Response" + (" (truncated for the ranker)" if row["truncated_response"] else ""))
         st.code(visible(row["response"]), language=None, wrap_lines=True)
-    if row["diagnostics"] or row["flags"]:
+    if diagnostics or row["flags"]:
         with st.expander("Diagnostics and cleaning flags"):
-            st.json({"diagnostics": row["diagnostics"] or {}, "flags": row["flags"] or {}})
+            st.json({"diagnostics": diagnostics, "flags": row["flags"] or {}})
     with st.form(f"label_{row['example_id']}", clear_on_submit=False):
         verdict = st.radio("Your verdict", ["keep", "drop", "flag"], horizontal=True, key="verdict")
         note = st.text_area("Note", key="note", max_chars=2000)

@@ -106,14 +106,16 @@ class StyleRanker(nn.Module):
         out = np.array([self.known_nll.get(pair, np.nan) for pair in pairs])
         todo = [i for i, pair in enumerate(pairs) if pair not in self.known_nll]
         if todo:
+            term = self.lm_term
             out[todo] = response_nll(self.language_model(device, dtype), [instructions[i] for i in todo],
-                                     [responses[i] for i in todo], self.lm_term.max_tokens,
-                                     self.lm_term.copy_span, self.lm_term.min_tokens, progress)
+                                     [responses[i] for i in todo], max_tokens=term.max_tokens,
+                                     copy_span=term.copy_span, min_tokens=term.min_tokens, progress=progress)
         return out
 
     def lm_score(self, nll: torch.Tensor) -> torch.Tensor:
         """The LM term of the score; a row without an NLL (empty, or too little of it not copied from
-        its prompt) counts as average, and so does every row while the term is untrained (no standardisation yet)."""
+        its prompt) counts as average, and so does every row while the term is untrained (no
+        standardisation yet)."""
         if self.lm_term.mean is None or self.lm_term.std is None:
             return torch.zeros_like(nll, dtype=torch.float32)
         z = ((nll.float() - self.lm_term.mean) / self.lm_term.std).nan_to_num(0.0)
