@@ -56,14 +56,15 @@ class Example(Base):
 
 
 class Ranker(Base):
-    """A ranker checkpoint, identified by its weights hash and encoder."""
+    """A ranker checkpoint, identified by what decides its scores (weights and LM term settings, see
+    scar_core.ranker.scoring_identity) and its encoder."""
 
     __tablename__ = "rankers"
     __table_args__ = (UniqueConstraint("weights_hash", "encoder"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     location: Mapped[str] = mapped_column(Text)                  # folder path or hub id
-    weights_hash: Mapped[str] = mapped_column(String(64))
+    identity: Mapped[str] = mapped_column("weights_hash", String(64))  # the column's first name
     encoder: Mapped[str] = mapped_column(Text)
     recipe: Mapped[dict] = mapped_column(JSON, default=dict)     # how it was trained
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -50,7 +50,7 @@ class ExportPackage:
                       "pairs": self.dataset.example_count, "rejected": len(self.dataset.rejected),
                       "load_params": self.dataset.load_params},
             "ranker": {"name": ranker.name, "location": ranker.location, "encoder": ranker.encoder,
-                       "weights_sha256": ranker.weights_hash},
+                       "weights_sha256": rankers.weights_sha256(ranker), "identity": ranker.identity},
             "device": self.run.device, "precision": self.run.precision, "run_id": self.run.id,
             "cleaning": {"options": clean.get("options"), "counts": clean.get("counts"),
                          "flags_in_store": cleaning.flag_counts(self.store, self.run.dataset_id)},

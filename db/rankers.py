@@ -1,4 +1,5 @@
-"""Rankers: registered by weights hash and encoder, so identical checkpoints share their scores."""
+"""Rankers: registered by scoring identity (weights + LM term settings) and encoder, so identical
+checkpoints share their scores."""
 from __future__ import annotations
 
 import json
@@ -9,11 +10,19 @@ from sqlalchemy import select
 from db.models import Ranker
 from db.store import Store
 from scar_core.errors import ScarError
-from scar_core.ranker import DEFAULT_DIR, WEIGHTS, file_hash
+from scar_core.ranker import DEFAULT_DIR, WEIGHTS, file_hash, lm_term_of, scoring_identity
+
+
+def _weights_file(directory: Path) -> Path:
+    for name in (WEIGHTS, "pytorch_model.bin"):
+        if (directory / name).is_file():
+            return directory / name
+    raise ScarError(f"{directory}: no {WEIGHTS} or pytorch_model.bin")
 
 
 def checkpoint_identity(model: str | Path = "default", encoder: str | None = None) -> tuple[str, str]:
-    """(weights sha256, encoder name) of a checkpoint folder, read without loading the model."""
+    """(scoring identity, encoder name) of a checkpoint folder, read without loading the model: the
+    same identity `load_ranker(model).identity` gives."""
     directory = DEFAULT_DIR if str(model) == "default" else Path(model).expanduser()
     config_path = directory / "config.json"
     if not config_path.is_file():
@@ -22,21 +31,24 @@ def checkpoint_identity(model: str | Path = "default", encoder: str | None = Non
         config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ScarError(f"{config_path}: unreadable config ({e})") from None
-    weights = directory / WEIGHTS
-    if not weights.is_file():
-        weights = directory / "pytorch_model.bin"
-    if not weights.is_file():
-        raise ScarError(f"{directory}: no {WEIGHTS} or pytorch_model.bin")
-    return file_hash(weights), str(encoder or config.get("encoder") or config.get("encoder_name") or "")
+    if not isinstance(config, dict):
+        raise ScarError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    weights = _weights_file(directory)
+    try:
+        term = lm_term_of(config)
+    except TypeError as e:
+        raise ScarError(f"{config_path}: invalid lm_term ({e})") from None
+    encoder_name = encoder or config.get("encoder") or config.get("encoder_name") or ""
+    return scoring_identity(file_hash(weights), term), str(encoder_name)
 
 
-def register_ranker(store: Store, name: str, location: str, weights_hash: str, encoder: str,
+def register_ranker(store: Store, name: str, location: str, identity: str, encoder: str,
                     recipe: dict | None = None, metrics: dict | None = None) -> Ranker:
-    """The ranker with this weights hash and encoder, created if new (recipe/metrics updated when given)."""
+    """The ranker with this identity and encoder, created if new (recipe/metrics updated when given)."""
     def work(session) -> Ranker:
-        ranker = session.scalar(select(Ranker).where(Ranker.weights_hash == weights_hash, Ranker.encoder == encoder))
+        ranker = session.scalar(select(Ranker).where(Ranker.identity == identity, Ranker.encoder == encoder))
         if ranker is None:
-            ranker = Ranker(name=name, location=location, weights_hash=weights_hash, encoder=encoder,
+            ranker = Ranker(name=name, location=location, identity=identity, encoder=encoder,
                             recipe=recipe or {}, metrics=metrics or {})
             session.add(ranker)
         else:
@@ -53,10 +65,22 @@ def register_ranker(store: Store, name: str, location: str, weights_hash: str, e
 
 def register_checkpoint(store: Store, model: str | Path = "default", encoder: str | None = None) -> Ranker:
     """Register a checkpoint folder ("default" for the bundled ranker) by its identity."""
-    weights_hash, encoder_name = checkpoint_identity(model, encoder)
+    identity, encoder_name = checkpoint_identity(model, encoder)
     location = str(DEFAULT_DIR if str(model) == "default" else Path(model).expanduser().resolve())
     name = "default" if str(model) == "default" else Path(location).name
-    return register_ranker(store, name, location, weights_hash, encoder_name)
+    return register_ranker(store, name, location, identity, encoder_name)
+
+
+def weights_sha256(ranker: Ranker) -> str | None:
+    """The sha256 of a registered ranker's weights file, what manifests record; None when its folder
+    is gone or now holds another checkpoint."""
+    directory = Path(ranker.location)
+    try:
+        if checkpoint_identity(directory, ranker.encoder)[0] != ranker.identity:
+            return None
+        return file_hash(_weights_file(directory))
+    except ScarError:
+        return None
 
 
 def list_rankers(store: Store) -> list[Ranker]:

@@ -31,7 +31,7 @@ if choice == "default":
 elif choice == "trained":
     trained = [r for r in rankers.list_rankers(store) if r.name != "default" and Path(r.location).is_dir()]
     if trained:
-        names = {r.location: f"{r.name} ({r.encoder}, {r.weights_hash[:10]})" for r in trained}
+        names = {r.location: f"{r.name} ({r.encoder}, {r.identity[:10]})" for r in trained}
         model = st.selectbox("Trained ranker", list(names), format_func=names.get, key="trained_ranker")
     else:
         st.info("No trained rankers in the store yet.")

@@ -44,9 +44,9 @@ class Cancelled(Exception):
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
                  device: str = "auto", precision: str = "auto", batch_size: int | None = None,
                  chunk_rows: int | None = None, launch: bool = True) -> Run:
-    """Create a scoring run for a dataset. Rows already scored with the same ranker weights and precision
-    (matched by content id) are copied at once; when nothing is left the run is done without loading a
-    model, otherwise a worker process is started (launch=False leaves the job queued for `run_job`)."""
+    """Create a scoring run for a dataset. Rows already scored with the same ranker (weights and LM term
+    settings) and precision (matched by content id) are copied at once; when nothing is left the run is
+    done without loading a model, otherwise a worker process is started (launch=False leaves the job queued for `run_job`)."""
     from scar_core.score import resolve_device, resolve_precision
 
     if datasets.get_dataset(store, dataset_id) is None:
@@ -172,7 +172,7 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
         return
     expected = rankers.get_ranker(store, run.ranker_id)
     ranker = load_ranker(run.params["model"], encoder=run.params.get("encoder"))
-    if ranker.weights_hash != expected.weights_hash:
+    if ranker.identity != expected.identity:
         raise ScarError(f"the checkpoint at {run.params['model']} changed since run {run.id} was created; "
                         "start a new run")
     examples = [datasets.to_core(row) for row in todo]

@@ -82,6 +82,12 @@ class StyleRanker(nn.Module):
         if lm_term is not None:
             self.add_lm_term(lm_term)
 
+    @property
+    def identity(self) -> str:
+        """The store's key for this checkpoint's scores (see scoring_identity); weights_hash alone is
+        the plain file hash that manifests record."""
+        return scoring_identity(self.weights_hash, self.lm_term)
+
     def add_lm_term(self, term: LMTerm) -> None:
         """Give the score an LM term with weight 0 (training learns the weight)."""
         self.lm_term = term
@@ -180,6 +186,22 @@ class StyleRanker(nn.Module):
         return directory
 
 
+def lm_term_of(config: dict) -> LMTerm | None:
+    """The LM term a checkpoint config describes; terms saved before copy_span and min_tokens existed
+    get None for them, which scores as those terms always did."""
+    term = config.get("lm_term")
+    return LMTerm(**{"copy_span": None, "min_tokens": None, **term}) if term else None
+
+
+def scoring_identity(weights_hash: str, lm_term: LMTerm | None) -> str:
+    """What decides a checkpoint's scores, as one sha256: its weights file, and its LM term's settings
+    (which live in config.json). Without a term it is the weights hash itself."""
+    if lm_term is None:
+        return weights_hash
+    settings = json.dumps(asdict(lm_term), sort_keys=True)
+    return hashlib.sha256(f"{weights_hash}\n{settings}".encode()).hexdigest()
+
+
 def file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -251,10 +273,8 @@ def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker
         from scar_core.encoders import load_encoder
 
         model, tokenizer = load_encoder(encoder or config["encoder"])
-    term = config.get("lm_term")
-    term = LMTerm(**{"copy_span": None, "min_tokens": None, **term}) if term else None  # older terms: as they were
     ranker = StyleRanker(model, tokenizer, config["hidden_dim"], config["linear_dim"],
-                         encoder_name=encoder or config["encoder"], lm_term=term)
+                         encoder_name=encoder or config["encoder"], lm_term=lm_term_of(config))
     ranker.max_length = int(config.get("max_length", 512))
     _load_state(ranker, state, weights, strict_encoder=has_encoder)
     ranker.to(torch.float32)

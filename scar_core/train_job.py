@@ -87,7 +87,7 @@ def run_train(store: Store, job: Job, beat: background.Beat) -> None:
                          length_debias=bool(p.get("length_debias")))
     result = train(ranker, rows, config, out=out / "ranker", progress=show,
                    metadata={"data": str(data), "job": job.id})
-    registered = rankers.register_ranker(store, out.name, str(result.out), ranker.weights_hash, ranker.encoder_name,
+    registered = rankers.register_ranker(store, out.name, str(result.out), ranker.identity, ranker.encoder_name,
                                          recipe={"data": str(data), "epochs": p["epochs"],
                                                  "freeze_encoder": p["freeze_encoder"], "init": p.get("init"),
                                                  "length_debias": bool(p.get("length_debias")),

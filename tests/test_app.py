@@ -15,6 +15,7 @@ from db import datasets, jobs, labels, maps, rankers, runs, selections
 from db.store import open_store
 from scar_core.jobs import run_job, submit_score
 from scar_core.map_job import submit_map
+from scar_core.ranker import WEIGHTS, file_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -204,7 +205,7 @@ def test_export_writes_best_first_with_manifest_inside_the_folder(store, scored,
     manifest = json.loads((tmp_path / "out" / "escape.jsonl.manifest.json").read_text())
     ranker = rankers.get_ranker(store, scored.ranker_id)
     assert manifest["input"]["sha256"] == datasets.get_dataset(store, scored.dataset_id).sha256
-    assert manifest["ranker"]["weights_sha256"] == ranker.weights_hash
+    assert manifest["ranker"]["weights_sha256"] == file_hash(Path(ranker.location) / WEIGHTS) == ranker.identity
     assert manifest["rows"] == 3 and manifest["precision"] == "fp32" and manifest["device"] == "cpu"
     assert manifest["threshold_score"] == 0.1 and len(manifest["selected_ids_sha256"]) == 64
     assert {"versions", "cleaning", "cut"} <= set(manifest)

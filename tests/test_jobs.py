@@ -280,3 +280,64 @@ def test_run_with_an_lm_term_stores_each_responses_nll(tmp_path, pairs_file, tin
     direct = score_examples(load_ranker(tmp_path / "lm-ranker"), examples, device="cpu", precision="fp32")
     np.testing.assert_allclose(stored["score"], direct.score, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(direct.lm_nll, nll, rtol=1e-5)
+
+
+def test_a_rankers_lm_term_settings_are_part_of_its_identity(tmp_path, pairs_file, tiny_lm):
+    """Two checkpoints with the same weights but different LM term settings (config.json) score
+    differently, so the store keeps their scores apart; an identical copy shares them."""
+    import shutil
+
+    from db import rankers
+    from db.models import Result
+    from scar_core.ranker import WEIGHTS, LMTerm, file_hash, load_ranker
+    from tests.conftest import tiny_ranker
+
+    plain = tiny_ranker().save(tmp_path / "plain")
+    assert rankers.checkpoint_identity(plain)[0] == file_hash(plain / WEIGHTS)  # as stores have it already
+    ranker = tiny_ranker()
+    ranker.add_lm_term(LMTerm(str(tiny_lm), mean=3.0, std=2.0))
+    ranker.lm_weight.data.fill_(0.5)
+    first = ranker.save(tmp_path / "min4")
+    identity = rankers.checkpoint_identity(first)[0]
+    assert identity == load_ranker(first).identity != file_hash(first / WEIGHTS)
+
+    copy, edited = (Path(shutil.copytree(first, tmp_path / name)) for name in ("copy", "min1"))
+    config = json.loads((edited / "config.json").read_text())
+    config["lm_term"]["min_tokens"] = 1
+    (edited / "config.json").write_text(json.dumps(config))
+    assert rankers.checkpoint_identity(copy)[0] == identity != rankers.checkpoint_identity(edited)[0]
+    # A term saved before copy_span/min_tokens existed is the same as one saving them as null.
+    for name, term in (("old", {"lm": str(tiny_lm), "max_tokens": 256, "mean": 3.0, "std": 2.0}),
+                       ("nulls", {"lm": str(tiny_lm), "max_tokens": 256, "copy_span": None, "min_tokens": None,
+                                  "mean": 3.0, "std": 2.0})):
+        folder = Path(shutil.copytree(first, tmp_path / name))
+        (folder / "config.json").write_text(json.dumps({**config, "lm_term": term}))
+    assert rankers.checkpoint_identity(tmp_path / "old") == rankers.checkpoint_identity(tmp_path / "nulls")
+
+    store = open_store(str(tmp_path / "identity.db"))
+    dataset = datasets.import_result(store, load(pairs_file), {})
+    done = {}
+    for folder in (first, copy, edited):
+        run = submit_score(store, dataset.id, model=str(folder), device="cpu", precision="fp32", launch=False)
+        if jobs.get_job(store, run.job_id).status == "queued":  # else answered from the store at once
+            assert workers.run_job(store, run.job_id).status == "done"
+        with store.read() as s:
+            nll = [d["lm_nll"] for d in s.scalars(select(Result.diagnostics).where(Result.run_id == run.id))]
+        done[folder.name] = (runs.get_run(store, run.id).ranker_id, jobs.get_job(store, run.job_id).result, nll)
+    assert done["copy"][0] == done["min4"][0] and done["copy"][1]["from_cache"] == 80
+    assert done["min1"][0] != done["min4"][0] and done["min1"][1]["from_cache"] == 0
+    # min_tokens 1 measures the short answers that min_tokens 4 counted as average.
+    assert sum(v is None for v in done["min1"][2]) < sum(v is None for v in done["min4"][2])
+
+    # A run whose checkpoint's settings change before it is scored refuses to mix the two.
+    later = Path(shutil.copytree(first, tmp_path / "later"))
+    config["lm_term"]["min_tokens"] = 3
+    (later / "config.json").write_text(json.dumps(config))
+    run = submit_score(store, dataset.id, model=str(later), device="cpu", precision="fp32", launch=False)
+    config["lm_term"]["min_tokens"] = 2
+    (later / "config.json").write_text(json.dumps(config))
+    job = workers.run_job(store, run.job_id)
+    assert job.status == "failed" and "changed since run" in job.error
+    # Manifests record the plain weights file hash, while the folder still holds what was registered.
+    assert rankers.weights_sha256(rankers.get_ranker(store, done["min4"][0])) == file_hash(first / WEIGHTS)
+    assert rankers.weights_sha256(rankers.get_ranker(store, run.ranker_id)) is None  # "later", since edited

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     table = example_table(ranker, scores, [ex.response for ex in examples])
     extra = {"inputs": [{"path": r.path, "format": r.format, "pairs": len(r.examples)} for r in results],
              "ranker": {"model": str(args.model), "encoder": ranker.encoder_name,
-                        "weights_sha256": ranker.weights_hash}}
+                        "weights_sha256": ranker.weights_hash, "identity": ranker.identity}}
     if args.surprisal:
         bar, update = progress_bar(min(args.sample or len(examples), len(examples)), desc="surprisal")
         with bar:

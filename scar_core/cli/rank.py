@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = {
         "inputs": [{"path": r.path, "sha256": file_sha256(r.path), "format": r.format, "rows": r.rows,
                     "pairs": len(r.examples), "rejected": len(r.rejected)} for r in results],
-        "ranker": {"model": str(args.model), "encoder": ranker.encoder_name, "weights_sha256": ranker.weights_hash},
+        "ranker": {"model": str(args.model), "encoder": ranker.encoder_name, "weights_sha256": ranker.weights_hash,
+                   "identity": ranker.identity},
         "device": str(device), "precision": str(resolve_precision(args.precision, device)).replace("torch.", ""),
         "cut": chosen.params(), "pool_size": len(pool),
         "cleaning": {**report.summary(), "flagged_rows": "kept" if args.keep_flagged else "dropped"},
