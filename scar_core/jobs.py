@@ -46,7 +46,8 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
                  chunk_rows: int | None = None, launch: bool = True) -> Run:
     """Create a scoring run for a dataset. Rows already scored with the same ranker (weights and LM term
     settings) and precision (matched by content id) are copied at once; when nothing is left the run is
-    done without loading a model, otherwise a worker process is started (launch=False leaves the job queued for `run_job`)."""
+    done without loading a model, otherwise a worker process is started (launch=False leaves the job
+    queued for `run_job`)."""
     from scar_core.score import resolve_device, resolve_precision
 
     if datasets.get_dataset(store, dataset_id) is None:

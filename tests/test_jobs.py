@@ -289,6 +289,7 @@ def test_a_rankers_lm_term_settings_are_part_of_its_identity(tmp_path, pairs_fil
 
     from db import rankers
     from db.models import Result
+    from scar_core.errors import ScarError
     from scar_core.ranker import WEIGHTS, LMTerm, file_hash, load_ranker
     from tests.conftest import tiny_ranker
 
@@ -313,6 +314,9 @@ def test_a_rankers_lm_term_settings_are_part_of_its_identity(tmp_path, pairs_fil
         folder = Path(shutil.copytree(first, tmp_path / name))
         (folder / "config.json").write_text(json.dumps({**config, "lm_term": term}))
     assert rankers.checkpoint_identity(tmp_path / "old") == rankers.checkpoint_identity(tmp_path / "nulls")
+    (tmp_path / "old" / "config.json").write_text(json.dumps({**config, "lm_term": {"lm": "x", "span": 4}}))
+    with pytest.raises(ScarError, match=r"old/config.json: invalid lm_term"):
+        rankers.checkpoint_identity(tmp_path / "old")
 
     store = open_store(str(tmp_path / "identity.db"))
     dataset = datasets.import_result(store, load(pairs_file), {})
