@@ -46,14 +46,16 @@ class RankerOutput:
 class LMTerm:
     """Settings of the LM term: which LM, its token limit per pair, the shortest run of tokens shared
     with the prompt that counts as copied, the fewest remaining tokens that make a measurement (fewer:
-    the response counts as average), and the standardisation of its NLL (mean and std over the
-    training responses, set when the term is first trained). None for copy_span or min_tokens: count
-    every token / any number of them, as terms saved before these settings existed do."""
+    the response counts as average), whether the token ending the turn counts too (after a response
+    that fits whole), and the standardisation of its NLL (mean and std over the training responses,
+    set when the term is first trained). None for copy_span or min_tokens, False for count_end: as
+    terms saved before these settings existed scored."""
 
     lm: str = "smollm2"
     max_tokens: int = 256
     copy_span: int | None = 4
     min_tokens: int | None = 4
+    count_end: bool = True
     mean: float | None = None
     std: float | None = None
 
@@ -115,7 +117,8 @@ class StyleRanker(nn.Module):
             term = self.lm_term
             out[todo] = response_nll(self.language_model(device, dtype), [instructions[i] for i in todo],
                                      [responses[i] for i in todo], max_tokens=term.max_tokens,
-                                     copy_span=term.copy_span, min_tokens=term.min_tokens, progress=progress)
+                                     copy_span=term.copy_span, min_tokens=term.min_tokens,
+                                     count_end=term.count_end, progress=progress)
         return out
 
     def lm_score(self, nll: torch.Tensor) -> torch.Tensor:
@@ -187,10 +190,10 @@ class StyleRanker(nn.Module):
 
 
 def lm_term_of(config: dict) -> LMTerm | None:
-    """The LM term a checkpoint config describes; terms saved before copy_span and min_tokens existed
-    get None for them, which scores as those terms always did."""
+    """The LM term a checkpoint config describes; terms saved before copy_span, min_tokens and
+    count_end existed get None / False for them, which scores as those terms always did."""
     term = config.get("lm_term")
-    return LMTerm(**{"copy_span": None, "min_tokens": None, **term}) if term else None
+    return LMTerm(**{"copy_span": None, "min_tokens": None, "count_end": False, **term}) if term else None
 
 
 def scoring_identity(weights_hash: str, lm_term: LMTerm | None) -> str:

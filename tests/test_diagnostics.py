@@ -268,6 +268,30 @@ def test_text_copied_from_the_prompt_is_left_out_of_the_nll(smollm2):
 
 
 @pytest.mark.slow
+def test_the_end_of_turn_counts_after_a_whole_response(smollm2):
+    from scar_core.diagnostics.surprisal import _encode, end_of_turn, measure_surprisal
+
+    end = end_of_turn(smollm2.tokenizer)
+    assert smollm2.tokenizer.convert_ids_to_tokens([end]) == ["<|im_end|>"]  # SmolLM2's chat template
+    question = "Name the largest planet in the solar system."
+    pairs = [Example(question, "Jupiter is the largest planet in the solar system, more than twice as massive as "
+                               "all the other planets combined."),
+             Example(question, "Jupiter is the largest planet in the solar system, more than twice as massive as"),
+             Example(question, "Name the largest planet in the solar system.")]
+    with_end = _encode(smollm2.tokenizer, pairs[0], 256, 4, 4, end=end)
+    without = _encode(smollm2.tokenizer, pairs[0], 256, 4, 4)
+    assert with_end.response == [*without.response, end] and with_end.counted.tolist() == [*without.counted, True]
+    before = measure_surprisal(pairs, smollm2, copy_span=4, min_tokens=4)
+    after = measure_surprisal(pairs, smollm2, copy_span=4, min_tokens=4, count_end=True)
+    assert after.tokens[:2].tolist() == (before.tokens[:2] + 1).tolist()
+    end_nll = after.nll[:2] * after.tokens[:2] - before.nll[:2] * before.tokens[:2]
+    assert end_nll[0] < 1.0 < 10.0 < end_nll[1]  # an answer that stops mid-sentence is an unlikely place to end
+    assert np.isnan(after.nll[2]) and after.tokens[2] == 0  # an echo of the prompt: still nothing measured
+    cut = measure_surprisal(pairs[:1], smollm2, max_tokens=24, copy_span=4, count_end=True)
+    assert cut.truncated[0] and _encode(smollm2.tokenizer, pairs[0], 24, 4, end=end).response[-1] != end
+
+
+@pytest.mark.slow
 def test_surprisal_job_stores_values_and_skips_measured_rows(tmp_path, small_pool, tiny_checkpoint, smollm2,
                                                            monkeypatch):
     from db import datasets, open_store, runs

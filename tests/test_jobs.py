@@ -264,7 +264,7 @@ def test_run_with_an_lm_term_stores_each_responses_nll(tmp_path, pairs_file, tin
     stored = runs.run_results(store, run.id)
     examples = data.examples
     nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), [e.instruction for e in examples],
-                       [e.response for e in examples], max_tokens=256, copy_span=4, min_tokens=4)
+                       [e.response for e in examples], max_tokens=256, copy_span=4, min_tokens=4, count_end=True)
     with store.read() as s:
         diag = {e: (d, lf, is_) for e, d, lf, is_ in s.execute(
             select(Result.example_id, Result.diagnostics, Result.lf_contribution, Result.is_contribution)
@@ -307,10 +307,10 @@ def test_a_rankers_lm_term_settings_are_part_of_its_identity(tmp_path, pairs_fil
     config["lm_term"]["min_tokens"] = 1
     (edited / "config.json").write_text(json.dumps(config))
     assert rankers.checkpoint_identity(copy)[0] == identity != rankers.checkpoint_identity(edited)[0]
-    # A term saved before copy_span/min_tokens existed is the same as one saving them as null.
+    # A term saved before copy_span/min_tokens/count_end existed is the same as one saving them as null/false.
     for name, term in (("old", {"lm": str(tiny_lm), "max_tokens": 256, "mean": 3.0, "std": 2.0}),
                        ("nulls", {"lm": str(tiny_lm), "max_tokens": 256, "copy_span": None, "min_tokens": None,
-                                  "mean": 3.0, "std": 2.0})):
+                                  "count_end": False, "mean": 3.0, "std": 2.0})):
         folder = Path(shutil.copytree(first, tmp_path / name))
         (folder / "config.json").write_text(json.dumps({**config, "lm_term": term}))
     assert rankers.checkpoint_identity(tmp_path / "old") == rankers.checkpoint_identity(tmp_path / "nulls")

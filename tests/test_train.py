@@ -189,7 +189,8 @@ def test_default_ranker_loads_offline_and_stays_under_50_mb():
     ranker = load_ranker("default")
     config = json.loads((DEFAULT_DIR / "config.json").read_text())
     assert config["encoder"] == "minilm"
-    assert ranker.lm_term.lm == "smollm2" and ranker.lm_term.copy_span == ranker.lm_term.min_tokens == 4  # README
+    term = ranker.lm_term
+    assert term.lm == "smollm2" and term.copy_span == term.min_tokens == 4 and term.count_end is True  # README
     assert {p.dtype for p in ranker.parameters()} == {torch.float32}
     assert config["training"]["result"]["best_val_accuracy"] is not None
     weights = sum(p.stat().st_size for p in DEFAULT_DIR.rglob("*") if p.is_file())
@@ -271,7 +272,7 @@ def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm
     term = ranker.lm_term
     texts = [(r.instruction, t) for r in rows for t in r.responses.values()]
     nll = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), *zip(*texts), max_tokens=term.max_tokens,
-                       copy_span=term.copy_span, min_tokens=term.min_tokens)
+                       copy_span=term.copy_span, min_tokens=term.min_tokens, count_end=term.count_end)
     np.testing.assert_allclose([ranker.known_nll[t] for t in texts], nll, rtol=1e-5)
     train_nll = [ranker.known_nll[(r.instruction, t)] for r in rows for t in r.responses.values()]
     assert term.std > 0 and min(train_nll) <= term.mean <= max(train_nll)
@@ -294,20 +295,25 @@ def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm
     weighted = score_rows(loaded, rows, device="cpu", precision="fp32")
     direct_nll = response_nll(loaded.language_model(torch.device("cpu"), torch.float32),
                               [r.instruction for r in rows], [r.responses["direct"] for r in rows], term.max_tokens,
-                              term.copy_span, term.min_tokens)
+                              term.copy_span, term.min_tokens, term.count_end)
     np.testing.assert_allclose(weighted["direct"] - head_only["direct"], -2.0 * (direct_nll - term.mean) / term.std,
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(ScarError, match="LM term"):
         loaded.head(torch.zeros(1, 32), torch.zeros(1, 32), torch.zeros(1, 32))
 
-    # A term saved before min_tokens (then copy_span) existed was trained without that rule, and keeps it off.
+    # A term saved before count_end (then min_tokens, then copy_span) existed was trained without that
+    # rule, and keeps it off.
     config_file = tmp_path / "model" / "config.json"
     saved = json.loads(config_file.read_text())
     assert saved["lm_term"]["copy_span"] == term.copy_span == 4 and saved["lm_term"]["min_tokens"] == 4
+    assert saved["lm_term"]["count_end"] is term.count_end is True
+    del saved["lm_term"]["count_end"]
+    config_file.write_text(json.dumps(saved))
+    assert load_ranker(tmp_path / "model").lm_term.count_end is False
     del saved["lm_term"]["min_tokens"]
     config_file.write_text(json.dumps(saved))
     older = load_ranker(tmp_path / "model").lm_term
-    assert older.min_tokens is None and older.copy_span == 4
+    assert older.min_tokens is None and older.copy_span == 4 and older.count_end is False
     del saved["lm_term"]["copy_span"]
     config_file.write_text(json.dumps(saved))
     assert load_ranker(tmp_path / "model").lm_term.copy_span is None

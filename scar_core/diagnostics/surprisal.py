@@ -118,24 +118,25 @@ def measure_surprisal(examples: Sequence[Example], model: str | LanguageModel = 
 
 def response_nll(lm: LanguageModel, instructions: Sequence[str], responses: Sequence[str],
                  max_tokens: int = 1024, copy_span: int | None = None, min_tokens: int | None = None,
-                 progress: Progress | None = None) -> np.ndarray:
+                 count_end: bool = False, progress: Progress | None = None) -> np.ndarray:
     """Mean NLL of each response given its instruction as a single user turn, in input order
     (the value a ranker's LM term uses)."""
     examples = [Example(instruction=i, response=r) for i, r in zip(instructions, responses)]
     return measure_surprisal(examples, lm, max_tokens=max_tokens, copy_span=copy_span, min_tokens=min_tokens,
-                             progress=progress).nll
+                             count_end=count_end, progress=progress).nll
 
 
 def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndarray | None = None,
                    max_tokens: int = 1024, copy_span: int | None = None, min_tokens: int | None = None,
-                   token_budget: int | None = None, chunk_rows: int = 256,
+                   count_end: bool = False, token_budget: int | None = None, chunk_rows: int = 256,
                    progress: Progress | None = None) -> Iterator[Surprisal]:
     """Yield Surprisal for chunks of `rows` (default all), shortest pairs first, so callers can commit as they go."""
     rows = np.arange(len(examples), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
     if len(rows) == 0:
         return
     budget = token_budget or (16384 if lm.device.type == "cuda" else 2048)
-    pairs = {int(i): _encode(lm.tokenizer, examples[i], max_tokens, copy_span, min_tokens) for i in rows}
+    end = end_of_turn(lm.tokenizer) if count_end else None
+    pairs = {int(i): _encode(lm.tokenizer, examples[i], max_tokens, copy_span, min_tokens, end) for i in rows}
     order = sorted(pairs, key=lambda i: pairs[i].width)
     start, done = time.perf_counter(), 0
     for lo in range(0, len(order), chunk_rows):
@@ -168,8 +169,11 @@ class _Encoded(NamedTuple):
 
 
 def _encode(tokenizer, ex: Example, max_tokens: int, copy_span: int | None,
-            min_tokens: int | None = None) -> _Encoded:
-    """A pair's token ids under the chat template and the length limit."""
+            min_tokens: int | None = None, end: int | None = None) -> _Encoded:
+    """A pair's token ids under the chat template and the length limit. With `end` (the id that ends
+    the turn, see end_of_turn), a response that fits whole is followed by it, counted too: how likely
+    the LM found it that the answer stops there (a reply cut off mid-way, or trailing off without its
+    full stop, is an unlikely place to end)."""
     messages = ([{"role": "system", "content": ex.system}] if ex.system else []) + [
         {"role": t["role"], "content": t["content"]} for t in ex.context] + [
         {"role": "user", "content": ex.instruction}]
@@ -186,7 +190,23 @@ def _encode(tokenizer, ex: Example, max_tokens: int, copy_span: int | None,
     counted = counted[:keep_response]
     if min_tokens and counted.sum() < min_tokens:
         counted[:] = False
-    return _Encoded(prompt_ids[len(prompt_ids) - keep_prompt:], response_ids[:keep_response], counted, truncated)
+    response_ids = response_ids[:keep_response]
+    if end is not None and counted.any() and len(response_ids) < keep_response:  # whole, with room
+        response_ids, counted = [*response_ids, end], np.append(counted, True)
+    return _Encoded(prompt_ids[len(prompt_ids) - keep_prompt:], response_ids, counted, truncated)
+
+
+def end_of_turn(tokenizer) -> int | None:
+    """The first token the chat template puts after an assistant's reply (SmolLM2: <|im_end|>), else
+    the tokenizer's end-of-sequence token; None when it has neither."""
+    if getattr(tokenizer, "chat_template", None):
+        marker = "SCAR-END-OF-REPLY"
+        turns = [{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}]
+        text = tokenizer.apply_chat_template(turns, tokenize=False)
+        after = tokenizer(text.split(marker, 1)[1], add_special_tokens=False)["input_ids"] if marker in text else []
+        if after:
+            return int(after[0])
+    return tokenizer.eos_token_id
 
 
 def copied_tokens(prompt_ids: Sequence[int], response_ids: Sequence[int], span: int) -> np.ndarray:
