@@ -229,15 +229,7 @@ def load_ranker(path: str | Path = "default", encoder: str | None = None) -> Sty
     """Load a ranker: "default" (the bundled one), a folder in this project's format, or a folder
     written by the official scar-tool (`pytorch_model.bin`). `encoder` overrides where the encoder
     comes from, e.g. a local copy when the checkpoint names a hub model or another machine's path."""
-    directory = DEFAULT_DIR if str(path) == "default" else Path(path).expanduser()
-    if not (directory / "config.json").is_file():
-        raise ScarError(f"{directory}: not a ranker checkpoint (no config.json)")
-    try:
-        config = json.loads((directory / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ScarError(f"{directory / 'config.json'}: unreadable config ({e})") from None
-    if not isinstance(config, dict):
-        raise ScarError(f"{directory / 'config.json'}: expected a JSON object, got {type(config).__name__}")
+    directory, config = read_config(path)
     if config.get("format") == FORMAT:
         build = _load_own
     elif "encoder_name" in config and (directory / "pytorch_model.bin").is_file():
@@ -253,6 +245,36 @@ def load_ranker(path: str | Path = "default", encoder: str | None = None) -> Sty
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ScarError(f"{directory}: cannot build the ranker or its encoder from this checkpoint "
                         f"({type(e).__name__}: {first})") from None
+
+
+def read_config(path: str | Path = "default") -> tuple[Path, dict]:
+    """(folder, parsed config.json) of a checkpoint ("default": the bundled one), without loading it."""
+    directory = DEFAULT_DIR if str(path) == "default" else Path(path).expanduser()
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ScarError(f"{directory}: not a ranker checkpoint (no config.json)")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ScarError(f"{config_path}: unreadable config ({e})") from None
+    if not isinstance(config, dict):
+        raise ScarError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    return directory, config
+
+
+def checkpoint_hashes(path: str | Path = "default") -> tuple[str, str, dict]:
+    """(weights file sha256, scoring identity, config) of a checkpoint, without loading the model:
+    the same values `load_ranker(path)` gives as `weights_hash` and `identity`."""
+    directory, config = read_config(path)
+    weights = next((directory / n for n in (WEIGHTS, "pytorch_model.bin") if (directory / n).is_file()), None)
+    if weights is None:
+        raise ScarError(f"{directory}: no {WEIGHTS} or pytorch_model.bin")
+    try:
+        term = lm_term_of(config)
+    except TypeError as e:
+        raise ScarError(f"{directory / 'config.json'}: invalid lm_term ({e})") from None
+    weights_hash = file_hash(weights)
+    return weights_hash, scoring_identity(weights_hash, term), config
 
 
 def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker:
