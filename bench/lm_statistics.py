@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from heldout import DATA, POOL_PAIRS, RANKER_FILES  # noqa: E402
-from scar_core.diagnostics.surprisal import _encode, load_language_model  # noqa: E402
+from scar_core.lm import _encode, load_language_model  # noqa: E402
 from scar_core.example import Example  # noqa: E402
 from scar_core.load import load  # noqa: E402
 from scar_core.ranker import LMTerm  # noqa: E402

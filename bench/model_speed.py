@@ -19,7 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scar_core.ranker import load_ranker  # noqa: E402
-from scar_core.score import resolve_device, resolve_precision, score_pairs  # noqa: E402
+from scar_core.device import resolve_device, resolve_precision
+from scar_core.score import score_pairs  # noqa: E402
 from throughput import DEFAULT_POOLS, sample_pool  # noqa: E402
 
 

@@ -46,7 +46,6 @@ def main() -> None:
     timed("results_page, 20k-id lasso", lambda: runs.results_page(store, run.id, ResultFilter(ids=lasso), limit=50))
     timed("count_results, search", lambda: runs.count_results(store, run.id, ResultFilter(search="lazy dog")))
     timed("run_scores (all scores as numpy)", lambda: runs.run_scores(store, run.id))
-    timed("score_histogram, 50 bins", lambda: runs.score_histogram(store, run.id))
     timed("run_vectors lf, sample 10k", lambda: runs.run_vectors(store, run.id, "lf", sample=10_000))
     timed("run_vectors lf, all", lambda: runs.run_vectors(store, run.id, "lf"))
     again = runs.create_run(store, ds.id, run.ranker_id, "cpu", "fp32")

@@ -98,7 +98,7 @@ def main() -> None:
     if not args.no_surprisal:
         from scipy.stats import mannwhitneyu
 
-        from scar_core.diagnostics.surprisal import load_language_model, measure_surprisal, sample_rows
+        from scar_core.lm import load_language_model, measure_surprisal, sample_rows
 
         lm = load_language_model()
         nll = {}

@@ -37,7 +37,8 @@ from scipy.stats import spearmanr  # noqa: E402
 from scar_core.encoders import bundled_encoder_path  # noqa: E402
 from scar_core.load import load  # noqa: E402
 from scar_core.ranker import load_ranker  # noqa: E402
-from scar_core.score import resolve_device, resolve_precision, score_pairs  # noqa: E402
+from scar_core.device import resolve_device, resolve_precision
+from scar_core.score import score_pairs  # noqa: E402
 
 POOLS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pools"
 DEFAULT_POOLS = [POOLS / "sharegpt_6k.sharegpt.jsonl", POOLS / "dolly_2k.alpaca.json"]

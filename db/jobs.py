@@ -1,5 +1,5 @@
-"""Job rows: state, progress and the worker that owns them. Any job kind (score, map, train, synth,
-surprisal) uses these; scar_core/jobs.py starts and runs the workers.
+"""Job rows: state, progress and the worker that owns them. Any job kind (score, map, train)
+uses these; scar_core/jobs/runner.py starts and runs the workers.
 
 Statuses: queued -> running -> done | failed | cancelled; a running job whose worker died
 (stale heartbeat or dead pid) becomes `interrupted` and can be resumed.

@@ -29,11 +29,6 @@ def set_label(store: Store, example_id: int, label: str, annotator: str, note: s
     return store.transact(work)
 
 
-def clear_label(store: Store, example_id: int, annotator: str) -> None:
-    store.transact(lambda s: s.execute(delete(Label).where(Label.example_id == example_id,
-                                                          Label.annotator == annotator)))
-
-
 def labels_for(store: Store, example_ids: Sequence[int]) -> list[Label]:
     """All annotators' labels on these examples, newest first."""
     ids = [int(i) for i in example_ids]

@@ -72,7 +72,7 @@ class Ranker(Base):
 
 
 class Job(Base):
-    """A background job (score, map, train, synth, surprisal): its state, progress and worker."""
+    """A background job (score, map, train): its state, progress and worker."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status", "status"),)

@@ -223,13 +223,6 @@ def run_results(store: Store, run_id: int) -> dict[str, np.ndarray]:
             "truncated_instruction": np.array([bool(r[4]) for r in rows], dtype=bool),
             "truncated_response": np.array([bool(r[5]) for r in rows], dtype=bool)}
 
-def score_histogram(store: Store, run_id: int, bins: int = 50,
-                    where: ResultFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(counts, bin edges) of the run's scores under a filter."""
-    _, scores = run_scores(store, run_id, where)
-    return np.histogram(scores, bins=bins)
-
-
 def run_vectors(store: Store, run_id: int, space: str = "lf", sample: int | None = None,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(example ids, float32 matrix) of a run's v_lf or v_is vectors, optionally a seeded random sample."""
@@ -250,25 +243,6 @@ def run_vectors(store: Store, run_id: int, space: str = "lf", sample: int | None
     ids = np.array([i for i in ids.tolist() if i in found], dtype=np.int64)
     matrix = np.stack([found[i] for i in ids.tolist()]) if len(ids) else np.zeros((0, 0), np.float32)
     return ids, matrix
-
-
-def results_with_diagnostics(store: Store, run_id: int) -> list[dict]:
-    """Every result of a run with its example's texts and its diagnostics JSON, in file order."""
-    query = (select(Example.id.label("example_id"), Example.content_id, Example.instruction, Example.context,
-                    Example.response, Example.system, Example.source, Example.meta, Result.diagnostics)
-             .join(Example, Example.id == Result.example_id).where(Result.run_id == run_id)
-             .order_by(Example.position))
-    with store.read() as s:
-        return [dict(row._mapping) for row in s.execute(query)]
-
-
-def merge_diagnostics(session: Session, run_id: int, values: dict[int, dict]) -> None:
-    """Set top-level keys of the diagnostics JSON of these results ({example_id: {key: value}})."""
-    ids = list(values)
-    for lo in range(0, len(ids), 1000):
-        for result in session.scalars(select(Result).where(Result.run_id == run_id,
-                                                           Result.example_id.in_(ids[lo:lo + 1000]))):
-            result.diagnostics = {**(result.diagnostics or {}), **values[result.example_id]}
 
 
 def count_without_breakdown(store: Store, run_id: int) -> int:

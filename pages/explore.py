@@ -5,7 +5,8 @@ import streamlit as st
 
 from db import browse, datasets, jobs, labels, maps, runs, selections
 from pages import shared
-from scar_core import map_job, plots
+from scar_core import plots
+from scar_core.jobs import map as map_job
 from scar_core.curate import rank_and_percentile
 from scar_core.display import snippet, visible
 

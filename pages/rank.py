@@ -8,7 +8,7 @@ import torch
 from db import cleaning, jobs, rankers, runs
 from pages import shared
 from scar_core import hub
-from scar_core import jobs as background
+from scar_core.jobs import runner as background, score as scoring
 from scar_core.clean import DEDUP_MODES
 from scar_core.errors import ScarError
 from scar_core.ranker import DEFAULT_DIR
@@ -68,7 +68,7 @@ if st.button("Start scoring", type="primary", disabled=model is None, key="start
         if do_clean:
             with st.spinner("Cleaning…"):
                 summary = cleaning.clean_dataset(store, dataset_id, dedup=dedup, lang=lang)
-        run = background.submit_score(store, dataset_id, model=location, device=device, precision=precision,
+        run = scoring.submit_score(store, dataset_id, model=location, device=device, precision=precision,
                                       batch_size=int(batch_size) if batch_size else None)
         if summary is not None:
             jobs.set_params(store, run.job_id, clean=summary)

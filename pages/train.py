@@ -6,7 +6,7 @@ import streamlit as st
 
 from db import browse, jobs
 from pages import shared
-from scar_core import jobs as background, train_job
+from scar_core.jobs import runner as background, train as train_job
 from scar_core.errors import ScarError
 
 store = shared.store()

@@ -10,7 +10,7 @@ Parameter names follow the official `scar-tool` so state dicts are interchangeab
 Optional Studio extension, the LM term (`LMTerm`; off unless a ranker was trained with it):
   score += -lm_weight * (nll - mean) / std
 where nll is the response's mean per-token negative log-likelihood given the instruction under a
-small causal LM (scar_core.diagnostics.surprisal): instructional surprisal measured rather than
+small causal LM (scar_core.lm): instructional surprisal measured rather than
 learned. LLM-written answers are far more predictable to an LM than human ones, in every domain,
 whatever their length; one learned weight keeps the score monotonic in it. Tokens copied from the
 prompt (runs of `copy_span` tokens) are left out of the NLL, so that pasting from a passage in the
@@ -28,7 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from scar_core.device import precision_name
 from scar_core.errors import ScarError
+from scar_core.lm import load_language_model, response_nll
 
 FORMAT = "scar-studio-ranker"
 WEIGHTS = "model.safetensors"
@@ -96,20 +98,15 @@ class StyleRanker(nn.Module):
         self.lm_weight = nn.Parameter(torch.zeros(()))
 
     def language_model(self, device: torch.device, dtype: torch.dtype):
-        """The LM term's language model, loaded once (scar_core.diagnostics.surprisal.LanguageModel)."""
-        from scar_core.diagnostics.surprisal import load_language_model
-
+        """The LM term's language model, loaded once (scar_core.lm.LanguageModel)."""
         if self._lm is None or self._lm.device != device or self._lm.dtype != dtype:
-            names = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-            self._lm = load_language_model(self.lm_term.lm, str(device), names[dtype])
+            self._lm = load_language_model(self.lm_term.lm, str(device), precision_name(dtype))
         return self._lm
 
     def lm_nll(self, instructions: list[str], responses: list[str], device: torch.device,
                dtype: torch.dtype, progress=None) -> np.ndarray:
         """NLL of each response given its instruction under the term's LM (known values are reused);
         `progress(done, total, rate)` follows the measurement of the others."""
-        from scar_core.diagnostics.surprisal import response_nll
-
         pairs = list(zip(instructions, responses))
         out = np.array([self.known_nll.get(pair, np.nan) for pair in pairs])
         todo = [i for i, pair in enumerate(pairs) if pair not in self.known_nll]
@@ -278,14 +275,13 @@ def checkpoint_hashes(path: str | Path = "default") -> tuple[str, str, dict]:
 
 
 def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker:
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     weights = directory / WEIGHTS
     try:
         state = load_file(str(weights))
-    except (SafetensorError, OSError, Exception) as e:  # a corrupt file raises several types
+    except Exception as e:  # a corrupt file raises SafetensorError, OSError and others
         raise ScarError(f"{weights}: cannot read weights ({e})") from None
     has_encoder = any(k.startswith("encoder.") for k in state)
     if has_encoder and encoder is None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scar_core.device import resolve
 from scar_core.errors import ScarError
 from scar_core.example import Example
 from scar_core.ranker import StyleRanker
@@ -40,37 +41,6 @@ class Scores:
     index: np.ndarray | None = None    # (N,) positions in the input, for a chunk
     lm_nll: np.ndarray | None = None   # (N,) float64, the LM term's NLL per response (rankers with an LM term)
     lm_part: np.ndarray | None = None  # (N,) float32, the LM term's share of `score` (same rankers)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ScarError("CUDA was requested but no CUDA GPU is available on this machine "
-                        "(or this torch build has no CUDA support); use --device cpu or auto")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ScarError(f"unknown device '{device}'; choose auto, cpu or cuda")
-    return torch.device(device)
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 where the hardware computes it natively, fp16 on older GPUs, else fp32."""
-    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
-    if precision not in table:
-        raise ScarError(f"unknown precision '{precision}'; choose fp32, bf16, fp16 or auto")
-    return table[precision]
 
 
 def score_examples(ranker: StyleRanker, examples: Sequence[Example], **options) -> Scores:
@@ -111,8 +81,7 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
     n = len(responses)
     if n == 0:
         return
-    dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
+    dev, dtype = resolve(device, precision)
     left = list(left_truncate) if left_truncate is not None else [False] * n
     ranker.to(dev).eval()
     encoder = BatchEncoder(ranker, dev, dtype, batch_size, token_budget)

@@ -122,11 +122,6 @@ class Features:
                         {r: torch.cat([t, more.response[r]]) for r, t in self.response.items()},
                         {r: torch.cat([t, more.form[r]]) for r, t in self.form.items()})
 
-    def subset(self, index: Sequence[int]) -> Features:
-        idx = torch.as_tensor(list(index), dtype=torch.long)
-        return Features(self.instruction[idx], {r: t[idx] for r, t in self.response.items()},
-                        {r: t[idx] for r, t in self.form.items()})
-
 
 Callback = Callable[[TrainProgress], None]
 
@@ -134,7 +129,8 @@ Callback = Callable[[TrainProgress], None]
 def encode_features(ranker: StyleRanker, rows: Sequence[TrainRow], device: str = "auto",
                     precision: str = "auto", batch_size: int = 64, progress: Callback | None = None) -> Features:
     """Run the (frozen) encoder once over every distinct instruction and response of `rows`."""
-    from scar_core.score import BatchEncoder, resolve_device, resolve_precision
+    from scar_core.device import resolve_device, resolve_precision
+    from scar_core.score import BatchEncoder
 
     dev = resolve_device(device)
     ranker.to(dev).eval()
@@ -226,7 +222,7 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
     `features` (aligned with `rows`) reuses an earlier encode_features call with a frozen encoder."""
     from transformers import get_linear_schedule_with_warmup
 
-    from scar_core.score import resolve_device
+    from scar_core.device import resolve_device
 
     config = config or TrainConfig()
     _check(config)
@@ -359,7 +355,7 @@ def measure_lm(ranker: StyleRanker, rows: Sequence[TrainRow], train_idx: Sequenc
                progress: Callback | None = None) -> None:
     """Measure every response of `rows` with the LM term's LM (into ranker.known_nll) and, for a new
     term, standardise by the training responses' NLL."""
-    from scar_core.score import resolve_device, resolve_precision
+    from scar_core.device import resolve_device, resolve_precision
 
     dev = resolve_device(config.device)
     pairs = list(dict.fromkeys((r.instruction, t) for r in rows for t in r.responses.values()))

@@ -13,8 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from db import datasets, jobs, labels, maps, rankers, runs, selections
 from db.store import open_store
-from scar_core.jobs import run_job, submit_score
-from scar_core.map_job import submit_map
+from scar_core.jobs.runner import run_job
+from scar_core.jobs.score import submit_score
+from scar_core.jobs.map import submit_map
 from scar_core.ranker import WEIGHTS, file_hash
 
 ROOT = Path(__file__).resolve().parent.parent

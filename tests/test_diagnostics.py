@@ -13,7 +13,7 @@ from scar_core.diagnostics.breakdown import breakdown
 from scar_core.diagnostics.features import FEATURES, features_frame, text_features
 from scar_core.diagnostics.outliers import Centre, style_outliers
 from scar_core.diagnostics.report import build_report
-from scar_core.diagnostics.surprisal import sample_rows
+from scar_core.lm import sample_rows
 from scar_core.example import Example
 from scar_core.map import style_map
 from scar_core.select import cut
@@ -203,14 +203,14 @@ def test_diagnose_rejects_a_sample_without_surprisal(small_pool, tiny_checkpoint
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from scar_core.diagnostics.surprisal import load_language_model
+    from scar_core.lm import load_language_model
 
     return load_language_model("smollm2", device="cpu", precision="fp32")
 
 
 @pytest.mark.slow
 def test_perplexity_ranks_fluent_below_word_salad(smollm2):
-    from scar_core.diagnostics.surprisal import measure_surprisal
+    from scar_core.lm import measure_surprisal
 
     question = "What is the capital of France?"
     pairs = [Example(question, "The capital of France is Paris."),
@@ -225,7 +225,7 @@ def test_perplexity_ranks_fluent_below_word_salad(smollm2):
 
 
 def test_copied_tokens_marks_runs_shared_with_the_prompt():
-    from scar_core.diagnostics.surprisal import copied_tokens
+    from scar_core.lm import copied_tokens
 
     prompt = [1, 2, 3, 4, 5, 6, 7]
     np.testing.assert_array_equal(copied_tokens(prompt, [9, 2, 3, 4, 5, 8, 1, 2, 3], 4),
@@ -237,7 +237,7 @@ def test_copied_tokens_marks_runs_shared_with_the_prompt():
 
 @pytest.mark.slow
 def test_text_copied_from_the_prompt_is_left_out_of_the_nll(smollm2):
-    from scar_core.diagnostics.surprisal import _encode, copied_tokens, measure_surprisal
+    from scar_core.lm import _encode, copied_tokens, measure_surprisal
 
     passage = ("The Golden Gate Bridge is a suspension bridge spanning the Golden Gate, the one-mile-wide strait "
                "connecting San Francisco Bay and the Pacific Ocean.")
@@ -269,7 +269,7 @@ def test_text_copied_from_the_prompt_is_left_out_of_the_nll(smollm2):
 
 @pytest.mark.slow
 def test_the_end_of_turn_counts_after_a_whole_response(smollm2):
-    from scar_core.diagnostics.surprisal import _encode, end_of_turn, measure_surprisal
+    from scar_core.lm import _encode, end_of_turn, measure_surprisal
 
     end = end_of_turn(smollm2.tokenizer)
     assert smollm2.tokenizer.convert_ids_to_tokens([end]) == ["<|im_end|>"]  # SmolLM2's chat template
@@ -289,24 +289,3 @@ def test_the_end_of_turn_counts_after_a_whole_response(smollm2):
     assert np.isnan(after.nll[2]) and after.tokens[2] == 0  # an echo of the prompt: still nothing measured
     cut = measure_surprisal(pairs[:1], smollm2, max_tokens=24, copy_span=4, count_end=True)
     assert cut.truncated[0] and _encode(smollm2.tokenizer, pairs[0], 24, 4, end=end).response[-1] != end
-
-
-@pytest.mark.slow
-def test_surprisal_job_stores_values_and_skips_measured_rows(tmp_path, small_pool, tiny_checkpoint, smollm2,
-                                                           monkeypatch):
-    from db import datasets, open_store, runs
-    from scar_core import surprisal_job
-    from scar_core.jobs import run_job, submit_score
-
-    monkeypatch.setattr(surprisal_job, "load_language_model", lambda *a: smollm2)  # one load per session
-    store = open_store(str(tmp_path / "store.db"))
-    run = submit_score(store, datasets.import_file(store, small_pool).id, model=str(tiny_checkpoint),
-                       device="cpu", precision="fp32", launch=False)
-    assert run_job(store, run.job_id).status == "done"
-    first = run_job(store, surprisal_job.submit_surprisal(store, run.id, sample=3, seed=1, launch=False).id)
-    assert first.status == "done" and first.result["measured"] == 3
-    stored = [r["diagnostics"]["surprisal"] for r in runs.results_with_diagnostics(store, run.id)
-              if (r["diagnostics"] or {}).get("surprisal")]
-    assert len(stored) == 3 and all(s["lm"] == "smollm2" and s["perplexity"] > 1 for s in stored)
-    again = run_job(store, surprisal_job.submit_surprisal(store, run.id, sample=3, seed=1, launch=False).id)
-    assert again.result == {"measured": 0, "already": 3, "lm": "smollm2"}

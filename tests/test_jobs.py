@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from db import datasets, jobs, open_store, runs
 from scar_core.load import load
-from scar_core import jobs as workers
-from scar_core.jobs import submit_score
+from scar_core.jobs import runner as workers
+from scar_core.jobs.score import submit_score
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,7 +206,8 @@ def test_cli_score_with_db_matches_in_memory_scoring_and_reuses_the_store(tmp_pa
 def test_finished_run_stores_breakdown_outliers_and_form_features(tmp_path, pairs_file, tiny_checkpoint):
     from db.models import Result
     from scar_core.diagnostics.breakdown import breakdown
-    from scar_core.jobs import run_job, submit_score
+    from scar_core.jobs.runner import run_job
+    from scar_core.jobs.score import submit_score
     from scar_core.ranker import load_ranker
 
     store = open_store(str(tmp_path / "diag.db"))
@@ -245,8 +246,8 @@ def test_worker_that_exits_before_claiming_shows_as_interrupted(tmp_path, pairs_
 
 def test_run_with_an_lm_term_stores_each_responses_nll(tmp_path, pairs_file, tiny_lm):
     from db.models import Result
-    from scar_core.diagnostics.surprisal import load_language_model, response_nll
-    from scar_core.jobs import run_job
+    from scar_core.lm import load_language_model, response_nll
+    from scar_core.jobs.runner import run_job
     from scar_core.ranker import LMTerm, load_ranker
     from scar_core.score import score_examples
     from tests.conftest import tiny_ranker

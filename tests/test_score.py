@@ -5,7 +5,7 @@ import torch
 
 from scar_core import score_pairs
 from scar_core.errors import ScarError
-from scar_core.score import resolve_device
+from scar_core.device import resolve_device
 
 INSTRUCTIONS = ["Say hi", "Say hi", "What is 2+2?", "", "Write a poem about the sea. " * 8, "x"]
 RESPONSES = ["hello there", "hi", "4", "", "The sea is wide and blue. " * 30, "y"]

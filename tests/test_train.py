@@ -254,7 +254,7 @@ def test_length_debias_adds_shortened_llm_answers_on_the_training_side_only(tmp_
 
 
 def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm):
-    from scar_core.diagnostics.surprisal import load_language_model, response_nll
+    from scar_core.lm import load_language_model, response_nll
     from scar_core.ranker import LMTerm
 
     rows = read_rows([rows_file(tmp_path)])

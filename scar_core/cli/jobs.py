@@ -14,7 +14,7 @@ def add(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from db import jobs, open_store
-    from scar_core import jobs as workers
+    from scar_core.jobs import runner as workers
     from scar_core.errors import ScarError
 
     store = open_store(args.db)

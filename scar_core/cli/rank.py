@@ -9,7 +9,7 @@ import numpy as np
 from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
                                   load_inputs, open_ranker, score_with_progress)
 from scar_core.export import export, file_sha256
-from scar_core.score import resolve_device, resolve_precision
+from scar_core.device import resolve_device, resolve_precision
 from scar_core.select import cut
 
 

@@ -53,7 +53,8 @@ def stored_scores(args: argparse.Namespace, results: list, update) -> Scores:
     """Score through the store as jobs (one run per input file), committed chunk by chunk, resumable and
     answered from stored scores where the content, weights and precision match; Scores in input order."""
     from db import datasets, jobs, open_store, runs
-    from scar_core.jobs import run_job, submit_score
+    from scar_core.jobs.runner import run_job
+    from scar_core.jobs.score import submit_score
 
     store = open_store(args.db)
     params = {"fmt": args.input_format, "lenient": args.lenient, "field_map": None, "source": None}

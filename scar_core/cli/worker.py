@@ -13,7 +13,7 @@ def add(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from db import open_store
-    from scar_core.jobs import run_job
+    from scar_core.jobs.runner import run_job
 
     job = run_job(open_store(args.db), args.job_id)
     return 0 if job.status in ("done", "cancelled") else 1

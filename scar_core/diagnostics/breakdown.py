@@ -13,7 +13,7 @@ half is the average, over both orders of adding the players, of the score change
 representation goes from the data-set average to this pair's own value. It costs four head
 evaluations per row (one of them, the baseline, is shared) and no encoder pass. Caveat: the split is
 between the ranker's two *representations*; v_is is computed from both texts, so it is not a
-measurement of surprisal itself (scar_core.diagnostics.surprisal measures that with a language model).
+measurement of surprisal itself (scar_core.lm measures that with a language model).
 A ranker with an LM term (scar_core.ranker.LMTerm) adds that term on top of f; the split covers f only.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from scar_core.diagnostics.surprisal import bundled_lm_file
+from scar_core.lm import bundled_lm_file
 from scar_core.errors import ScarError
 from scar_core.synth.client import Client, OnResult, as_messages
 from scar_core.synth.prompts import Messages
@@ -25,7 +25,7 @@ class LocalBackend(Client):
                  device: str = "auto"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from scar_core.score import resolve_device, resolve_precision
+        from scar_core.device import resolve_device, resolve_precision
 
         path = Path(model) if model else bundled_lm_file()
         if not path.exists():

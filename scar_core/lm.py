@@ -1,4 +1,6 @@
-"""Measured instructional surprisal: how predictable a response is, given its instruction, to a small LM.
+"""The causal language model and its NLL: how predictable a response is, given its instruction, to a small LM.
+
+Used by the ranker's LM term (response_nll) and by the surprisal diagnostic (measure_surprisal).
 
 For each pair the prompt (system prompt, earlier turns and the instruction) is rendered with the
 language model's chat template and the generation prompt, the response is tokenised on its own and
@@ -33,7 +35,7 @@ import torch
 
 from scar_core.errors import ScarError
 from scar_core.example import Example
-from scar_core.score import resolve_device, resolve_precision
+from scar_core.device import resolve
 
 DEFAULT_LM = "smollm2"
 Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
@@ -75,8 +77,7 @@ def load_language_model(name: str = DEFAULT_LM, device: str = "auto", precision:
     """Load "smollm2" (bundled, offline) or any Hugging Face causal LM id or folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
+    dev, dtype = resolve(device, precision)
     if name == DEFAULT_LM:
         path = bundled_lm_file()
         where, extra = str(path.parent), {"gguf_file": path.name}

@@ -15,7 +15,7 @@ from pathlib import Path
 from db import datasets, jobs, rankers
 from db.models import Job
 from db.store import Store
-from scar_core import jobs as background
+from scar_core.jobs import runner as background
 from scar_core.errors import ScarError
 
 
@@ -43,7 +43,7 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
         raise ScarError(f"no dataset {dataset_id} in the store")
     if backend == "openai" and not base_url:
         raise ScarError("the openai back end needs a base URL, e.g. http://127.0.0.1:8000/v1")
-    from scar_core.score import resolve_device
+    from scar_core.device import resolve_device
 
     resolve_device(device)
     if init and init != "default" and not (Path(init).expanduser() / "config.json").is_file():
@@ -60,7 +60,7 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
 
 def run_train(store: Store, job: Job, beat: background.Beat) -> None:
     """Worker body: synthesise (unless a training file was given), train, save and register the ranker."""
-    from scar_core.diagnostics.surprisal import DEFAULT_LM
+    from scar_core.lm import DEFAULT_LM
     from scar_core.train import TrainConfig, TrainProgress, start_ranker, train
     from scar_core.training_data import read_rows
 

@@ -1,44 +1,20 @@
-"""Background jobs: a row in the store plus a worker process, so the UI never blocks and a crash
-loses at most the chunk in flight.
+"""The scoring job: score a stored dataset with a ranker, committing results chunk by chunk.
 
-The scoring worker commits results chunk by chunk together with its progress; re-running a job
-scores only the rows still missing (a unique run_id + example_id constraint rules out duplicates).
-A heartbeat thread keeps `heartbeat_at` fresh and watches the cancel flag; when the main loop does
-not stop at the next chunk boundary it is interrupted.
+Re-running a job scores only the rows still missing (a unique run_id + example_id constraint rules
+out duplicates); rows already scored with the same ranker identity and precision are copied from
+earlier runs without loading a model. Once every row is in, the score breakdown and outlier
+distances are added around the run's own means.
 """
 from __future__ import annotations
 
-import _thread
-import importlib
-import os
-import subprocess
-import sys
-import threading
 import time
-import traceback
-from collections.abc import Callable
-from pathlib import Path
 
 from db import datasets, jobs, rankers, runs
 from db.models import Job, Run
 from db.store import Store
+from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
-
-# Every job kind and its worker body "module:function(store, job, beat)"; imported only when a job runs.
-KINDS: dict[str, str] = {
-    "score": "scar_core.jobs:run_score",
-    "map": "scar_core.map_job:run_map",
-    "surprisal": "scar_core.surprisal_job:run_surprisal",
-    "train": "scar_core.train_job:run_train",
-}
-HEARTBEAT_S = 2.0
-CANCEL_GRACE_S = 5.0
-ROOT = Path(__file__).resolve().parent.parent
-Progress = Callable[[int, int, float], None]
-
-
-class Cancelled(Exception):
-    """The job's cancel flag was seen by the worker."""
+from scar_core.jobs.runner import Beat, Cancelled, start_worker
 
 
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
@@ -48,17 +24,13 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
     settings) and precision (matched by content id) are copied at once; when nothing is left the run is
     done without loading a model, otherwise a worker process is started (launch=False leaves the job
     queued for `run_job`)."""
-    from scar_core.score import resolve_device, resolve_precision
-
     if datasets.get_dataset(store, dataset_id) is None:
         raise ScarError(f"no dataset {dataset_id} in the store")
     ranker = rankers.register_checkpoint(store, model, encoder)
-    dev = resolve_device(device)
-    dtype = resolve_precision(precision, dev)
-    precision_name = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}[str(dtype)]
+    dev, dtype = resolve(device, precision)
     job = jobs.create_job(store, "score", {"model": str(model), "encoder": encoder, "batch_size": batch_size,
                                            "chunk_rows": chunk_rows or default_chunk_rows(dev.type)})
-    run = runs.create_run(store, dataset_id, ranker.id, str(dev), precision_name,
+    run = runs.create_run(store, dataset_id, ranker.id, str(dev), precision_name(dtype),
                           {"model": str(model), "encoder": encoder, "batch_size": batch_size}, job_id=job.id)
     jobs.set_params(store, job.id, run_id=run.id)
     runs.fill_from_cache(store, run.id)
@@ -75,85 +47,6 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
 def default_chunk_rows(device_type: str) -> int:
     """Rows per commit: a few seconds of work (about 20-60 pairs/s on 2 CPU cores, thousands on a GPU)."""
     return 2048 if device_type == "cuda" else 64
-
-
-def start_worker(store: Store, job_id: int) -> int:
-    """Start `python -m scar_core worker JOB_ID --db URL` in its own session; returns its pid."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "scar_core", "worker", str(job_id), "--db", store.url],
-                               cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    jobs.record_launch(store, job_id, process.pid)
-    return process.pid
-
-
-def cancel(store: Store, job_id: int) -> Job:
-    """Request a cancel; the worker stops within seconds and keeps the rows it committed."""
-    return jobs.request_cancel(store, job_id)
-
-
-def resume(store: Store, job_id: int, launch: bool = True) -> Job:
-    """Queue an interrupted, failed or cancelled job again and start a worker for the remaining work."""
-    jobs.mark_stale(store)
-    job = jobs.reset_for_resume(store, job_id)
-    if job.status == "queued" and launch:
-        start_worker(store, job_id)
-    return jobs.get_job(store, job_id)
-
-
-def run_job(store: Store, job_id: int, progress: Progress | None = None) -> Job:
-    """Run a job in this process until it is done, cancelled or failed; returns the final row."""
-    job = jobs.claim(store, job_id)
-    if job.kind not in KINDS:
-        jobs.finish(store, job_id, "failed", error=f"unknown job kind '{job.kind}'")
-        return jobs.get_job(store, job_id)
-    module, name = KINDS[job.kind].split(":")
-    work = getattr(importlib.import_module(module), name)
-    beat = Beat(store, job_id, progress)
-    beat.start()
-    try:
-        work(store, job, beat)
-    except (Cancelled, KeyboardInterrupt) as e:
-        if not beat.cancel_requested and isinstance(e, KeyboardInterrupt):
-            jobs.finish(store, job_id, "interrupted", error="interrupted by the user")
-            raise
-        jobs.finish(store, job_id, "cancelled")
-    except ScarError as e:
-        jobs.finish(store, job_id, "failed", error=str(e))
-    except Exception as e:
-        jobs.finish(store, job_id, "failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
-    else:
-        jobs.finish(store, job_id, "done", result=beat.result)
-    finally:
-        beat.stop()
-    return jobs.get_job(store, job_id)
-
-
-class Beat(threading.Thread):
-    """Keeps the job's heartbeat fresh and interrupts the main thread when a cancel goes unheeded."""
-
-    def __init__(self, store: Store, job_id: int, progress: Progress | None):
-        super().__init__(daemon=True)
-        self.store, self.job_id, self.progress = store, job_id, progress
-        self.cancel_requested = False
-        self.result: dict = {}
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        seen_at = None
-        while not self._halt.wait(HEARTBEAT_S):
-            try:
-                self.cancel_requested = jobs.heartbeat(self.store, self.job_id) or self.cancel_requested
-            except Exception:  # a busy store must not kill the worker; the next beat retries
-                continue
-            if self.cancel_requested:
-                seen_at = seen_at or time.monotonic()
-                if time.monotonic() - seen_at > CANCEL_GRACE_S:
-                    _thread.interrupt_main()
-                    return
-
-    def stop(self) -> None:
-        self._halt.set()
 
 
 def run_score(store: Store, job: Job, beat: Beat) -> None:

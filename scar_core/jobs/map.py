@@ -8,7 +8,7 @@ from __future__ import annotations
 from db import jobs, maps, runs
 from db.models import Job
 from db.store import Store
-from scar_core import jobs as background
+from scar_core.jobs import runner as background
 from scar_core.errors import ScarError
 
 
