@@ -6,7 +6,7 @@ database; whole-run reads return numpy arrays of one or two columns, never ORM r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,9 @@ SORTS = ("score_desc", "score_asc", "position")
 LABELS = ("keep", "drop", "flag")
 COPIED = ("score", "lf_contribution", "is_contribution", "diagnostics", "truncated_instruction",
           "truncated_response", "v_lf", "v_is")
+# Per-example figures with a column of their own (sortable, read without parsing JSON); any other
+# figure given to save_diagnostics is kept in the diagnostics JSON.
+FIGURE_COLUMNS = ("lf_contribution", "is_contribution")
 
 
 def pack(vector: np.ndarray) -> bytes:
@@ -252,16 +255,18 @@ def count_without_breakdown(store: Store, run_id: int) -> int:
             Result.run_id == run_id, Result.lf_contribution.is_(None))) or 0
 
 
-def save_breakdown(store: Store, run_id: int, example_ids: np.ndarray, lf_contribution: np.ndarray,
-                   is_contribution: np.ndarray, extra: dict[str, np.ndarray]) -> None:
-    """Write each result's form/surprisal contributions and merge `extra` per-row figures (e.g. outlier
-    distances) into its diagnostics JSON, in one transaction of bulk updates by primary key."""
+def save_diagnostics(store: Store, run_id: int, example_ids: np.ndarray, figures: Mapping[str, np.ndarray]) -> None:
+    """Write per-example figures of a run's results (one array per name, aligned with `example_ids`):
+    names in FIGURE_COLUMNS go to their own column, the rest are merged into the diagnostics JSON.
+    One transaction of bulk updates by primary key."""
     position = {int(e): k for k, e in enumerate(example_ids.tolist())}
+    columns = [name for name in figures if name in FIGURE_COLUMNS]
+    in_json = [name for name in figures if name not in FIGURE_COLUMNS]
     with store.read() as s:
         rows = s.execute(select(Result.id, Result.example_id, Result.diagnostics)
                          .where(Result.run_id == run_id)).all()
-    updates = [{"id": rid, "lf_contribution": float(lf_contribution[k]), "is_contribution": float(is_contribution[k]),
-                "diagnostics": {**(diag or {}), **{name: float(v[k]) for name, v in extra.items()}}}
+    updates = [{"id": rid, **{name: float(figures[name][k]) for name in columns},
+                "diagnostics": {**(diag or {}), **{name: float(figures[name][k]) for name in in_json}}}
                for rid, eid, diag in rows if (k := position.get(eid)) is not None]
 
     def work(session: Session) -> None:
@@ -269,3 +274,29 @@ def save_breakdown(store: Store, run_id: int, example_ids: np.ndarray, lf_contri
             session.execute(update(Result), updates[lo:lo + 5000])
 
     store.transact(work)
+
+
+def result_diagnostics(row: Mapping) -> dict:
+    """A result row's figures as one dict (as they were given to add_results / save_diagnostics): the
+    FIGURE_COLUMNS that are set, then the diagnostics JSON."""
+    return {**{name: row[name] for name in FIGURE_COLUMNS if row.get(name) is not None},
+            **(row.get("diagnostics") or {})}
+
+
+def run_diagnostics(store: Store, run_id: int) -> list[dict]:
+    """Every result's figures (result_diagnostics) of a run in file order, the order of run_results."""
+    cols = (Result.example_id, *(getattr(Result, name) for name in FIGURE_COLUMNS), Result.diagnostics)
+    with store.read() as s:
+        rows = s.execute(select(*cols).where(Result.run_id == run_id).order_by(Result.example_id)).all()
+    return [result_diagnostics(row._mapping) for row in rows]
+
+
+def run_figures(store: Store, run_id: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Named numeric figures of every result of a run as float64 arrays in file order (NaN where a row
+    has none), read in the database: from their own column (FIGURE_COLUMNS) or the diagnostics JSON."""
+    cols = [getattr(Result, name) if name in FIGURE_COLUMNS else Result.diagnostics[name].as_float()
+            for name in names]
+    with store.read() as s:
+        rows = s.execute(select(*cols).where(Result.run_id == run_id).order_by(Result.example_id)).all()
+    return {name: np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64)
+            for k, name in enumerate(names)}

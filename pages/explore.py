@@ -8,6 +8,7 @@ from pages import shared
 from scar_core import plots
 from scar_core.jobs import map as map_job
 from scar_core.curate import rank_and_percentile
+from scar_core.diagnostics.table import PART_LABELS, PARTS, dominance_note, ordered, score_parts
 from scar_core.display import snippet, visible
 
 store = shared.store()
@@ -24,6 +25,12 @@ if done == 0:
 @st.cache_data(max_entries=8, show_spinner=False)
 def layout(url: str, run_id: int, space: str, version: int) -> dict:
     return maps.map_points(store, run_id, space)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def run_parts(url: str, run_id: int, rows: int) -> dict:
+    """The varying parts of every score of the run (cached until the run gains rows)."""
+    return runs.run_figures(store, run_id, PARTS[1:])
 
 
 table = shared.run_table(store, run.id)
@@ -120,25 +127,29 @@ if rows:
     row = rows[chosen_rows[0]] if chosen_rows else rows[0]
     rank, percentile = ranked[rows.index(row)]
     st.subheader(f"Example at rank {rank}")
-    diagnostics = row["diagnostics"] or {}
-    lm = diagnostics.get("lm_contribution")  # absent for rankers without an LM term and runs scored before it
-    m1, m2, m3, m4, m5, *m6 = st.columns(5 if lm is None else 6)
+    figures = {"score": row["score"], **runs.result_diagnostics(row)}
+    m1, m2, m3 = st.columns(3)
     m1.metric("Score", f"{row['score']:.4f}")
     m2.metric("Rank", f"{rank} / {done}")
     m3.metric("Percentile", f"{percentile:.1f}")
-    m4.metric("Form (lf) part", "n/a" if row["lf_contribution"] is None else f"{row['lf_contribution']:.4f}")
-    m5.metric("Surprisal (is) part", "n/a" if row["is_contribution"] is None else f"{row['is_contribution']:.4f}")
-    if m6:
-        m6[0].metric("LM term part", f"{lm:.4f}")
-    if "lm_nll" in diagnostics:
-        nll = diagnostics["lm_nll"]
+    parts = score_parts(figures)
+    if parts:
+        st.caption("The score is the sum of these parts: "
+                   + " + ".join(f"{value:.4f}" for value in parts.values()) + f" = {row['score']:.4f}")
+        for column, (name, value) in zip(st.columns(len(parts)), parts.items()):
+            column.metric(PART_LABELS[name], f"{value:.4f}", help=f"`{name}` in the score command's JSON lines")
+        dominance = dominance_note(run_parts(store.url, run.id, done))
+        if dominance:
+            st.info(dominance)
+    if "lm_nll" in figures:
+        nll = figures["lm_nll"]
         measured = ("too little of it is its own text, not copied from the prompt, to measure, so that part "
                     "counts it as average" if nll is None else
                     f"this response's NLL is {nll:.3f} nats per token, text copied from the prompt left out "
                     "(lower scores higher)")
         st.caption(f"This ranker also scores by its LM's surprisal: {measured}. The form and surprisal "
-                   "parts split the SCAR head's share of the score around this run's average pair; the LM "
-                   "term part is the term's own share (0 for a response of average NLL).")
+                   "parts split the rest of the score around the starting point; the LM term's part is 0 "
+                   "for a response of average NLL.")
     left, right = st.columns(2)
     with left:
         if row["system"]:
@@ -152,9 +163,8 @@ if rows:
     with right:
         st.caption("Response" + (" (truncated for the ranker)" if row["truncated_response"] else ""))
         st.code(visible(row["response"]), language=None, wrap_lines=True)
-    if diagnostics or row["flags"]:
-        with st.expander("Diagnostics and cleaning flags"):
-            st.json({"diagnostics": diagnostics, "flags": row["flags"] or {}})
+    with st.expander("Diagnostics and cleaning flags"):
+        st.json({"diagnostics": ordered(figures), "flags": row["flags"] or {}})
     with st.form(f"label_{row['example_id']}", clear_on_submit=False):
         verdict = st.radio("Your verdict", ["keep", "drop", "flag"], horizontal=True, key="verdict")
         note = st.text_area("Note", key="note", max_chars=2000)

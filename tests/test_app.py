@@ -249,6 +249,7 @@ def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path
 
 
 def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
+    from scar_core.diagnostics.table import PART_LABELS
     from scar_core.ranker import LMTerm
     from tests.conftest import tiny_ranker
 
@@ -267,8 +268,8 @@ def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
     at.text_input(key="search").set_value("colour").run()
     nll = runs.results_page(store, run.id, runs.ResultFilter(search="colour"))[0]["diagnostics"]["lm_nll"]
     assert any(f"NLL is {nll:.3f} nats per token" in c for c in texts(at.caption)), texts(at.caption)
-    assert {m.label: m.value for m in at.metric}["LM term part"] == f"{-0.5 * (nll - 5.0):.4f}"
+    assert {m.label: m.value for m in at.metric}[PART_LABELS["lm_contribution"]] == f"{-0.5 * (nll - 5.0):.4f}"
     at.text_input(key="search").set_value("brown fox").run()
     assert runs.results_page(store, run.id, runs.ResultFilter(search="brown fox"))[0]["diagnostics"]["lm_nll"] is None
     assert any("too little of it is its own text" in c for c in texts(at.caption)), texts(at.caption)
-    assert {m.label: m.value for m in at.metric}["LM term part"] in ("0.0000", "-0.0000")  # counts as average
+    assert {m.label: m.value for m in at.metric}[PART_LABELS["lm_contribution"]] in ("0.0000", "-0.0000")  # average

@@ -218,9 +218,9 @@ def test_finished_run_stores_breakdown_outliers_and_form_features(tmp_path, pair
         rows = s.execute(select(Result.lf_contribution, Result.is_contribution, Result.diagnostics)
                          .where(Result.run_id == run.id).order_by(Result.example_id)).all()
     data = runs.run_results(store, run.id)
-    expected = breakdown(load_ranker(str(tiny_checkpoint)), data["v_is"], data["v_lf"])
+    expected = breakdown(load_ranker(str(tiny_checkpoint)), data["v_is"], data["v_lf"], head_score=data["score"])
     np.testing.assert_allclose([r[0] for r in rows], expected.lf_contribution, atol=1e-6)
-    np.testing.assert_allclose(np.array([r[0] + r[1] for r in rows]), expected.score - expected.baseline, atol=1e-5)
+    np.testing.assert_allclose([r[0] + r[1] + r[2]["baseline"] for r in rows], data["score"], atol=1e-5)
     assert all(r[2]["words"] >= 1 and r[2]["lf_outlier"] > 0 and "markdown_density" in r[2] for r in rows)
 
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from scar_core.cli.common import (add_input_options, add_model_options, load_inputs, open_ranker, progress_bar,
                                   score_with_progress)
-from scar_core.diagnostics.report import build_report, example_table
+from scar_core.diagnostics.report import build_report
+from scar_core.diagnostics.table import example_table
 from scar_core.lm import DEFAULT_LM, measure_surprisal
 from scar_core.errors import ScarError
 from scar_core.export import write_atomic

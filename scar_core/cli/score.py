@@ -9,7 +9,7 @@ import numpy as np
 
 from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
                                   load_inputs, open_ranker, progress_bar, score_with_progress)
-from scar_core.diagnostics.report import example_table
+from scar_core.diagnostics.table import example_table, ordered, records
 from scar_core.errors import ScarError
 from scar_core.export import write_atomic
 from scar_core.score import Scores
@@ -29,36 +29,37 @@ def add(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results, examples = load_inputs(args)
-    ranker = open_ranker(args)
     if args.db:
         bar, update = progress_bar(len(examples))
         with bar:
-            scores = stored_scores(args, results, update)
+            scores, diagnostics = stored_scores(args, results, update)
     else:
+        ranker = open_ranker(args)
         scores = score_with_progress(args, ranker, examples)
-    table = example_table(ranker, scores, [ex.response for ex in examples])
+        diagnostics = records(example_table(ranker, scores, [ex.response for ex in examples]))
     flags = clean_examples(args, examples, scores=scores.score).flags
-    diagnostics = table.drop(columns="score").to_dict("records")
     lines = (json.dumps({"id": ex.id, "score": float(scores.score[i]), "source": ex.source,
                          "where": ex.meta.get("where"),
                          "truncated_instruction": bool(scores.truncated_instruction[i]),
                          "truncated_response": bool(scores.truncated_response[i]),
-                         **diagnostics[i], "flags": flags[i]}) + "\n"
+                         **ordered({k: v for k, v in diagnostics[i].items() if k != "score"}),
+                         "flags": flags[i]}) + "\n"
              for i, ex in enumerate(examples))
     write_atomic(args.out, lines)
     return 0
 
 
-def stored_scores(args: argparse.Namespace, results: list, update) -> Scores:
+def stored_scores(args: argparse.Namespace, results: list, update) -> tuple[Scores, list[dict]]:
     """Score through the store as jobs (one run per input file), committed chunk by chunk, resumable and
-    answered from stored scores where the content, weights and precision match; Scores in input order."""
+    answered from stored scores where the content, weights and precision match; Scores and each row's
+    stored diagnostics, in input order."""
     from db import datasets, jobs, open_store, runs
     from scar_core.jobs.runner import run_job
     from scar_core.jobs.score import submit_score
 
     store = open_store(args.db)
     params = {"fmt": args.input_format, "lenient": args.lenient, "field_map": None, "source": None}
-    parts, base = [], 0
+    parts, diagnostics, base = [], [], 0
     for result in results:
         dataset = datasets.import_result(store, result, params)
         run = submit_score(store, dataset.id, model=args.model, encoder=args.encoder, device=args.device,
@@ -72,5 +73,6 @@ def stored_scores(args: argparse.Namespace, results: list, update) -> Scores:
         base += job.total
         update(base, 0, 0.0)
         parts.append(runs.run_results(store, run.id))
+        diagnostics.extend(runs.run_diagnostics(store, run.id))
     fields = ("score", "v_lf", "v_is", "truncated_instruction", "truncated_response")
-    return Scores(**{f: np.concatenate([p[f] for p in parts]) for f in fields})
+    return Scores(**{f: np.concatenate([p[f] for p in parts]) for f in fields}), diagnostics

@@ -15,6 +15,10 @@ evaluations per row (one of them, the baseline, is shared) and no encoder pass. 
 between the ranker's two *representations*; v_is is computed from both texts, so it is not a
 measurement of surprisal itself (scar_core.lm measures that with a language model).
 A ranker with an LM term (scar_core.ranker.LMTerm) adds that term on top of f; the split covers f only.
+
+Pass `head_score`, the head's score as the ranker computed it, when the vectors were stored at lower
+precision (the store keeps them in float16): it stands in for f(v_is, v_lf), so the two parts add up
+to the score the ranker gave exactly and the rounding of the stored vectors is shared between them.
 """
 from __future__ import annotations
 
@@ -30,16 +34,18 @@ from scar_core.ranker import StyleRanker
 class Breakdown:
     lf_contribution: np.ndarray  # (N,) float64
     is_contribution: np.ndarray  # (N,) float64
-    score: np.ndarray            # (N,) float64, the head's score of the stored vectors
+    score: np.ndarray            # (N,) float64, the head's score (`head_score` when given)
     baseline: float              # f(mean v_is, mean v_lf)
 
 
 def breakdown(ranker: StyleRanker, v_is: np.ndarray, v_lf: np.ndarray, mean_is: np.ndarray | None = None,
-              mean_lf: np.ndarray | None = None, chunk_rows: int = 8192) -> Breakdown:
+              mean_lf: np.ndarray | None = None, chunk_rows: int = 8192,
+              head_score: np.ndarray | None = None) -> Breakdown:
     """Split every score into form and surprisal contributions (see the module docstring).
 
     `mean_is`/`mean_lf` default to the means of the given rows; pass the whole pool's means when
-    breaking down a part of it so the baseline stays the same.
+    breaking down a part of it so the baseline stays the same. `head_score` replaces the head's score of
+    the given vectors (see the module docstring).
     """
     device = next(ranker.output_layer.parameters()).device
     v_is = torch.as_tensor(np.asarray(v_is, np.float32), device=device)
@@ -59,6 +65,8 @@ def breakdown(ranker: StyleRanker, v_is: np.ndarray, v_lf: np.ndarray, mean_is: 
         parts["is_only"].append(head(a, m_lf.expand_as(b)))
         parts["lf_only"].append(head(m_is.expand_as(a), b))
     full, is_only, lf_only = (np.concatenate(p) if p else np.zeros(0) for p in parts.values())
+    if head_score is not None:
+        full = np.asarray(head_score, np.float64)
     lf = 0.5 * (lf_only - base) + 0.5 * (full - is_only)
     is_ = 0.5 * (is_only - base) + 0.5 * (full - lf_only)
     return Breakdown(lf, is_, full, base)

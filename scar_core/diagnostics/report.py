@@ -14,17 +14,12 @@ outside a surprisal sample). Output is plain JSON-serialisable data (NaN becomes
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from scar_core.diagnostics.breakdown import breakdown
-from scar_core.diagnostics.features import features_frame
-from scar_core.diagnostics.outliers import style_outliers
-from scar_core.ranker import StyleRanker
-from scar_core.score import Scores
+from scar_core.diagnostics.table import PARTS, dominance_note, part_shares
 from scar_core.select import Cut
 
 DOMINANT_RHO = 0.7
@@ -33,8 +28,6 @@ LABELS = {
     "markdown_density": "markdown density", "sentences": "number of sentences",
     "nll": "measured surprisal (LM loss)", "perplexity": "measured perplexity",
 }
-# Parts of the score itself (the LM term's share only for rankers with one): reported, never warned about.
-SCORE_PARTS = ("lf_contribution", "is_contribution", "lm_contribution")
 
 
 def _num(x) -> float | None:
@@ -65,7 +58,7 @@ def warnings_for(corr: dict[str, dict], threshold: float = DOMINANT_RHO) -> list
     out = []
     for col, c in sorted(corr.items(), key=lambda kv: -abs(kv[1]["rho"] or 0)):
         rho = c["rho"]
-        if rho is None or abs(rho) < threshold or col in SCORE_PARTS:
+        if rho is None or abs(rho) < threshold or col in PARTS:
             continue
         name = LABELS.get(col, col.replace("_", " "))
         more = "higher" if rho > 0 else "lower"
@@ -96,16 +89,17 @@ def compare_selection(table: pd.DataFrame, chosen: Cut, score: str = "score") ->
 
 def breakdown_summary(table: pd.DataFrame, score: str = "score") -> dict:
     """Baseline and how much of the score's deviation from it comes from form vs surprisal (and the
-    LM term, when the ranker has one), on average."""
-    parts = [p for p in SCORE_PARTS if p in table]
+    LM term, when the ranker has one), on average; `note` says so when one part carries nearly all of
+    the ranking (scar_core.diagnostics.table.dominance_note)."""
+    baseline = (table["baseline"] if "baseline" in table
+                else table[score] - table[[p for p in PARTS if p in table]].sum(axis=1))
     lf, is_ = table["lf_contribution"].abs().mean(), table["is_contribution"].abs().mean()
-    baseline = (table[score] - table[parts].sum(axis=1)).median()
-    out = {"baseline": _num(baseline), "mean_abs_lf_contribution": _num(lf), "mean_abs_is_contribution": _num(is_),
-           "lf_share": _num(lf / (lf + is_)) if lf + is_ > 0 else None}
+    out = {"baseline": _num(baseline.median()), "mean_abs_lf_contribution": _num(lf),
+           "mean_abs_is_contribution": _num(is_), "lf_share": _num(lf / (lf + is_)) if lf + is_ > 0 else None}
     if "lm_contribution" in table:
-        lm = table["lm_contribution"].abs().mean()
-        out["mean_abs_lm_contribution"] = _num(lm)
-        out["lm_share"] = _num(lm / (lf + is_ + lm)) if lf + is_ + lm > 0 else None
+        out["mean_abs_lm_contribution"] = _num(table["lm_contribution"].abs().mean())
+        out["lm_share"] = part_shares(table).get("lm_contribution")
+    out["note"] = dominance_note(table)
     return out
 
 
@@ -131,15 +125,3 @@ def build_report(table: pd.DataFrame, chosen: Cut | None = None, score: str = "s
     if chosen is not None:
         report["selection"] = compare_selection(table, chosen, score)
     return report
-
-
-def example_table(ranker: StyleRanker, scores: Scores, responses: Sequence[str]) -> pd.DataFrame:
-    """Per-example diagnostics in input order: score, breakdown (with the LM term's share for rankers
-    with one), outlier distances and form features."""
-    parts = breakdown(ranker, scores.v_is, scores.v_lf)
-    lf_out, is_out = style_outliers(scores.v_lf, scores.v_is)
-    head = pd.DataFrame({"score": scores.score.astype(np.float64), "lf_contribution": parts.lf_contribution,
-                         "is_contribution": parts.is_contribution, "lf_outlier": lf_out, "is_outlier": is_out})
-    if scores.lm_part is not None:
-        head.insert(3, "lm_contribution", scores.lm_part.astype(np.float64))
-    return pd.concat([head, features_frame(responses)], axis=1)

@@ -2,12 +2,14 @@
 
 Re-running a job scores only the rows still missing (a unique run_id + example_id constraint rules
 out duplicates); rows already scored with the same ranker identity and precision are copied from
-earlier runs without loading a model. Once every row is in, the score breakdown and outlier
-distances are added around the run's own means.
+earlier runs without loading a model. Each result stores the per-example diagnostics of
+scar_core.diagnostics.table: the figures of the pair itself with its chunk, then, once every row is in,
+the score's parts and the outlier distances around the run's own means.
 """
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from db import datasets, jobs, rankers, runs
 from db.models import Job, Run
@@ -15,6 +17,9 @@ from db.store import Store
 from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
 from scar_core.jobs.runner import Beat, Cancelled, start_worker
+
+if TYPE_CHECKING:
+    from scar_core.ranker import StyleRanker
 
 
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
@@ -51,6 +56,7 @@ def default_chunk_rows(device_type: str) -> int:
 
 def run_score(store: Store, job: Job, beat: Beat) -> None:
     """The scoring worker: copy cached rows, then score the missing ones chunk by chunk."""
+    from scar_core.diagnostics.table import pair_figures, records
     from scar_core.ranker import load_ranker
     from scar_core.score import iter_scores
 
@@ -75,14 +81,11 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
                             left_truncate=[bool(e.context) for e in examples], device=run.device,
                             precision=run.precision, batch_size=job.params.get("batch_size"),
                             chunk_rows=int(job.params["chunk_rows"])):
-        features = form_features([examples[i].response for i in part.index.tolist()])
-        if part.lm_nll is not None:  # the NLL a ranker's LM term scored with, and the term's share of the score
-            for k, (value, share) in enumerate(zip(part.lm_nll.tolist(), part.lm_part.tolist())):
-                features[k].update(lm_nll=None if value != value else value, lm_contribution=share)
+        figures = records(pair_figures([examples[i].response for i in part.index.tolist()], part))
         rows = [{"example_id": todo[i].id, "score": float(part.score[k]),
                  "truncated_instruction": bool(part.truncated_instruction[k]),
                  "truncated_response": bool(part.truncated_response[k]),
-                 "v_lf": runs.pack(part.v_lf[k]), "v_is": runs.pack(part.v_is[k]), "diagnostics": features[k]}
+                 "v_lf": runs.pack(part.v_lf[k]), "v_is": runs.pack(part.v_is[k]), "diagnostics": figures[k]}
                 for k, i in enumerate(part.index.tolist())]
         scored += len(rows)
         rate = scored / max(time.perf_counter() - started, 1e-9)
@@ -98,25 +101,18 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
         if cancel_requested or beat.cancel_requested:
             raise Cancelled
     store.transact(lambda s: jobs.report(s, job.id, total, total, None, "score breakdown"))
-    save_breakdown(store, run.id, ranker)
+    save_run_figures(store, run.id, ranker)
 
 
-def form_features(responses: list[str]) -> list[dict]:
-    """Per-response linguistic-form features as JSON-safe dicts (NaN becomes None)."""
-    from scar_core.diagnostics.features import features_frame
-
-    table = features_frame(responses)
-    return [{k: (None if v != v else float(v)) for k, v in row.items()} for row in table.to_dict("records")]
-
-
-def save_breakdown(store: Store, run_id: int, ranker) -> None:
-    """Once every row of a run is in: split each score into form and surprisal contributions around the
-    run's own means (scar_core.diagnostics.breakdown) and add the style-outlier distances."""
-    from scar_core.diagnostics.breakdown import breakdown
-    from scar_core.diagnostics.outliers import style_outliers
+def save_run_figures(store: Store, run_id: int, ranker: StyleRanker) -> None:
+    """Once every row of a run is in: add the figures measured against the whole run
+    (scar_core.diagnostics.table.run_figures: the score's baseline and its form and surprisal parts,
+    around the run's own means, and the style-outlier distances)."""
+    from scar_core.diagnostics.table import head_score, run_figures
 
     data = runs.run_results(store, run_id)
-    parts = breakdown(ranker, data["v_is"], data["v_lf"])
-    lf_out, is_out = style_outliers(data["v_lf"], data["v_is"])
-    runs.save_breakdown(store, run_id, data["example_id"], parts.lf_contribution, parts.is_contribution,
-                        {"lf_outlier": lf_out, "is_outlier": is_out})
+    lm_part = None
+    if ranker.lm_term is not None:
+        lm_part = runs.run_figures(store, run_id, ["lm_contribution"])["lm_contribution"]
+    figures = run_figures(ranker, data["v_is"], data["v_lf"], head_score(data["score"], lm_part))
+    runs.save_diagnostics(store, run_id, data["example_id"], {name: figures[name].to_numpy() for name in figures})
