@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synthetic_store import fill_run, new_run, timed, write_pairs  # noqa: E402
 from db import datasets, labels, open_store, runs  # noqa: E402
+from scar_core.jobs import datasets as importing  # noqa: E402
 from db.runs import ResultFilter  # noqa: E402
 
 
@@ -30,7 +31,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     path = write_pairs(folder / "pairs.jsonl", args.rows, rng)
     print(f"{args.rows} rows, store {store.url.split('@')[-1]}")
-    ds = timed("import_file (load + one transaction)", lambda: datasets.import_file(store, path))
+    ds = timed("import_file (load + one transaction)", lambda: importing.import_file(store, path))
     run = new_run(store, ds)
     timed("add_results, 1000-row commits with 2x384 float16 vectors", lambda: fill_run(store, run, rng))
     ids, _ = runs.run_scores(store, run.id)

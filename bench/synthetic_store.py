@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from db import datasets, rankers, runs
+from db import rankers, runs
+from scar_core.jobs import datasets as importing
 from db.models import Dataset, Run
 from db.store import Store
 
@@ -40,7 +41,7 @@ def write_pairs(path: Path, rows: int, rng: np.random.Generator) -> Path:
 
 
 def import_pairs(store: Store, folder: Path, rows: int, rng: np.random.Generator) -> Dataset:
-    return datasets.import_file(store, write_pairs(folder / "pairs.jsonl", rows, rng))
+    return importing.import_file(store, write_pairs(folder / "pairs.jsonl", rows, rng))
 
 
 def new_run(store: Store, dataset: Dataset, job_id: int | None = None, location: str = "/bench") -> Run:

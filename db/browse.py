@@ -53,18 +53,24 @@ def words(column):
 
 def run_columns(store: Store, run_id: int) -> pd.DataFrame:
     """One row per scored example in file order: example_id, score, lf/is contributions, source,
-    response words, flags (cleaning flag names joined by ', '), label (latest of any annotator)."""
+    response words, duplicate_cluster and exact_group (-1: none), language (flagged for language),
+    flags (names of the stored cleaning flags joined by ', '), label (latest of any annotator)."""
     query = (select(Result.example_id, Result.score, Result.lf_contribution, Result.is_contribution,
-                    Example.source, words(Example.response).label("words"))
+                    Example.source, words(Example.response).label("words"), Example.duplicate_cluster,
+                    Example.exact_group)
              .join(Example, Example.id == Result.example_id)
              .where(Result.run_id == run_id).order_by(Example.position))
     flagged = (select(Result.example_id, Example.flags).join(Example, Example.id == Result.example_id)
                .where(Result.run_id == run_id, func.length(cast(Example.flags, String)) > 2))
     with store.read() as s:
         frame = pd.DataFrame(s.execute(query).all(), columns=["example_id", "score", "lf_contribution",
-                                                              "is_contribution", "source", "words"])
-        names = {example_id: ", ".join(sorted(flags)) for example_id, flags in s.execute(flagged) if flags}
-    frame["flags"] = frame["example_id"].map(names).fillna("")
+                                                              "is_contribution", "source", "words",
+                                                              "duplicate_cluster", "exact_group"])
+        stored = {example_id: flags for example_id, flags in s.execute(flagged) if flags}
+    for column in ("duplicate_cluster", "exact_group"):
+        frame[column] = frame[column].fillna(-1).astype("int64")
+    frame["language"] = frame["example_id"].map(lambda i: "language" in stored.get(i, {})).astype(bool)
+    frame["flags"] = frame["example_id"].map(lambda i: ", ".join(sorted(stored.get(i, {}))))
     latest = run_labels(store, run_id)
     frame["label"] = frame["example_id"].map(latest).astype(object)
     frame["label"] = frame["label"].where(frame["label"].notna(), None)
@@ -77,15 +83,6 @@ def run_labels(store: Store, run_id: int) -> dict[int, str]:
              .where(Result.run_id == run_id).order_by(Label.created_at, Label.id))
     with store.read() as s:
         return {example_id: label for example_id, label in s.execute(query)}
-
-
-def flag_names(store: Store, dataset_id: int, sample: int = 5000) -> list[str]:
-    """Names of the cleaning flags present on a dataset's examples (from the first flagged rows)."""
-    query = (select(Example.flags).where(Example.dataset_id == dataset_id, Example.flags != literal("{}"))
-             .limit(sample))
-    with store.read() as s:
-        names = {name for flags in s.scalars(query) if flags for name in flags}
-    return sorted(names)
 
 
 def selected_rows(store: Store, run_id: int, example_ids: Sequence[int]) -> list[tuple[Example, float]]:

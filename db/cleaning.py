@@ -1,36 +1,25 @@
-"""The clean step on a stored dataset: flag duplicates and off-language pairs on its examples.
+"""Cleaning findings on a stored dataset's examples: flags (e.g. language) and duplicate clusters.
 
-Flags are stored on each example as {kind: detail} (see scar_core.clean); a new cleaning replaces
-the old flags, so the store always holds the latest findings and nothing is deleted.
+A new cleaning replaces the old findings, so the store always holds the latest and nothing is
+deleted. Which member of a duplicate cluster is kept is decided after scoring, per run, by
+scar_core.clean.duplicate_of; the store keeps the clusters themselves.
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import update
 
-from db.datasets import set_flags, to_core
 from db.models import Example
 from db.store import Store
-from scar_core.clean import clean
 
 
-def clean_dataset(store: Store, dataset_id: int, dedup: str = "near", lang: str | None = "en") -> dict:
-    """Run cleaning over all examples of a dataset, store the flags, return the summary (options, counts)."""
-    with store.read() as s:
-        rows = list(s.scalars(select(Example).where(Example.dataset_id == dataset_id).order_by(Example.position)))
-    report = clean([to_core(r) for r in rows], dedup=dedup, lang=lang)
-    changed = {row.id: {f["kind"]: f for f in found} for row, found in zip(rows, report.flags) if found or row.flags}
-    set_flags(store, changed)
-    return report.summary()
+def save_cleaning(store: Store, findings: dict[int, tuple[dict, int | None, int | None]]) -> None:
+    """Replace the findings of examples: {example id: (flags {name: detail}, duplicate cluster or None,
+    exact group or None)}, in one transaction of bulk updates."""
+    values = [{"id": example_id, "flags": flags, "duplicate_cluster": cluster, "exact_group": group}
+              for example_id, (flags, cluster, group) in findings.items()]
 
+    def work(session) -> None:
+        for lo in range(0, len(values), 5000):
+            session.execute(update(Example), values[lo:lo + 5000])
 
-def flag_counts(store: Store, dataset_id: int) -> dict[str, int]:
-    """How many examples of a dataset carry each cleaning flag, and how many carry any."""
-    counts: dict[str, int] = {}
-    flagged = 0
-    with store.read() as s:
-        for flags in s.scalars(select(Example.flags).where(Example.dataset_id == dataset_id)):
-            if flags:
-                flagged += 1
-                for kind in flags:
-                    counts[kind] = counts.get(kind, 0) + 1
-    return {**counts, "flagged": flagged}
+    store.transact(work)

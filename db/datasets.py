@@ -1,50 +1,37 @@
-"""Datasets and their examples: importing a file in one transaction, reading examples back."""
+"""Datasets and their examples: storing a loaded file in one transaction, reading examples back."""
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
 
 from sqlalchemy import delete, func, insert, select, update
 
 from db.models import Dataset, Example
 from db.store import Store
 from scar_core import example as core
-from scar_core.export import file_sha256
-from scar_core.load import LoadResult, load
 
 
-def import_file(store: Store, path: str | Path, fmt: str | None = None, lenient: bool = False,
-                field_map: dict[str, str] | None = None, source: str | None = None, reuse: bool = True) -> Dataset:
-    """Load a file with scar_core.load.load and store it (see import_result)."""
-    result = load(path, fmt=fmt, lenient=lenient, field_map=field_map, source=source)
-    return import_result(store, result, {"fmt": fmt, "lenient": lenient, "field_map": field_map, "source": source},
-                         reuse=reuse)
-
-
-def import_result(store: Store, result: LoadResult, load_params: dict | None = None, reuse: bool = True) -> Dataset:
+def add_dataset(store: Store, name: str, path: str, sha256: str, fmt: str, rows: int,
+                examples: Sequence[core.Example], rejected: list[dict], load_params: dict,
+                reuse: bool = True) -> Dataset:
     """Store a loaded file as a dataset and its examples in ONE transaction: a failure stores nothing.
 
     With reuse, the same file (sha256) loaded with the same options returns the dataset already stored,
     so its scores are found again.
     """
-    sha = file_sha256(result.path)
-    params = load_params or {}
-
     def work(session) -> Dataset:
         if reuse:
-            for found in session.scalars(select(Dataset).where(Dataset.sha256 == sha).order_by(Dataset.id)):
-                if found.load_params == params and found.format == result.format:
+            for found in session.scalars(select(Dataset).where(Dataset.sha256 == sha256).order_by(Dataset.id)):
+                if found.load_params == load_params and found.format == fmt:
                     return found
-        dataset = Dataset(name=Path(result.path).name, path=str(Path(result.path).resolve()), sha256=sha,
-                          format=result.format, row_count=result.rows, example_count=len(result.examples),
-                          rejected=[{"where": r.where, "field": r.field, "reason": r.reason} for r in result.rejected],
-                          load_params=params)
+        dataset = Dataset(name=name, path=path, sha256=sha256, format=fmt, row_count=rows,
+                          example_count=len(examples), rejected=rejected, load_params=load_params)
         session.add(dataset)
         session.flush()
-        rows = [{"dataset_id": dataset.id, "position": i, "content_id": ex.id, "instruction": ex.instruction,
-                 "context": ex.context, "response": ex.response, "system": ex.system, "source": ex.source,
-                 "meta": ex.meta, "flags": {}} for i, ex in enumerate(result.examples)]
-        for lo in range(0, len(rows), 5000):
-            session.execute(insert(Example), rows[lo:lo + 5000])
+        values = [{"dataset_id": dataset.id, "position": i, "content_id": ex.id, "instruction": ex.instruction,
+                   "context": ex.context, "response": ex.response, "system": ex.system, "source": ex.source,
+                   "meta": ex.meta, "flags": {}} for i, ex in enumerate(examples)]
+        for lo in range(0, len(values), 5000):
+            session.execute(insert(Example), values[lo:lo + 5000])
         return dataset
 
     return store.transact(work)
@@ -65,8 +52,8 @@ def delete_dataset(store: Store, dataset_id: int) -> None:
     store.transact(lambda s: s.execute(delete(Dataset).where(Dataset.id == dataset_id)))
 
 
-def examples(store: Store, dataset_id: int, offset: int = 0, limit: int = 100) -> list[Example]:
-    """A page of a dataset's examples in file order."""
+def examples(store: Store, dataset_id: int, offset: int = 0, limit: int | None = 100) -> list[Example]:
+    """A page of a dataset's examples in file order (limit None: all of them)."""
     with store.read() as s:
         return list(s.scalars(select(Example).where(Example.dataset_id == dataset_id)
                               .order_by(Example.position).offset(offset).limit(limit)))
@@ -82,14 +69,6 @@ def sources(store: Store, dataset_id: int) -> list[str]:
 def count_examples(store: Store, dataset_id: int) -> int:
     with store.read() as s:
         return s.scalar(select(func.count()).where(Example.dataset_id == dataset_id)) or 0
-
-
-def set_flags(store: Store, flags: dict[int, dict]) -> None:
-    """Replace the cleaning flags of examples: {example id: {flag name: detail}}."""
-    def work(session) -> None:
-        for example_id, value in flags.items():
-            session.execute(update(Example).where(Example.id == example_id).values(flags=value))
-    store.transact(work)
 
 
 def to_core(row: Example) -> core.Example:

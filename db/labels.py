@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 
 from db.models import Label, utcnow
-from db.runs import LABELS
 from db.store import Store
 from scar_core.errors import ScarError
+from scar_core.labels import LABELS
 
 
 def set_label(store: Store, example_id: int, label: str, annotator: str, note: str | None = None) -> Label:

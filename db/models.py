@@ -52,7 +52,9 @@ class Example(Base):
     system: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(String(512))
     meta: Mapped[dict] = mapped_column(JSON, default=dict)       # e.g. {"where": "line 12"}
-    flags: Mapped[dict] = mapped_column(JSON, default=dict)      # cleaning flags {name: detail}
+    flags: Mapped[dict] = mapped_column(JSON, default=dict)      # cleaning flags {name: detail}, e.g. language
+    duplicate_cluster: Mapped[int | None] = mapped_column(Integer)  # number of its duplicate cluster, if any
+    exact_group: Mapped[int | None] = mapped_column(Integer)        # position of its first exact copy (clusters only)
 
 
 class Ranker(Base):

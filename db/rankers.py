@@ -2,20 +2,10 @@
 checkpoints share their scores."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
 
 from db.models import Ranker
 from db.store import Store
-from scar_core.errors import ScarError
-from scar_core.ranker import DEFAULT_DIR, checkpoint_hashes
-
-
-def checkpoint_identity(model: str | Path = "default", encoder: str | None = None) -> tuple[str, str]:
-    """(scoring identity, encoder name) of a checkpoint folder, read without loading the model."""
-    _, identity, config = checkpoint_hashes(model)
-    return identity, str(encoder or config.get("encoder") or config.get("encoder_name") or "")
 
 
 def register_ranker(store: Store, name: str, location: str, identity: str, encoder: str,
@@ -37,24 +27,6 @@ def register_ranker(store: Store, name: str, location: str, identity: str, encod
         return ranker
 
     return store.transact(work)
-
-
-def register_checkpoint(store: Store, model: str | Path = "default", encoder: str | None = None) -> Ranker:
-    """Register a checkpoint folder ("default" for the bundled ranker) by its identity."""
-    identity, encoder_name = checkpoint_identity(model, encoder)
-    location = str(DEFAULT_DIR if str(model) == "default" else Path(model).expanduser().resolve())
-    name = "default" if str(model) == "default" else Path(location).name
-    return register_ranker(store, name, location, identity, encoder_name)
-
-
-def weights_sha256(ranker: Ranker) -> str | None:
-    """The sha256 of a registered ranker's weights file, what manifests record; None when its folder
-    is gone or now holds another checkpoint."""
-    try:
-        weights_hash, identity, _ = checkpoint_hashes(ranker.location)
-    except ScarError:
-        return None
-    return weights_hash if identity == ranker.identity else None
 
 
 def list_rankers(store: Store) -> list[Ranker]:

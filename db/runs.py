@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, aliased
 from db.models import Example, Label, Result, Run
 from db.store import Store
 from scar_core.errors import ScarError
+from scar_core.labels import LABELS
 
 VECTOR_DTYPE = np.dtype("<f2")
 SORTS = ("score_desc", "score_asc", "position")
-LABELS = ("keep", "drop", "flag")
 COPIED = ("score", "lf_contribution", "is_contribution", "diagnostics", "truncated_instruction",
           "truncated_response", "v_lf", "v_is")
 # Per-example figures with a column of their own (sortable, read without parsing JSON); any other
@@ -46,7 +46,6 @@ class ResultFilter:
     score_min: float | None = None
     score_max: float | None = None
     source: str | None = None
-    flag: str | None = None            # examples carrying this cleaning flag
     label: str | None = None           # keep, drop, flag, or "none" for unlabelled examples
     ids: Sequence[int] | None = None   # example ids, e.g. a lasso selection on the map
 
@@ -140,8 +139,6 @@ def _conditions(store: Store, run_id: int, f: ResultFilter | None) -> list:
         conditions.append(Result.score <= f.score_max)
     if f.source is not None:
         conditions.append(Example.source == f.source)
-    if f.flag:
-        conditions.append(Example.flags[f.flag].as_string().is_not(None))
     if f.label == "none":
         conditions.append(~exists().where(Label.example_id == Example.id))
     elif f.label:

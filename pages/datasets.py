@@ -9,6 +9,7 @@ from pages import shared
 from scar_core import formats, intake
 from scar_core.display import markdown_escape, snippet
 from scar_core.errors import ScarError
+from scar_core.jobs import datasets as importing
 
 store = shared.store()
 st.header("Datasets")
@@ -66,7 +67,7 @@ with add:
         if st.button("Import", key=f"import_{n}", type="primary"):
             try:
                 mapping = intake.field_map(shape or "", chosen) if shape else None
-                dataset = datasets.import_file(store, path, fmt=None if fmt == "auto" else fmt, lenient=lenient,
+                dataset = importing.import_file(store, path, fmt=None if fmt == "auto" else fmt, lenient=lenient,
                                                field_map=mapping, source=source)
             except ScarError as e:
                 shared.error(str(e))

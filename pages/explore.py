@@ -6,8 +6,8 @@ import streamlit as st
 from db import browse, datasets, jobs, labels, maps, runs, selections
 from pages import shared
 from scar_core import plots
-from scar_core.jobs import map as map_job
-from scar_core.curate import rank_and_percentile
+from scar_core.jobs import map as map_job, selection
+from scar_core.select import rank_and_percentile
 from scar_core.diagnostics.table import PART_LABELS, PARTS, dominance_note, ordered, score_parts
 from scar_core.display import snippet, visible
 
@@ -36,6 +36,7 @@ def run_parts(url: str, run_id: int, rows: int) -> dict:
 table = shared.run_table(store, run.id)
 table["label"] = table["example_id"].map(browse.run_labels(store, run.id))
 scores = table["score"].to_numpy()
+run_flags = dict(zip(table["example_id"], table["flags"]))
 
 # ---- maps -----------------------------------------------------------------------------------------
 st.subheader("Style maps")
@@ -92,18 +93,20 @@ else:
 # ---- table ----------------------------------------------------------------------------------------
 st.subheader("Ranked examples")
 dataset_sources = datasets.sources(store, run.dataset_id)
-flag_names = browse.flag_names(store, run.dataset_id)
 f1, f2, f3, f4 = st.columns([3, 2, 2, 2])
 search = f1.text_input("Search instruction and response", key="search").strip() or None
 source = f2.selectbox("Source", ["(all)", *dataset_sources], key="source_filter")
-flag = f3.selectbox("Cleaning flag", ["(any)", *flag_names], key="flag_filter")
+flag = f3.selectbox("Cleaning flag", ["(any)", *selection.flag_names(table)], key="flag_filter")
 label = f4.selectbox("Label", ["(any)", "keep", "drop", "flag", "none"], key="label_filter")
 low, high = float(scores.min()), float(scores.max())
 score_range = st.slider("Score range", low, max(high, low + 1e-6), (low, max(high, low + 1e-6)), key="score_range")
 map_ids = st.session_state.get("map_ids")
+if flag != "(any)":
+    flagged = selection.flagged_ids(table, flag)
+    map_ids = flagged if map_ids is None else sorted(set(map_ids) & set(flagged))
 where = runs.ResultFilter(search=search, score_min=score_range[0] if score_range[0] > low else None,
                           score_max=score_range[1] if score_range[1] < high else None,
-                          source=None if source == "(all)" else source, flag=None if flag == "(any)" else flag,
+                          source=None if source == "(all)" else source,
                           label=None if label == "(any)" else label, ids=map_ids)
 s1, s2, s3 = st.columns(3)
 sort = s1.selectbox("Sort", runs.SORTS, format_func={"score_desc": "best first", "score_asc": "worst first",
@@ -116,7 +119,7 @@ st.caption(f"{matching} of {done} scored examples match" + (f" ({len(map_ids)} p
 rows = runs.results_page(store, run.id, where, sort=sort, offset=(page - 1) * size, limit=size)
 ranked = rank_and_percentile(scores, [r["score"] for r in rows])
 grid = pd.DataFrame([{"rank": rk, "percentile": round(pct, 1), "score": r["score"], "source": r["source"],
-                      "label": r["label"], "flags": ", ".join(sorted(r["flags"] or {})),
+                      "label": r["label"], "flags": run_flags.get(r["example_id"], ""),
                       "instruction": snippet(r["instruction"], 120), "response": snippet(r["response"], 160)}
                      for r, (rk, pct) in zip(rows, ranked)])
 picked_row = st.dataframe(grid, hide_index=True, on_select="rerun", selection_mode="single-row", key="grid")

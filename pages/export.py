@@ -1,16 +1,15 @@
 """Export: a saved selection as JSONL (Alpaca, ShareGPT or messages), downloaded or written to a folder,
 always with its manifest."""
-import json
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from db import browse, selections
-from db.packages import ExportPackage
 from pages import shared
 from scar_core.errors import ScarError
-from scar_core.export import export, export_target, safe_filename
+from scar_core.export import export_target, safe_filename
+from scar_core.jobs.export import ExportPackage
 
 store = shared.store()
 st.header("Export")
@@ -32,7 +31,7 @@ fmt = st.radio("Shape", ["alpaca", "sharegpt", "messages"], horizontal=True, key
 with_scores = st.checkbox("Add each row's score", key="with_scores")
 st.caption("Rows are written best first.")
 package = ExportPackage(store, run, selection, fmt, with_scores)
-base = safe_filename(f"{Path(package.dataset_name).stem}-{selection.name}-{fmt}")
+base = safe_filename(f"{Path(package.dataset.name).stem}-{selection.name}-{fmt}")
 
 left, right = st.columns(2)
 left.download_button("Download JSONL", package.jsonl, file_name=base, mime="application/jsonl",
@@ -46,12 +45,9 @@ with st.form("write_export"):
     name = st.text_input("File name (made safe: letters, digits, . _ - only)", value=base, key="export_name")
     if st.form_submit_button("Write"):
         try:
-            target = export_target(folder, name)
-            examples, scores = package.rows()
-            out, side = export(target, examples, fmt, scores if with_scores else None, package.extra())
-            selections.record_export(store, str(out), fmt, json.loads(side.read_text()), run.id, selection.id)
+            written = package.write(export_target(folder, name))
             st.success("Wrote the export and its manifest:")
-            st.code(f"{out}\n{side}", language=None)
+            st.code(f"{written.path}\n{written.manifest_path}", language=None)
         except ScarError as e:
             shared.error(str(e))
 

@@ -3,14 +3,14 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-import torch
 
-from db import cleaning, jobs, rankers, runs
+from db import jobs, rankers, runs
 from pages import shared
 from scar_core import hub
-from scar_core.jobs import runner as background, score as scoring
 from scar_core.clean import DEDUP_MODES
+from scar_core.device import PRECISION_CHOICES, gpu_name
 from scar_core.errors import ScarError
+from scar_core.jobs import runner as background, score as scoring
 from scar_core.ranker import DEFAULT_DIR
 
 store = shared.store()
@@ -43,12 +43,12 @@ else:
         st.info("The Hub is switched off on this machine (HF_HUB_OFFLINE); use a local checkpoint.")
     model = repo or None
 
-gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+gpu = gpu_name()
 device_col, precision_col, batch_col = st.columns(3)
 device = device_col.selectbox("Device", ["auto", "cpu", "cuda"], key="device",
                               help="auto: the GPU when one is found, else the CPU")
 device_col.caption(f"GPU found: {gpu}" if gpu else "No GPU found: scoring runs on the CPU")
-precision = precision_col.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"], key="precision",
+precision = precision_col.selectbox("Precision", PRECISION_CHOICES, key="precision",
                                     help="auto: bf16 where the hardware computes it natively, else fp32")
 batch_size = batch_col.number_input("Batch size", 1, 4096, None, key="batch_size", placeholder="device default",
                                     help="most texts per encoder batch; empty: 128 on CPU, 512 on GPU")
@@ -64,14 +64,10 @@ if st.button("Start scoring", type="primary", disabled=model is None, key="start
     try:
         location = str(hub.fetch(model)) if choice == "hub id" else model
         shared.ranker(location)  # refuse a checkpoint that does not load before starting a worker
-        summary = None
-        if do_clean:
-            with st.spinner("Cleaning…"):
-                summary = cleaning.clean_dataset(store, dataset_id, dedup=dedup, lang=lang)
-        run = scoring.submit_score(store, dataset_id, model=location, device=device, precision=precision,
-                                      batch_size=int(batch_size) if batch_size else None)
-        if summary is not None:
-            jobs.set_params(store, run.job_id, clean=summary)
+        with st.spinner("Cleaning…" if do_clean else "Starting…"):
+            run = scoring.submit_score(store, dataset_id, model=location, device=device, precision=precision,
+                                       batch_size=int(batch_size) if batch_size else None,
+                                       clean={"dedup": dedup, "lang": lang} if do_clean else None)
         st.session_state["run"] = run.id
         st.success(f"Started run {run.id}.")
     except ScarError as e:

@@ -2,10 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from db import browse, selections
 from pages import shared
 from scar_core import plots
-from scar_core.curate import curate, split_stats
+from scar_core.jobs import selection
+from scar_core.select import split_stats
 
 store = shared.store()
 st.header("Select")
@@ -30,7 +30,8 @@ else:
 
 o1, o2 = st.columns(2)
 use_labels = o1.checkbox("Apply annotator labels (keep forces in, drop forces out)", value=True, key="use_labels")
-skip_flagged = o2.checkbox("Leave out rows flagged by cleaning", value=True, key="skip_flagged")
+skip_flagged = o2.checkbox("Leave out rows flagged by cleaning (duplicates keep their best-scored copy)", value=True,
+                           key="skip_flagged")
 quotas = None
 if st.checkbox("Per-source quotas", key="use_quotas"):
     counts = table["source"].fillna("(none)").value_counts()
@@ -38,37 +39,30 @@ if st.checkbox("Per-source quotas", key="use_quotas"):
                             disabled=["source", "rows"], hide_index=True, key="quota_editor")
     quotas = dict(zip(edited["source"], edited["max kept"]))
 
-labels = table["example_id"].map(browse.run_labels(store, run.id)).to_numpy(dtype=object) if use_labels else None
-pool = table[table["flags"] == ""] if skip_flagged else table
-positions = pool.index.to_numpy()
-cut = curate(pool["score"].to_numpy(), rule, value, pool["source"].to_numpy(dtype=object), quotas,
-             None if labels is None else labels[positions])
-kept = pd.Series(False, index=table.index)
-kept.iloc[positions[cut.mask]] = True
+cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, keep_flagged=not skip_flagged,
+                              quotas=quotas, table=table)
+left_out = n - cut.eligible
 
 m = st.columns(5)
-m[0].metric("Kept", f"{int(kept.sum())} of {n}")
+m[0].metric("Kept", f"{len(cut.kept)} of {n}")
 m[1].metric("Lowest kept score", "n/a" if cut.threshold is None else f"{cut.threshold:.4f}")
-m[2].metric("Left out by cleaning", n - len(pool))
+m[2].metric("Left out by cleaning", left_out)
 m[3].metric("Overrides", f"+{cut.forced_in} / -{cut.forced_out}")
 m[4].metric("Skipped by quotas", cut.quota_skipped)
-st.table(split_stats(kept.to_numpy(), table["words"].to_numpy()))
+st.table(split_stats(cut.mask, table["words"].to_numpy()))
 
 c1, c2 = st.columns(2)
 c1.plotly_chart(plots.histogram(scores, "Score distribution and the cut", "score", cut_at=cut.threshold),
                 key="cut_hist")
-c2.plotly_chart(plots.threshold_curve(pool["score"].to_numpy(), len(cut.kept) / max(len(pool), 1)), key="cut_curve")
+c2.plotly_chart(plots.threshold_curve(scores[cut.pool], len(cut.kept) / max(cut.eligible, 1)), key="cut_curve")
 c3, c4 = st.columns(2)
-c3.plotly_chart(plots.kept_dropped_histogram(table["words"].to_numpy(), kept.to_numpy(),
+c3.plotly_chart(plots.kept_dropped_histogram(table["words"].to_numpy(), cut.mask,
                                              "Response length, kept vs dropped", "words"), key="cut_lengths")
-c4.plotly_chart(plots.score_vs_length(scores, table["words"].to_numpy(), kept.to_numpy()), key="cut_scatter")
+c4.plotly_chart(plots.score_vs_length(scores, table["words"].to_numpy(), cut.mask), key="cut_scatter")
 
 with st.form("save_selection"):
     name = st.text_input("Save this selection as", value=f"{rule}-{value:g}", max_chars=200)
     if st.form_submit_button("Save selection", type="primary"):
-        params = {**cut.params(), "cleaning_left_out": int(n - len(pool)),
-                  "labels_applied": use_labels, "pool": n}
-        ids = table["example_id"].to_numpy()[positions[cut.kept]]
-        saved = selections.save_selection(store, run.id, name.strip() or "selection", rule, params, ids.tolist())
+        saved = selection.save(store, run.id, name, cut, table)
         st.session_state["selection"] = saved.id
-        st.success(f"Saved selection #{saved.id} with {len(ids)} examples.")
+        st.success(f"Saved selection #{saved.id} with {len(cut.kept)} examples.")

@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from db import browse, datasets, rankers, runs
+from db import datasets, rankers, runs
 from db.store import Store, open_store, resolve_url
 from scar_core.display import markdown_escape
 from scar_core.errors import ScarError
+from scar_core.jobs import selection
 
 log = logging.getLogger("scar_studio")
 
@@ -45,12 +46,12 @@ def error(message: str) -> None:
 
 @st.cache_data(max_entries=4, show_spinner="Reading the run…")
 def _run_table(url: str, run_id: int, rows: int):
-    return browse.run_columns(open_store(url), run_id)
+    return selection.run_table(open_store(url), run_id)
 
 
 def run_table(store: Store, run_id: int):
-    """The per-example columns of a run (browse.run_columns), cached until the run gains rows.
-    Labels change often, so callers read them fresh (browse.run_labels)."""
+    """The per-example columns of a run (scar_core.jobs.selection.run_table), cached until the run
+    gains rows. Labels change often, so callers read them fresh (browse.run_labels)."""
     return _run_table(store.url, run_id, runs.count_done(store, run_id))
 
 

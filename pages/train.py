@@ -1,11 +1,11 @@
 """Train: synthesise and judge training rows from a dataset (or use a training file), train a ranker
 in a background job, and watch loss and validation accuracy per epoch."""
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from db import browse, jobs
+from db import jobs
 from pages import shared
+from scar_core import plots
 from scar_core.jobs import runner as background, train as train_job
 from scar_core.errors import ScarError
 
@@ -49,8 +49,7 @@ out = st.text_input("Output folder name", "my-ranker", key="train_out")
 
 if st.button("Start training", type="primary", key="start_train", disabled=dataset_id is None and not training_file):
     try:
-        folder = browse.export_folder(store).parent / "rankers" / (out.strip() or "my-ranker")
-        job = train_job.submit_train(store, folder, dataset_id=dataset_id, training_file=training_file,
+        job = train_job.submit_train(store, train_job.ranker_folder(store, out), dataset_id=dataset_id, training_file=training_file,
                                      backend=backend, model=model, base_url=base_url, limit=int(limit), judge=judge,
                                      encoder=encoder.strip() or "minilm", epochs=int(epochs),
                                      freeze_encoder=freeze, device=device, length_debias=debias, init=init,
@@ -82,13 +81,7 @@ def progress() -> None:
         background.cancel(store, job.id)
     epochs_done = pd.DataFrame(job.params.get("history") or [], columns=["epoch", "loss", "val_accuracy"])
     if len(epochs_done):
-        fig = go.Figure()
-        fig.add_scatter(x=epochs_done["epoch"], y=epochs_done["loss"], name="training loss", mode="lines+markers")
-        fig.add_scatter(x=epochs_done["epoch"], y=epochs_done["val_accuracy"], name="validation pairwise accuracy",
-                        mode="lines+markers", yaxis="y2")
-        fig.update_layout(height=320, xaxis_title="epoch", yaxis_title="loss",
-                          yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]))
-        st.plotly_chart(fig, key="train_curve")
+        st.plotly_chart(plots.training_curve(epochs_done), key="train_curve")
         st.dataframe(epochs_done, hide_index=True)
     if job.status == "done":
         st.success(f"Best epoch {job.result.get('best_epoch')} (validation accuracy "

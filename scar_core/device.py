@@ -54,3 +54,8 @@ def resolve(device: str = "auto", precision: str = "auto") -> tuple[torch.device
     """Both at once, for a run's options."""
     dev = resolve_device(device)
     return dev, resolve_precision(precision, dev)
+
+
+def gpu_name() -> str | None:
+    """The first CUDA GPU's name, None when there is none."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from scar_core import formats
@@ -62,7 +63,7 @@ def safe_filename(name: str, suffix: str = ".jsonl", limit: int = 120) -> str:
     base = re.split(r"[\\/]", unicodedata.normalize("NFKC", name or ""))[-1]
     base = "".join(c for c in base if not unicodedata.category(c).startswith("C"))
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")
-    if base.lower().endswith(suffix.lower()):
+    if suffix and base.lower().endswith(suffix.lower()):
         base = base[: -len(suffix)].rstrip("._-")
     return (base[: limit - len(suffix)] or "export") + suffix
 
@@ -103,16 +104,47 @@ def versions() -> dict:
             "transformers": transformers.__version__, "numpy": numpy.__version__}
 
 
-def describe_export(examples: Sequence[Example], fmt: str, with_scores: bool, extra: dict | None = None) -> dict:
-    """The manifest of an export (also offered beside a browser download, which has no path)."""
-    return {"format": fmt, "rows": len(examples), "with_scores": with_scores,
-            "selected_ids_sha256": ids_sha256([e.id for e in examples]), "versions": versions(), **(extra or {})}
+def describe_input(path: str, sha256: str, fmt: str, rows: int, pairs: int, rejected: int) -> dict:
+    """One input file as a manifest records it."""
+    return {"name": Path(path).name, "path": str(path), "sha256": sha256, "format": fmt, "rows": rows,
+            "pairs": pairs, "rejected": rejected}
+
+
+def describe_ranker(location: str, encoder: str, weights_sha256: str | None, identity: str) -> dict:
+    """A ranker checkpoint as a manifest records it (`location` as scar_core.ranker.checkpoint_location gives it)."""
+    return {"location": location, "encoder": encoder, "weights_sha256": weights_sha256, "identity": identity}
+
+
+def manifest(examples: Sequence[Example], fmt: str, with_scores: bool, *, inputs: list[dict], ranker: dict,
+             device: str, precision: str, cleaning: dict | None, selection: dict) -> dict:
+    """The manifest of an export, the one builder for the CLI's `rank` and the app's Export page: what
+    went in (inputs, ranker, device and precision, cleaning options and counts), the selection's
+    parameters and the threshold they produced, code and library versions, and the sha256 of the
+    selected ids; rows are best first. The same selection gives the same manifest from either."""
+    return {"format": fmt, "rows": len(examples), "with_scores": with_scores, "order": "best first",
+            "selected_ids_sha256": ids_sha256([e.id for e in examples]), "inputs": inputs, "ranker": ranker,
+            "device": device, "precision": precision, "cleaning": cleaning, "selection": selection,
+            "threshold_score": selection.get("threshold_score"), "versions": versions()}
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: Path           # the JSONL
+    manifest_path: Path  # <path>.manifest.json
+    manifest: dict       # what manifest_path holds
 
 
 def export(path: str | Path, examples: Sequence[Example], fmt: str, scores: Sequence[float] | None = None,
-           manifest: dict | None = None) -> tuple[Path, Path]:
-    """Write `examples` (already best first) to `path` and `<path>.manifest.json`."""
+           manifest: dict | None = None) -> Exported:
+    """Write `examples` (already best first) to `path` and `manifest` (see `manifest()`; a minimal one
+    when None) with the written path to `<path>.manifest.json`."""
     out = write_atomic(path, to_jsonl_lines(examples, fmt, scores))
-    info = {"path": str(out), **describe_export(examples, fmt, scores is not None, manifest)}
-    side = write_atomic(str(out) + ".manifest.json", [json.dumps(info, indent=2, default=str) + "\n"])
-    return out, side
+    info = {"path": str(out), **(manifest or {"format": fmt, "rows": len(examples), "with_scores": scores is not None,
+                                             "selected_ids_sha256": ids_sha256([e.id for e in examples]),
+                                             "versions": versions()})}
+    side = write_atomic(str(out) + ".manifest.json", [manifest_json(info)])
+    return Exported(out, side, info)
+
+
+def manifest_json(info: dict) -> str:
+    return json.dumps(info, indent=2, default=str) + "\n"

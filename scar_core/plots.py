@@ -11,6 +11,7 @@ import html
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 KEPT, DROPPED = "#2e7d32", "#9e9e9e"
@@ -119,3 +120,14 @@ def style_map(x: np.ndarray, y: np.ndarray, ids: np.ndarray, colour: Sequence, t
     shown = f" ({len(pick)} of {total} shown)" if len(pick) < total else ""
     fig.update_layout(dragmode="lasso", xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
     return _layout(fig, title + shown, "", "", height=height)
+
+
+def training_curve(epochs: pd.DataFrame) -> go.Figure:
+    """Training loss and validation pairwise accuracy per epoch (columns epoch, loss, val_accuracy)."""
+    fig = go.Figure()
+    fig.add_scatter(x=epochs["epoch"], y=epochs["loss"], name="training loss", mode="lines+markers")
+    fig.add_scatter(x=epochs["epoch"], y=epochs["val_accuracy"], name="validation pairwise accuracy",
+                    mode="lines+markers", yaxis="y2")
+    fig.update_layout(height=320, xaxis_title="epoch", yaxis_title="loss",
+                      yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]))
+    return fig

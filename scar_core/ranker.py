@@ -30,6 +30,7 @@ from torch import nn
 
 from scar_core.device import precision_name
 from scar_core.errors import ScarError
+from scar_core.export import file_sha256
 from scar_core.lm import load_language_model, response_nll
 
 FORMAT = "scar-studio-ranker"
@@ -182,7 +183,7 @@ class StyleRanker(nn.Module):
         save_file(state, str(directory / WEIGHTS))
         (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
         self.tokenizer.save_pretrained(str(directory / "tokenizer"))
-        self.weights_hash = file_hash(directory / WEIGHTS)
+        self.weights_hash = file_sha256(directory / WEIGHTS)
         return directory
 
 
@@ -200,14 +201,6 @@ def scoring_identity(weights_hash: str, lm_term: LMTerm | None) -> str:
         return weights_hash
     settings = json.dumps(asdict(lm_term), sort_keys=True)
     return hashlib.sha256(f"{weights_hash}\n{settings}".encode()).hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def new_ranker(encoder: str = "minilm", linear_dim: int | None = None, seed: int = 0,
@@ -259,6 +252,15 @@ def read_config(path: str | Path = "default") -> tuple[Path, dict]:
     return directory, config
 
 
+def checkpoint_location(model: str | Path = "default") -> tuple[str, str]:
+    """(name, absolute location) of a checkpoint: "default" names the bundled ranker, a folder its
+    last path part; how the store and manifests name a ranker."""
+    if str(model) == "default":
+        return "default", str(DEFAULT_DIR)
+    location = Path(model).expanduser().resolve()
+    return location.name, str(location)
+
+
 def checkpoint_hashes(path: str | Path = "default") -> tuple[str, str, dict]:
     """(weights file sha256, scoring identity, config) of a checkpoint, without loading the model:
     the same values `load_ranker(path)` gives as `weights_hash` and `identity`."""
@@ -270,7 +272,7 @@ def checkpoint_hashes(path: str | Path = "default") -> tuple[str, str, dict]:
         term = lm_term_of(config)
     except TypeError as e:
         raise ScarError(f"{directory / 'config.json'}: invalid lm_term ({e})") from None
-    weights_hash = file_hash(weights)
+    weights_hash = file_sha256(weights)
     return weights_hash, scoring_identity(weights_hash, term), config
 
 
@@ -299,7 +301,7 @@ def _load_own(directory: Path, config: dict, encoder: str | None) -> StyleRanker
     ranker.max_length = int(config.get("max_length", 512))
     _load_state(ranker, state, weights, strict_encoder=has_encoder)
     ranker.to(torch.float32)
-    ranker.weights_hash = file_hash(weights)
+    ranker.weights_hash = file_sha256(weights)
     return ranker
 
 
@@ -320,7 +322,7 @@ def _load_scar_tool(directory: Path, config: dict, encoder: str | None) -> Style
     ranker = StyleRanker(model, tokenizer, config.get("hidden_dim"), config.get("linear_dim"),
                          encoder_name=encoder or config["encoder_name"])
     _load_state(ranker, state, weights, strict_encoder=any(k.startswith("encoder.") for k in state))
-    ranker.weights_hash = file_hash(weights)
+    ranker.weights_hash = file_sha256(weights)
     return ranker
 
 

@@ -70,7 +70,7 @@ def score_pairs(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
 def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Sequence[str], *,
                 left_truncate: Sequence[bool] | None = None, device: str = "auto",
                 precision: str = "fp32", batch_size: int | None = None, token_budget: int | None = None,
-                chunk_rows: int = 1024, progress: Progress | None = None) -> Iterator[Scores]:
+                chunk_rows: int = 256, progress: Progress | None = None) -> Iterator[Scores]:
     """Yield Scores for chunks of rows, longest responses first; each chunk carries its `index`.
 
     batch_size / token_budget cap the texts and the padded tokens of one encoder batch
@@ -101,8 +101,12 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
         pooled_r, v_lf = encoder.encode([resp_ids[i] for i in idx], want_max=True)
         e_i = np.stack([instr_cache[(instructions[i], left[i])][0] for i in idx])
         nll = None
-        if ranker.lm_term is not None:
-            nll = torch.from_numpy(ranker.lm_nll([instructions[i] for i in idx], [responses[i] for i in idx], dev, dtype))
+        if ranker.lm_term is not None:  # the LM takes most of a chunk's time: report its progress as it goes
+            def measured(k: int, _total: int, _rate: float, done: int = done) -> None:
+                if progress:
+                    progress(done + k, n, (done + k) / max(time.perf_counter() - start, 1e-9))
+            nll = torch.from_numpy(ranker.lm_nll([instructions[i] for i in idx], [responses[i] for i in idx], dev,
+                                                 dtype, progress=measured))
         with torch.inference_mode():
             head_dev = next(ranker.relation_network.parameters()).device
             score, v_is = ranker.head(torch.from_numpy(e_i).to(head_dev), torch.from_numpy(pooled_r).to(head_dev),

@@ -1,34 +1,64 @@
-"""Select step: cut a ranked pool by ratio, top-k or score threshold."""
+"""Select step: the one selection rule, used alike by the CLI's `rank` and the app's Select page.
+
+The order of operations is fixed and recorded in `Selection.params()`:
+1. Eligibility: a row needs a score. Unless `keep_flagged`, rows flagged for language are left out,
+   and each duplicate cluster keeps only one member, its best-scored one (scar_core.clean.duplicate_of;
+   decided here, after scoring, so the CLI and the app keep the same copy).
+2. The cut walks the eligible rows best first (ties keep input order), skipping rows whose source
+   has reached its quota, until the rule's target is met: `ratio` of the eligible rows (rounded up,
+   so a non-empty pool keeps at least one), the best `topk`, or every row scoring >= `threshold`.
+3. Annotator labels: among eligible rows, `keep` forces a row in, `drop` forces it out, `flag`
+   changes nothing.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
+from scar_core.clean import duplicate_of
 from scar_core.errors import ScarError
+
+RULES = ("ratio", "topk", "threshold")
 
 
 @dataclass
-class Cut:
-    """What a cut kept: `kept` are input positions, best first; `threshold` the lowest kept score."""
+class Selection:
+    """What a selection kept: `kept` are input positions, best first; `mask` the same as booleans;
+    `pool` the rows that were eligible (step 1)."""
 
     rule: str
     value: float
     kept: np.ndarray
+    mask: np.ndarray
     threshold: float | None
+    pool: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # the eligible rows, as booleans
+    left_out: dict[str, int] = field(default_factory=dict)
+    forced_in: int = 0
+    forced_out: int = 0
+    quota_skipped: int = 0
+    quotas: dict[str, int] = field(default_factory=dict)
+    keep_flagged: bool = False
+    labels_applied: bool = False
+
+    @property
+    def eligible(self) -> int:
+        return int(self.pool.sum())
 
     def params(self) -> dict:
+        """What produced this selection, for the store and the export manifest."""
         return {"rule": self.rule, "value": self.value, "kept": int(len(self.kept)),
-                "threshold_score": self.threshold}
+                "threshold_score": self.threshold, "pool": self.eligible, "left_out": self.left_out,
+                "keep_flagged": self.keep_flagged, "labels_applied": self.labels_applied, "quotas": self.quotas,
+                "overrides": {"forced_in": self.forced_in, "forced_out": self.forced_out},
+                "quota_skipped": self.quota_skipped}
 
 
 def rank_order(scores: np.ndarray) -> np.ndarray:
     """Input positions from best to worst score; ties keep input order."""
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-
-
-RULES = ("ratio", "topk", "threshold")
 
 
 def rule_count(scores: np.ndarray, rule: str, value: float) -> int:
@@ -49,14 +79,85 @@ def rule_count(scores: np.ndarray, rule: str, value: float) -> int:
     raise ScarError(f"unknown rule '{rule}'; choose one of {', '.join(RULES)}")
 
 
+def eligible_rows(scores: np.ndarray, clusters: np.ndarray | None = None, off_language: np.ndarray | None = None,
+                  keep_flagged: bool = False) -> tuple[np.ndarray, dict[str, int]]:
+    """(mask of the rows a cut may take, how many were left out and why): step 1 of the module docstring."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(scores)
+    scored = ~np.isnan(scores)
+    if keep_flagged:
+        return scored, {"unscored": int((~scored).sum())}
+    language = np.zeros(n, bool) if off_language is None else np.asarray(off_language, dtype=bool)
+    duplicate = np.zeros(n, bool) if clusters is None else duplicate_of(clusters, scores, language) >= 0
+    left_out = {"language": int(language.sum()), "duplicate": int((~language & duplicate).sum()),
+                "unscored": int((~scored & ~language & ~duplicate).sum())}
+    return scored & ~language & ~duplicate, left_out
+
+
+def select(scores: np.ndarray, rule: str, value: float, *, clusters: np.ndarray | None = None,
+           off_language: np.ndarray | None = None, sources: np.ndarray | None = None,
+           quotas: dict[str, int] | None = None, labels: np.ndarray | None = None,
+           keep_flagged: bool = False) -> Selection:
+    """Select rows by `rule` ("ratio", "topk", "threshold") and `value`, in the order of the module
+    docstring. Arrays align with `scores` (NaN: not scored): `clusters` numbers duplicate clusters
+    (-1: none), `off_language` marks rows flagged for language, `sources` names each row's source for
+    `quotas` {source: most rows kept}, `labels` holds "keep"/"drop"/"flag"/None per row."""
+    scores = np.asarray(scores, dtype=np.float64)
+    eligible, left_out = eligible_rows(scores, clusters, off_language, keep_flagged)
+    pool = np.flatnonzero(eligible)
+    order = pool[rank_order(scores[pool])]
+    target = rule_count(scores[pool], rule, value)
+    quotas = {str(k): int(v) for k, v in (quotas or {}).items() if v is not None}
+    within_quota = np.ones(len(order), dtype=bool)
+    if quotas and sources is not None:
+        ordered = pd.Series(np.asarray(sources, dtype=object)[order]).fillna("(none)").astype(str)
+        within_quota = ordered.groupby(ordered).cumcount().to_numpy() < ordered.map(quotas).fillna(np.inf).to_numpy()
+    if rule == "threshold":
+        taken = order[within_quota & (scores[order] >= value)]
+    else:
+        taken = order[within_quota][:target]
+    base = np.zeros(len(scores), dtype=bool)
+    base[taken] = True
+    mask = base.copy()
+    forced_in = forced_out = 0
+    if labels is not None:
+        labels = np.asarray(labels, dtype=object)
+        keep, drop = (labels == "keep") & eligible, (labels == "drop") & eligible
+        forced_in, forced_out = int((keep & ~base).sum()), int((drop & base).sum())
+        mask = (base | keep) & ~drop
+    kept = order[mask[order]]
+    low = float(scores[kept].min()) if len(kept) else None
+    return Selection(rule, float(value), kept, mask, low, eligible, left_out, forced_in, forced_out,
+                     int((~base[order[:target]]).sum()), quotas, keep_flagged, labels is not None)
+
+
 def cut(scores: np.ndarray, ratio: float | None = None, topk: int | None = None,
-        threshold: float | None = None) -> Cut:
-    """Keep the best `ratio` of rows (rounded up), the best `topk`, or every row scoring >= `threshold`."""
+        threshold: float | None = None) -> Selection:
+    """Keep the best `ratio` of rows (rounded up), the best `topk`, or every row scoring >= `threshold`
+    (a plain cut: `select` without cleaning, quotas or labels)."""
     given = [(n, v) for n, v in (("ratio", ratio), ("topk", topk), ("threshold", threshold)) if v is not None]
     if len(given) != 1:
         raise ScarError("give exactly one of --ratio, --topk or --threshold")
     rule, value = given[0]
-    scores = np.asarray(scores, dtype=np.float64)
-    kept = rank_order(scores)[: rule_count(scores, rule, value)]
-    low = float(scores[kept[-1]]) if len(kept) else None
-    return Cut(rule, float(value), kept, low)
+    return select(scores, rule, value)
+
+
+def split_stats(mask: np.ndarray, lengths: np.ndarray) -> pd.DataFrame:
+    """Rows and words kept vs dropped (a table for the Select page)."""
+    mask, lengths = np.asarray(mask, dtype=bool), np.asarray(lengths, dtype=np.int64)
+    rows = [("kept", int(mask.sum()), int(lengths[mask].sum())), ("dropped", int((~mask).sum()), int(lengths[~mask].sum()))]
+    table = pd.DataFrame(rows, columns=["", "rows", "response words"]).set_index("")
+    total = max(len(mask), 1)
+    table["share of rows"] = (table["rows"] / total).map("{:.1%}".format)
+    return table
+
+
+def rank_and_percentile(scores: np.ndarray, values: list[float]) -> list[tuple[int, float]]:
+    """(rank, percentile) of each value among `scores`: rank 1 is the best, percentile 100 the best."""
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    n = max(len(ordered), 1)
+    out = []
+    for v in values:
+        at_or_below = int(np.searchsorted(ordered, v, side="right"))
+        out.append((len(ordered) - at_or_below + 1, 100.0 * at_or_below / n))
+    return out

@@ -12,11 +12,13 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from db import datasets, jobs, labels, maps, rankers, runs, selections
+from scar_core.jobs import datasets as importing
 from db.store import open_store
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from scar_core.jobs.map import submit_map
-from scar_core.ranker import WEIGHTS, file_hash
+from scar_core.export import file_sha256
+from scar_core.ranker import WEIGHTS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -49,7 +51,7 @@ def store(tmp_path, monkeypatch):
 @pytest.fixture
 def scored(store, data_file, tiny_checkpoint):
     """A dataset scored by the tiny ranker in this process (the job code the worker runs)."""
-    dataset = datasets.import_file(store, data_file, lenient=True)
+    dataset = importing.import_file(store, data_file, lenient=True)
     run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
     assert run_job(store, run.job_id).status == "done"
     return runs.get_run(store, run.id)
@@ -109,7 +111,7 @@ def test_datasets_field_mapping_and_bad_file_message(store, tmp_path):
 
 
 def test_rank_page_refuses_bad_choices_then_scores_in_background(store, data_file, tiny_checkpoint, tmp_path):
-    datasets.import_file(store, data_file, lenient=True)
+    importing.import_file(store, data_file, lenient=True)
     at = app("rank")
     at.radio(key="ranker_kind").set_value("checkpoint folder").run()
     at.text_input(key="checkpoint_dir").set_value(str(tmp_path)).run()
@@ -205,11 +207,11 @@ def test_export_writes_best_first_with_manifest_inside_the_folder(store, scored,
     assert lines[0]["messages"][-1]["role"] == "assistant"
     manifest = json.loads((tmp_path / "out" / "escape.jsonl.manifest.json").read_text())
     ranker = rankers.get_ranker(store, scored.ranker_id)
-    assert manifest["input"]["sha256"] == datasets.get_dataset(store, scored.dataset_id).sha256
-    assert manifest["ranker"]["weights_sha256"] == file_hash(Path(ranker.location) / WEIGHTS) == ranker.identity
+    assert manifest["inputs"][0]["sha256"] == datasets.get_dataset(store, scored.dataset_id).sha256
+    assert manifest["ranker"]["weights_sha256"] == file_sha256(Path(ranker.location) / WEIGHTS) == ranker.identity
     assert manifest["rows"] == 3 and manifest["precision"] == "fp32" and manifest["device"] == "cpu"
     assert manifest["threshold_score"] == 0.1 and len(manifest["selected_ids_sha256"]) == 64
-    assert {"versions", "cleaning", "cut"} <= set(manifest)
+    assert {"versions", "cleaning", "selection"} <= set(manifest)
     assert [e.path for e in selections.list_exports(store)] == [str(written)]
 
 
@@ -260,7 +262,7 @@ def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):
     pasted = "the quick brown fox jumps over the lazy dog near the river bank"
     with data_file.open("a") as f:  # an answer pasted whole from its prompt
         f.write(json.dumps({"instruction": f"Repeat this: {pasted}", "output": pasted}) + "\n")
-    dataset = datasets.import_file(store, data_file, lenient=True)
+    dataset = importing.import_file(store, data_file, lenient=True)
     run = submit_score(store, dataset.id, model=str(tmp_path / "lm-ranker"), device="cpu", precision="fp32",
                        launch=False)
     assert run_job(store, run.job_id).status == "done"

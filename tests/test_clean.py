@@ -295,7 +295,9 @@ def test_rank_drops_flagged_rows_before_the_cut(pool, tmp_path, tiny_checkpoint,
     counts = cleaning["counts"]
     assert counts["exact_duplicates"] + counts["near_duplicates"] == 4  # which kind depends on the member kept
     assert (counts["rows"], counts["language"], counts["flagged"], counts["unflagged"]) == (9, 2, 6, 3)
-    assert cleaning["flagged_rows"] == "dropped" and manifest["pool_size"] == 3
+    selection = manifest["selection"]
+    assert not selection["keep_flagged"] and selection["pool"] == 3
+    assert selection["left_out"] == {"language": 2, "duplicate": 4, "unscored": 0}
 
 
 def test_rank_keep_flagged_and_no_cleaning(pool, tmp_path, tiny_checkpoint, capsys):

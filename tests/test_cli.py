@@ -48,7 +48,7 @@ def test_rank_exports_the_best_subset_with_manifest(tmp_path, pool, tiny_checkpo
     best = sorted((json.loads(line)["score"] for line in scores_path.read_text().splitlines()), reverse=True)[:3]
     assert [round(r["score"], 5) for r in kept] == [round(s, 5) for s in best]
     manifest = json.loads((tmp_path / "top.jsonl.manifest.json").read_text())
-    assert manifest["cut"]["kept"] == 3 and manifest["inputs"][0]["rows"] == len(POOL)
+    assert manifest["selection"]["kept"] == 3 and manifest["inputs"][0]["rows"] == len(POOL)
     assert len(manifest["selected_ids_sha256"]) == 64
 
 

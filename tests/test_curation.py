@@ -1,4 +1,4 @@
-"""The app's helpers in scar_core: cuts with quotas and overrides, safe export names, inert text,
+"""The selection rule (cuts with quotas, overrides and cleaning) and the app's helpers in scar_core, safe export names, inert text,
 file previews and uploads."""
 from __future__ import annotations
 
@@ -7,31 +7,30 @@ import json
 import numpy as np
 import pytest
 
-from scar_core.curate import curate, rank_and_percentile, split_stats
 from scar_core.display import markdown_escape, snippet, visible
 from scar_core.errors import ScarError
 from scar_core.export import export_target, safe_filename
 from scar_core.intake import field_map, preview, save_upload
-from scar_core.select import cut
+from scar_core.select import cut, rank_and_percentile, select, split_stats
 
 SCORES = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
 SOURCES = np.array(["a", "a", "a", "b", "b", "c"], dtype=object)
 
 
-def test_plain_cut_matches_select_cut():
-    for rule, value in (("ratio", 0.5), ("topk", 4), ("threshold", 2.5)):
-        assert curate(SCORES, rule, value).kept.tolist() == cut(SCORES, **{rule: value}).kept.tolist()
+def test_plain_cut_is_select_without_cleaning_quotas_or_labels():
+    for rule, value, kept in (("ratio", 0.5, [0, 1, 2]), ("topk", 4, [0, 1, 2, 3]), ("threshold", 2.5, [0, 1, 2])):
+        assert select(SCORES, rule, value).kept.tolist() == cut(SCORES, **{rule: value}).kept.tolist() == kept
 
 
 def test_quotas_cap_a_source_and_fill_from_the_others():
-    chosen = curate(SCORES, "topk", 3, SOURCES, {"a": 1})
+    chosen = select(SCORES, "topk", 3, sources=SOURCES, quotas={"a": 1})
     assert chosen.kept.tolist() == [0, 3, 4] and chosen.quota_skipped == 2
     assert chosen.threshold == 1.0
 
 
 def test_labels_force_rows_in_and_out_and_are_counted():
     labels = np.array(["drop", None, None, None, "keep", "flag"], dtype=object)
-    chosen = curate(SCORES, "ratio", 0.5, labels=labels)
+    chosen = select(SCORES, "ratio", 0.5, labels=labels)
     assert chosen.kept.tolist() == [1, 2, 4]
     assert (chosen.forced_in, chosen.forced_out) == (1, 1)
     assert chosen.params()["overrides"] == {"forced_in": 1, "forced_out": 1}
@@ -40,7 +39,7 @@ def test_labels_force_rows_in_and_out_and_are_counted():
 def test_bad_rules_are_refused():
     for rule, value in (("ratio", 0.0), ("topk", 1.5), ("threshold", float("nan")), ("best", 1)):
         with pytest.raises(ScarError):
-            curate(SCORES, rule, value)
+            select(SCORES, rule, value)
 
 
 def test_rank_percentile_and_split_stats():

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from db import datasets, jobs, open_store, runs
+from scar_core.jobs import datasets as importing
 from scar_core.load import load
 from scar_core.jobs import runner as workers
 from scar_core.jobs.score import submit_score
@@ -58,7 +59,7 @@ def integrity_ok(store) -> bool:
 
 def test_worker_killed_mid_run_resumes_without_duplicates(tmp_path, pairs_file, tiny_checkpoint, ranker):
     store = open_store(str(tmp_path / "kill.db"))
-    ds = datasets.import_file(store, pairs_file)
+    ds = importing.import_file(store, pairs_file)
     run = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
                        chunk_rows=2, launch=False)
     total = ds.example_count
@@ -97,7 +98,7 @@ def test_worker_killed_mid_run_resumes_without_duplicates(tmp_path, pairs_file, 
 
 def test_cancel_stops_the_worker_and_keeps_finished_rows(tmp_path, pairs_file, tiny_checkpoint):
     store = open_store(str(tmp_path / "cancel.db"))
-    ds = datasets.import_file(store, pairs_file)
+    ds = importing.import_file(store, pairs_file)
     run = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
                        chunk_rows=1, launch=False)
     worker = start(store, run.job_id)
@@ -120,7 +121,7 @@ def test_cancel_stops_the_worker_and_keeps_finished_rows(tmp_path, pairs_file, t
 def test_unchanged_dataset_and_ranker_are_answered_from_the_store(tmp_path, pairs_file, tiny_checkpoint,
                                                                     monkeypatch):
     store = open_store(str(tmp_path / "cache.db"))
-    ds = datasets.import_file(store, pairs_file)
+    ds = importing.import_file(store, pairs_file)
     first = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
     assert workers.run_job(store, first.job_id).status == "done"
 
@@ -159,7 +160,7 @@ print(n)
 def test_two_app_sessions_and_a_cli_job_share_one_sqlite_file(tmp_path, pairs_file, tiny_checkpoint):
     db_path = tmp_path / "shared.db"
     store = open_store(str(db_path))
-    ds = datasets.import_file(store, pairs_file)
+    ds = importing.import_file(store, pairs_file)
     seed = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="bf16", launch=False)
     assert workers.run_job(store, seed.job_id).status == "done"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -211,7 +212,7 @@ def test_finished_run_stores_breakdown_outliers_and_form_features(tmp_path, pair
     from scar_core.ranker import load_ranker
 
     store = open_store(str(tmp_path / "diag.db"))
-    dataset = datasets.import_result(store, load(pairs_file), {})
+    dataset = importing.import_loaded(store, load(pairs_file), {})
     run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
     assert run_job(store, run.job_id).status == "done"
     with store.read() as s:
@@ -226,7 +227,7 @@ def test_finished_run_stores_breakdown_outliers_and_form_features(tmp_path, pair
 
 def test_worker_that_exits_before_claiming_shows_as_interrupted(tmp_path, pairs_file, tiny_checkpoint):
     store = open_store(str(tmp_path / "early.db"))
-    ds = datasets.import_file(store, pairs_file)
+    ds = importing.import_file(store, pairs_file)
     run = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -258,7 +259,7 @@ def test_run_with_an_lm_term_stores_each_responses_nll(tmp_path, pairs_file, tin
     ranker.save(tmp_path / "lm-ranker")
     store = open_store(str(tmp_path / "lm.db"))
     data = load(pairs_file)
-    dataset = datasets.import_result(store, data, {})
+    dataset = importing.import_loaded(store, data, {})
     run = submit_score(store, dataset.id, model=str(tmp_path / "lm-ranker"), device="cpu", precision="fp32",
                        launch=False)
     assert run_job(store, run.job_id).status == "done"
@@ -291,36 +292,38 @@ def test_a_rankers_lm_term_settings_are_part_of_its_identity(tmp_path, pairs_fil
     from db import rankers
     from db.models import Result
     from scar_core.errors import ScarError
-    from scar_core.ranker import WEIGHTS, LMTerm, file_hash, load_ranker
+    from scar_core.export import file_sha256
+    from scar_core.jobs.rankers import describe
+    from scar_core.ranker import WEIGHTS, LMTerm, checkpoint_hashes, load_ranker
     from tests.conftest import tiny_ranker
 
     plain = tiny_ranker().save(tmp_path / "plain")
-    assert rankers.checkpoint_identity(plain)[0] == file_hash(plain / WEIGHTS)  # as stores have it already
+    assert checkpoint_hashes(plain)[1] == file_sha256(plain / WEIGHTS)  # as stores have it already
     ranker = tiny_ranker()
     ranker.add_lm_term(LMTerm(str(tiny_lm), mean=3.0, std=2.0))
     ranker.lm_weight.data.fill_(0.5)
     first = ranker.save(tmp_path / "min4")
-    identity = rankers.checkpoint_identity(first)[0]
-    assert identity == load_ranker(first).identity != file_hash(first / WEIGHTS)
+    identity = checkpoint_hashes(first)[1]
+    assert identity == load_ranker(first).identity != file_sha256(first / WEIGHTS)
 
     copy, edited = (Path(shutil.copytree(first, tmp_path / name)) for name in ("copy", "min1"))
     config = json.loads((edited / "config.json").read_text())
     config["lm_term"]["min_tokens"] = 1
     (edited / "config.json").write_text(json.dumps(config))
-    assert rankers.checkpoint_identity(copy)[0] == identity != rankers.checkpoint_identity(edited)[0]
+    assert checkpoint_hashes(copy)[1] == identity != checkpoint_hashes(edited)[1]
     # A term saved before copy_span/min_tokens/count_end existed is the same as one saving them as null/false.
     for name, term in (("old", {"lm": str(tiny_lm), "max_tokens": 256, "mean": 3.0, "std": 2.0}),
                        ("nulls", {"lm": str(tiny_lm), "max_tokens": 256, "copy_span": None, "min_tokens": None,
                                   "count_end": False, "mean": 3.0, "std": 2.0})):
         folder = Path(shutil.copytree(first, tmp_path / name))
         (folder / "config.json").write_text(json.dumps({**config, "lm_term": term}))
-    assert rankers.checkpoint_identity(tmp_path / "old") == rankers.checkpoint_identity(tmp_path / "nulls")
+    assert checkpoint_hashes(tmp_path / "old")[1] == checkpoint_hashes(tmp_path / "nulls")[1]
     (tmp_path / "old" / "config.json").write_text(json.dumps({**config, "lm_term": {"lm": "x", "span": 4}}))
     with pytest.raises(ScarError, match=r"old/config.json: invalid lm_term"):
-        rankers.checkpoint_identity(tmp_path / "old")
+        checkpoint_hashes(tmp_path / "old")
 
     store = open_store(str(tmp_path / "identity.db"))
-    dataset = datasets.import_result(store, load(pairs_file), {})
+    dataset = importing.import_loaded(store, load(pairs_file), {})
     done = {}
     for folder in (first, copy, edited):
         run = submit_score(store, dataset.id, model=str(folder), device="cpu", precision="fp32", launch=False)
@@ -344,5 +347,5 @@ def test_a_rankers_lm_term_settings_are_part_of_its_identity(tmp_path, pairs_fil
     job = workers.run_job(store, run.job_id)
     assert job.status == "failed" and "changed since run" in job.error
     # Manifests record the plain weights file hash, while the folder still holds what was registered.
-    assert rankers.weights_sha256(rankers.get_ranker(store, done["min4"][0])) == file_hash(first / WEIGHTS)
-    assert rankers.weights_sha256(rankers.get_ranker(store, run.ranker_id)) is None  # "later", since edited
+    assert describe(rankers.get_ranker(store, done["min4"][0]))["weights_sha256"] == file_sha256(first / WEIGHTS)
+    assert describe(rankers.get_ranker(store, run.ranker_id))["weights_sha256"] is None  # "later", since edited

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from db import datasets, jobs, labels, maps, open_store, rankers, runs, selections
+from db import cleaning, datasets, jobs, labels, maps, open_store, rankers, runs, selections
+from scar_core.jobs import datasets as importing, selection
 from db.models import Base, Dataset, Example, Result
 from db.runs import ResultFilter
 from scar_core.errors import ScarError
@@ -82,7 +83,7 @@ def test_schema_matches_models_and_sqlite_settings(store):
 
 
 def test_import_stores_dataset_examples_and_reuses_same_file(store, dataset_file):
-    ds = datasets.import_file(store, dataset_file)
+    ds = importing.import_file(store, dataset_file)
     assert (ds.name, ds.format, ds.row_count, ds.example_count, ds.rejected) == ("pairs.jsonl", "alpaca", 40, 40, [])
     assert len(ds.sha256) == 64
     page = datasets.examples(store, ds.id, offset=10, limit=3)
@@ -90,14 +91,14 @@ def test_import_stores_dataset_examples_and_reuses_same_file(store, dataset_file
     assert page[0].instruction == "Question 10?" and page[0].meta["where"] == "line 11"
     assert datasets.to_core(page[0]).id == page[0].content_id == CoreExample("Question 10?", page[0].response).id
     assert datasets.sources(store, ds.id) == ["alpha", "beta"]
-    assert datasets.import_file(store, dataset_file).id == ds.id
-    assert datasets.import_file(store, dataset_file, reuse=False).id != ds.id
+    assert importing.import_file(store, dataset_file).id == ds.id
+    assert importing.import_file(store, dataset_file, reuse=False).id != ds.id
 
 
 def test_lenient_import_keeps_rejected_rows_with_reasons(store, tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c"\n{"instruction": "d", "output": "e"}\n')
-    ds = datasets.import_file(store, path, lenient=True)
+    ds = importing.import_file(store, path, lenient=True)
     assert ds.example_count == 2 and ds.row_count == 3
     assert ds.rejected[0]["where"] == "line 2" and "JSON" in ds.rejected[0]["reason"]
 
@@ -108,21 +109,21 @@ def _counts(store) -> tuple[int, int]:
 
 
 def test_failed_import_changes_nothing(store, dataset_file, tmp_path):
-    datasets.import_file(store, dataset_file)
+    importing.import_file(store, dataset_file)
     before = _counts(store)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n')
     with pytest.raises(ScarError, match="line 2"):
-        datasets.import_file(store, bad)
+        importing.import_file(store, bad)
     # A failure inside the transaction, after the dataset row and most examples were written:
     examples = [CoreExample(f"q{i}", f"r{i}") for i in range(30)] + [CoreExample("q", "r", meta={"x": {1, 2}})]
     with pytest.raises(Exception):
-        datasets.import_result(store, LoadResult(dataset_file, "alpaca", examples, 31))
+        importing.import_loaded(store, LoadResult(dataset_file, "alpaca", examples, 31))
     assert _counts(store) == before
 
 
 def test_results_page_filters_sorts_and_counts(store, dataset_file):
-    ds = datasets.import_file(store, dataset_file)
+    ds = importing.import_file(store, dataset_file)
     run = scored_run(store, ds.id)
     top = runs.results_page(store, run.id, limit=5)
     assert [r["score"] for r in top] == [39.0, 38.0, 37.0, 36.0, 35.0]
@@ -144,12 +145,16 @@ def test_results_page_filters_sorts_and_counts(store, dataset_file):
 
 
 def test_flags_labels_and_their_filters(store, dataset_file):
-    ds = datasets.import_file(store, dataset_file)
+    ds = importing.import_file(store, dataset_file)
     run = scored_run(store, ds.id)
     ids = [r["example_id"] for r in runs.results_page(store, run.id, sort="position", limit=40)]
-    datasets.set_flags(store, {ids[0]: {"duplicate": True}, ids[1]: {"language": "fr"}, ids[2]: {"duplicate": "x"}})
-    assert runs.count_results(store, run.id, ResultFilter(flag="duplicate")) == 2
-    assert runs.count_results(store, run.id, ResultFilter(flag="language")) == 1
+    # ids[0] and ids[2] form a duplicate cluster (not exact copies); scores rise with position, so ids[2] is kept
+    cleaning.save_cleaning(store, {ids[0]: ({}, 0, 0), ids[1]: ({"language": {"language": "fr"}}, None, None),
+                                   ids[2]: ({}, 0, 2)})
+    table = selection.run_table(store, run.id)
+    flags = dict(zip(table["example_id"], table["flags"]))
+    assert (flags[ids[0]], flags[ids[1]], flags[ids[2]]) == ("near", "language", "")
+    assert selection.flag_names(table) == ["language", "near"] and selection.flagged_ids(table, "near") == [ids[0]]
     labels.set_label(store, ids[3], "drop", "ana", note="off-topic")
     labels.set_label(store, ids[4], "keep", "ana")
     labels.set_label(store, ids[4], "flag", "ben")
@@ -165,7 +170,7 @@ def test_flags_labels_and_their_filters(store, dataset_file):
 
 
 def test_scores_vectors_histogram_and_maps(store, dataset_file):
-    ds = datasets.import_file(store, dataset_file)
+    ds = importing.import_file(store, dataset_file)
     run = scored_run(store, ds.id)
     ids, scores = runs.run_scores(store, run.id)
     assert scores.dtype == np.float32 and scores.tolist() == [float(i) for i in range(40)]
@@ -187,7 +192,7 @@ def test_scores_vectors_histogram_and_maps(store, dataset_file):
 
 
 def test_results_never_duplicate(store, dataset_file):
-    ds = datasets.import_file(store, dataset_file)
+    ds = importing.import_file(store, dataset_file)
     run = scored_run(store, ds.id)
     again = [{"example_id": r["example_id"], "score": -1.0} for r in runs.results_page(store, run.id, limit=40)]
     with store.write() as session:
@@ -199,12 +204,12 @@ def test_results_never_duplicate(store, dataset_file):
 
 
 def test_cache_copies_by_content_ranker_and_precision(store, dataset_file, tmp_path):
-    ds = datasets.import_file(store, dataset_file)
+    ds = importing.import_file(store, dataset_file)
     first = scored_run(store, ds.id)
     # A different file sharing 20 pairs with the first one.
     rows = [json.loads(line) for line in open(dataset_file)][:20]
     rows += [{"instruction": f"New {i}?", "output": "New."} for i in range(5)]
-    other = datasets.import_file(store, write_jsonl(tmp_path / "other.jsonl", rows))
+    other = importing.import_file(store, write_jsonl(tmp_path / "other.jsonl", rows))
     same = runs.create_run(store, other.id, first.ranker_id, "cpu", "fp32")
     assert runs.fill_from_cache(store, same.id) == 20
     assert runs.fill_from_cache(store, same.id) == 0
@@ -217,7 +222,7 @@ def test_cache_copies_by_content_ranker_and_precision(store, dataset_file, tmp_p
 
 
 def test_selections_exports_and_cascading_delete(store, dataset_file):
-    ds = datasets.import_file(store, dataset_file)
+    ds = importing.import_file(store, dataset_file)
     run = scored_run(store, ds.id)
     ids = runs.run_scores(store, run.id)[0][:5].tolist()
     sel = selections.save_selection(store, run.id, "top", "ratio", {"ratio": 0.1}, ids)

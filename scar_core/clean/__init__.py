@@ -29,7 +29,7 @@ DEDUP_MODES = ("near", "exact", "none")
 DEFAULT_DEDUP = "near"
 DEFAULT_LANG = "en"
 
-__all__ = ["DEDUP_MODES", "DEFAULT_DEDUP", "DEFAULT_LANG", "CleanReport", "clean"]
+__all__ = ["DEDUP_MODES", "DEFAULT_DEDUP", "DEFAULT_LANG", "CleanReport", "clean", "duplicate_of"]
 
 
 @dataclass(frozen=True)
@@ -51,26 +51,33 @@ class CleanReport:
             raise ValueError(f"{len(scores)} scores for {len(self.ids)} examples")
         return replace(self, scores=scores)
 
-    def keeper(self, cluster: np.ndarray) -> int:
-        """The member a cluster keeps: not language-flagged, then best score, then first."""
-        score = self.scores[cluster] if self.scores is not None else np.zeros(len(cluster))
-        score = np.where(np.isnan(score), -np.inf, score)
-        flagged = np.array([int(p) in self.languages for p in cluster])
-        return int(cluster[np.lexsort((cluster, -score, flagged))[0]])
+    @cached_property
+    def cluster_ids(self) -> np.ndarray:
+        """Per position, the number of its duplicate cluster, -1 for rows in none (what the store keeps)."""
+        ids = np.full(len(self.ids), -1, dtype=np.int64)
+        for k, cluster in enumerate(self.clusters):
+            ids[cluster] = k
+        return ids
+
+    @cached_property
+    def off_language(self) -> np.ndarray:
+        return np.isin(np.arange(len(self.ids)), list(self.languages))
+
+    @cached_property
+    def keepers(self) -> np.ndarray:
+        """Per position, the position of the cluster member it duplicates, -1 for rows that are kept."""
+        return duplicate_of(self.cluster_ids, self.scores, self.off_language)
 
     @cached_property
     def flags(self) -> list[list[dict]]:
         """Per position, the reasons it is flagged (empty list: keep)."""
         out: list[list[dict]] = [[] for _ in self.ids]
-        for cluster in self.clusters:
-            keep = self.keeper(cluster)
-            for p in map(int, cluster):
-                if p == keep:
-                    continue
-                same = self.exact_group[p] == self.exact_group[keep]
-                sim = 1.0 if same else float(np.mean(self.signatures[p] == self.signatures[keep]))
-                out[p].append({"kind": "exact" if same else "near", "duplicate_of": self.ids[keep],
-                               "similarity": round(sim, 3)})
+        for p in np.flatnonzero(self.keepers >= 0).tolist():
+            keep = int(self.keepers[p])
+            same = self.exact_group[p] == self.exact_group[keep]
+            sim = 1.0 if same else float(np.mean(self.signatures[p] == self.signatures[keep]))
+            out[p].append({"kind": "exact" if same else "near", "duplicate_of": self.ids[keep],
+                           "similarity": round(sim, 3)})
         for p, flag in self.languages.items():
             out[p].append(flag)
         return out
@@ -101,6 +108,29 @@ class CleanReport:
     def summary(self) -> dict:
         """Options and counts, as recorded in export manifests."""
         return {"options": self.options, "counts": self.counts()}
+
+
+def duplicate_of(clusters: np.ndarray, scores: np.ndarray | None = None,
+                 off_language: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the position of the member its duplicate cluster keeps, or -1 for rows that are kept.
+
+    `clusters` numbers each row's cluster (-1: in none). A cluster keeps one member: one not flagged
+    for language if it has any, then the best-scored (NaN ranks last), then the first. The CLI and
+    the app both decide duplicates here, after scoring, so both keep the same copy.
+    """
+    clusters = np.asarray(clusters, dtype=np.int64)
+    n = len(clusters)
+    score = np.zeros(n) if scores is None else np.asarray(scores, dtype=np.float64)
+    score = np.where(np.isnan(score), -np.inf, score)
+    flagged = np.zeros(n, bool) if off_language is None else np.asarray(off_language, dtype=bool)
+    out = np.full(n, -1, dtype=np.int64)
+    members = np.flatnonzero(clusters >= 0)
+    order = members[np.lexsort((members, -score[members], flagged[members], clusters[members]))]
+    if len(order):
+        first = np.r_[True, clusters[order[1:]] != clusters[order[:-1]]]
+        keeper = order[first][np.cumsum(first) - 1]
+        out[order[~first]] = keeper[~first]
+    return out
 
 
 def clean(examples: Sequence[Example], dedup: str = DEFAULT_DEDUP, lang: str | Sequence[str] | None = DEFAULT_LANG,

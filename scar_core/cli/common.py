@@ -7,6 +7,7 @@ import sys
 from tqdm import tqdm
 
 from scar_core.clean import DEDUP_MODES, DEFAULT_DEDUP, DEFAULT_LANG, CleanReport, clean
+from scar_core.device import PRECISION_CHOICES
 from scar_core.errors import terminal_text
 from scar_core.example import Example
 from scar_core.load import LoadResult, load
@@ -26,7 +27,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="'default' (bundled ranker) or a checkpoint folder")
     p.add_argument("--encoder", help="load the encoder from here instead of the checkpoint's (offline copy)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+    p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                    help="auto: bf16 where the hardware supports it natively, else fp32")
     p.add_argument("--batch-size", type=int, help="most texts per encoder batch (default: 128 on CPU, 512 on GPU)")
 

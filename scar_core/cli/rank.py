@@ -1,4 +1,4 @@
-"""`rank INPUT --out SELECTED.jsonl --ratio R`: score, rank, cut and export the subset, best first."""
+"""`rank INPUT --out SELECTED.jsonl --ratio R`: score, rank, select and export the subset, best first."""
 from __future__ import annotations
 
 import argparse
@@ -8,13 +8,16 @@ import numpy as np
 
 from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
                                   load_inputs, open_ranker, score_with_progress)
-from scar_core.export import export, file_sha256
-from scar_core.device import resolve_device, resolve_precision
-from scar_core.select import cut
+from scar_core.device import precision_name, resolve
+from scar_core.errors import ScarError
+from scar_core.export import describe_input, describe_ranker, export, file_sha256, manifest
+from scar_core.labels import read_labels
+from scar_core.ranker import checkpoint_location
+from scar_core.select import select
 
 
 def add(sub) -> None:
-    p = sub.add_parser("rank", help="score, rank, cut and export the best pairs")
+    p = sub.add_parser("rank", help="score, rank, select and export the best pairs")
     add_input_options(p)
     add_model_options(p)
     p.add_argument("--out", required=True, help="output JSONL path (a .manifest.json is written beside it)")
@@ -27,36 +30,52 @@ def add(sub) -> None:
     p.add_argument("--with-scores", action="store_true", help="add a 'score' field to each exported row")
     add_clean_options(p)
     p.add_argument("--keep-flagged", action="store_true",
-                   help="rank flagged rows too (by default they are dropped before the cut; duplicates keep "
-                        "their best-scored member)")
+                   help="rank flagged rows too (by default rows flagged for language are left out and each "
+                        "duplicate cluster keeps only its best-scored member)")
+    p.add_argument("--labels", help="annotator labels (.jsonl/.csv/...: id, label keep|drop|flag): keep forces "
+                                    "a row in, drop forces it out, as on the Select page")
+    p.add_argument("--quota", action="append", default=[], metavar="SOURCE=N",
+                   help="keep at most N rows of this source (repeat for several sources)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     results, examples = load_inputs(args)
+    quotas = parse_quotas(args.quota)
+    labels = read_labels(args.labels) if args.labels else None
     report = clean_examples(args, examples)
     todo = report.rows("all" if args.keep_flagged else "candidates")  # off-language rows are never scored
     ranker = open_ranker(args)
     scores = score_with_progress(args, ranker, [examples[i] for i in todo])
     score = np.full(len(examples), np.nan)
     score[todo] = scores.score
-    report = report.ranked(score)
-    pool = todo if args.keep_flagged else report.rows("kept")
-    chosen = cut(score[pool], ratio=args.ratio, topk=args.topk, threshold=args.threshold)
-    rows = pool[chosen.kept]
-    kept = [examples[i] for i in rows]
-    device = resolve_device(args.device)
-    manifest = {
-        "inputs": [{"path": r.path, "sha256": file_sha256(r.path), "format": r.format, "rows": r.rows,
-                    "pairs": len(r.examples), "rejected": len(r.rejected)} for r in results],
-        "ranker": {"model": str(args.model), "encoder": ranker.encoder_name, "weights_sha256": ranker.weights_hash,
-                   "identity": ranker.identity},
-        "device": str(device), "precision": str(resolve_precision(args.precision, device)).replace("torch.", ""),
-        "cut": chosen.params(), "pool_size": len(pool),
-        "cleaning": {**report.summary(), "flagged_rows": "kept" if args.keep_flagged else "dropped"},
-    }
-    out, side = export(args.out, kept, args.format, score[rows] if args.with_scores
-                       else None, manifest)
-    print(f"kept {len(kept)} of {len(pool)} pairs (lowest kept score {chosen.threshold}); "
-          f"wrote {out} and {side}", file=sys.stderr)
+    rule, value = next((n, v) for n, v in (("ratio", args.ratio), ("topk", args.topk),
+                                           ("threshold", args.threshold)) if v is not None)
+    chosen = select(score, rule, value, clusters=report.cluster_ids, off_language=report.off_language,
+                    sources=np.array([ex.source for ex in examples], dtype=object), quotas=quotas,
+                    labels=None if labels is None else np.array([labels.get(ex.id) for ex in examples], dtype=object),
+                    keep_flagged=args.keep_flagged)
+    kept = [examples[i] for i in chosen.kept]
+    device, dtype = resolve(args.device, args.precision)
+    info = manifest(kept, args.format, args.with_scores,
+                    inputs=[describe_input(r.path, file_sha256(r.path), r.format, r.rows, len(r.examples),
+                                           len(r.rejected)) for r in results],
+                    ranker=describe_ranker(checkpoint_location(args.model)[1], ranker.encoder_name,
+                                           ranker.weights_hash, ranker.identity),
+                    device=str(device), precision=precision_name(dtype), cleaning=report.summary(),
+                    selection=chosen.params())
+    written = export(args.out, kept, args.format, score[chosen.kept] if args.with_scores else None, info)
+    print(f"kept {len(kept)} of {chosen.eligible} pairs (lowest kept score {chosen.threshold}); "
+          f"wrote {written.path} and {written.manifest_path}", file=sys.stderr)
     return 0
+
+
+def parse_quotas(items: list[str]) -> dict[str, int] | None:
+    """{source: most rows} from repeated SOURCE=N options."""
+    quotas = {}
+    for item in items:
+        source, _, count = item.rpartition("=")
+        if not source or not count.isdigit():
+            raise ScarError(f"--quota takes SOURCE=N with N a whole number, got {item!r}")
+        quotas[source] = int(count)
+    return quotas or None

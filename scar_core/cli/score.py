@@ -53,7 +53,8 @@ def stored_scores(args: argparse.Namespace, results: list, update) -> tuple[Scor
     """Score through the store as jobs (one run per input file), committed chunk by chunk, resumable and
     answered from stored scores where the content, weights and precision match; Scores and each row's
     stored diagnostics, in input order."""
-    from db import datasets, jobs, open_store, runs
+    from db import jobs, open_store, runs
+    from scar_core.jobs.datasets import import_loaded
     from scar_core.jobs.runner import run_job
     from scar_core.jobs.score import submit_score
 
@@ -61,7 +62,7 @@ def stored_scores(args: argparse.Namespace, results: list, update) -> tuple[Scor
     params = {"fmt": args.input_format, "lenient": args.lenient, "field_map": None, "source": None}
     parts, diagnostics, base = [], [], 0
     for result in results:
-        dataset = datasets.import_result(store, result, params)
+        dataset = import_loaded(store, result, params)
         run = submit_score(store, dataset.id, model=args.model, encoder=args.encoder, device=args.device,
                            precision=args.precision, batch_size=args.batch_size, launch=False)
         job = jobs.get_job(store, run.job_id)

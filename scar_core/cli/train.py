@@ -7,6 +7,7 @@ import sys
 
 from tqdm import tqdm
 
+from scar_core.device import PRECISION_CHOICES
 from scar_core.export import file_sha256
 from scar_core.train import TrainConfig, TrainProgress, start_ranker, train
 from scar_core.training_data import QUALITY_MODES, read_rows
@@ -50,7 +51,7 @@ def add(sub) -> None:
     p.add_argument("--save-encoder", action="store_true",
                    help="store the encoder weights even when frozen (default: only when trained)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+    p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                    help="precision of a frozen encoder's one-off pass (auto: as scoring, bf16 where native)")
     p.add_argument("--max-length", type=int, help="token limit per text while training the encoder "
                    "(default: the ranker's, 512; scoring keeps 512)")

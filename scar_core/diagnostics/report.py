@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from scar_core.diagnostics.table import PARTS, dominance_note, part_shares
-from scar_core.select import Cut
+from scar_core.select import Selection
 
 DOMINANT_RHO = 0.7
 LABELS = {
@@ -67,7 +67,7 @@ def warnings_for(corr: dict[str, dict], threshold: float = DOMINANT_RHO) -> list
     return out
 
 
-def compare_selection(table: pd.DataFrame, chosen: Cut, score: str = "score") -> dict:
+def compare_selection(table: pd.DataFrame, chosen: Selection, score: str = "score") -> dict:
     """Selected vs dropped rows on every column at a cut."""
     mask = np.zeros(len(table), dtype=bool)
     mask[chosen.kept] = True
@@ -103,7 +103,7 @@ def breakdown_summary(table: pd.DataFrame, score: str = "score") -> dict:
     return out
 
 
-def build_report(table: pd.DataFrame, chosen: Cut | None = None, score: str = "score",
+def build_report(table: pd.DataFrame, chosen: Selection | None = None, score: str = "score",
                  extra: dict | None = None) -> dict:
     """The whole data-set report as JSON-serialisable data."""
     s = table[score].to_numpy(np.float64)

@@ -16,6 +16,8 @@ from db.models import Job, Run
 from db.store import Store
 from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
+from scar_core.jobs.datasets import clean_dataset
+from scar_core.jobs.rankers import register_checkpoint
 from scar_core.jobs.runner import Beat, Cancelled, start_worker
 
 if TYPE_CHECKING:
@@ -24,17 +26,20 @@ if TYPE_CHECKING:
 
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
                  device: str = "auto", precision: str = "auto", batch_size: int | None = None,
-                 chunk_rows: int | None = None, launch: bool = True) -> Run:
-    """Create a scoring run for a dataset. Rows already scored with the same ranker (weights and LM term
-    settings) and precision (matched by content id) are copied at once; when nothing is left the run is
-    done without loading a model, otherwise a worker process is started (launch=False leaves the job
-    queued for `run_job`)."""
+                 chunk_rows: int | None = None, clean: dict | None = None, launch: bool = True) -> Run:
+    """Create a scoring run for a dataset. With `clean` ({"dedup": ..., "lang": ...}) the dataset is
+    cleaned first and the summary kept with the job (export manifests record it). Rows already scored
+    with the same ranker (weights and LM term settings) and precision (matched by content id) are
+    copied at once; when nothing is left the run is done without loading a model, otherwise a worker
+    process is started (launch=False leaves the job queued for `run_job`)."""
     if datasets.get_dataset(store, dataset_id) is None:
         raise ScarError(f"no dataset {dataset_id} in the store")
-    ranker = rankers.register_checkpoint(store, model, encoder)
+    ranker = register_checkpoint(store, model, encoder)
     dev, dtype = resolve(device, precision)
+    summary = clean_dataset(store, dataset_id, **clean) if clean is not None else None
     job = jobs.create_job(store, "score", {"model": str(model), "encoder": encoder, "batch_size": batch_size,
-                                           "chunk_rows": chunk_rows or default_chunk_rows(dev.type)})
+                                           "chunk_rows": chunk_rows or default_chunk_rows(dev.type),
+                                           "clean": summary})
     run = runs.create_run(store, dataset_id, ranker.id, str(dev), precision_name(dtype),
                           {"model": str(model), "encoder": encoder, "batch_size": batch_size}, job_id=job.id)
     jobs.set_params(store, job.id, run_id=run.id)

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db import datasets, jobs, rankers
+from db import browse, datasets, jobs, rankers
 from db.models import Job
 from db.store import Store
 from scar_core.jobs import runner as background
 from scar_core.errors import ScarError
+from scar_core.export import export_target
 
 
 # Reply lengths per back end: the bundled CPU model writes a few sentences per call in reasonable time,
 # a served LLM gets room for full answers.
 REPLY_TOKENS = {"local": {"max_tokens": 64, "judge_max_tokens": 16},
                 "openai": {"max_tokens": 512, "judge_max_tokens": 64}}
+
+
+def ranker_folder(store: Store, name: str) -> Path:
+    """Where the app puts a ranker trained under `name`: `rankers/NAME` beside the store's data folders."""
+    return export_target(browse.export_folder(store).parent / "rankers", name.strip() or "my-ranker", suffix="")
 
 
 def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, training_file: str | None = None,

@@ -1,0 +1,46 @@
+"""Datasets in the store: import a file (load it with the library, store its examples) and clean it
+(run the library's cleaner over the stored examples, store flags and duplicate clusters)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from db import cleaning, datasets
+from db.models import Dataset
+from db.store import Store
+from scar_core.clean import DEFAULT_DEDUP, DEFAULT_LANG, clean
+from scar_core.export import file_sha256
+from scar_core.load import LoadResult, load
+
+
+def import_file(store: Store, path: str | Path, fmt: str | None = None, lenient: bool = False,
+                field_map: dict[str, str] | None = None, source: str | None = None, reuse: bool = True) -> Dataset:
+    """Load a file with scar_core.load.load and store it (see import_loaded)."""
+    result = load(path, fmt=fmt, lenient=lenient, field_map=field_map, source=source)
+    return import_loaded(store, result, {"fmt": fmt, "lenient": lenient, "field_map": field_map, "source": source},
+                         reuse=reuse)
+
+
+def import_loaded(store: Store, result: LoadResult, load_params: dict | None = None, reuse: bool = True) -> Dataset:
+    """Store a loaded file as a dataset in one transaction; with reuse, the same file loaded with the
+    same options is the dataset already stored (so its scores are found again)."""
+    rejected = [{"where": r.where, "field": r.field, "reason": r.reason} for r in result.rejected]
+    return datasets.add_dataset(store, Path(result.path).name, str(Path(result.path).resolve()),
+                                file_sha256(result.path), result.format, result.rows, result.examples, rejected,
+                                load_params or {}, reuse=reuse)
+
+
+def clean_dataset(store: Store, dataset_id: int, dedup: str = DEFAULT_DEDUP, lang: str | None = DEFAULT_LANG) -> dict:
+    """Clean every example of a dataset; store each one's flags and duplicate cluster; return the
+    summary (options and counts) that scoring runs and manifests record."""
+    rows = datasets.examples(store, dataset_id, limit=None)
+    report = clean([datasets.to_core(r) for r in rows], dedup=dedup, lang=lang)
+    clusters = report.cluster_ids
+    findings = {}
+    for p, row in enumerate(rows):
+        cluster = int(clusters[p]) if clusters[p] >= 0 else None
+        flags = {"language": report.languages[p]} if p in report.languages else {}
+        if flags or row.flags or cluster is not None or row.duplicate_cluster is not None:
+            findings[row.id] = (flags, cluster, int(report.exact_group[p]) if cluster is not None else None)
+    cleaning.save_cleaning(store, findings)
+    return report.summary()
+
