@@ -56,56 +56,77 @@ def load(path: str | Path, fmt: str | None = None, lenient: bool = False,
     path = Path(path)
     if not path.is_file():
         raise ScarError(f"{path}: no such file")
-    shape = formats.shape(fmt) if fmt else None
+    rows = _RowReader(path, fmt, field_map, source)
     examples: list[Example] = []
     rejected: list[Rejected] = []
-    seen_ids: dict[object, str] = {}
-    rows = 0
-    stem = path.stem
-
-    def header_fits(names: list[str]) -> bool:
-        row = _mapped(dict.fromkeys(names, ""), field_map)
-        return shape.matches(row) if shape else formats.detect(row) is not None
-
-    for where, row in read_rows(path, header_fits):
-        rows += 1
+    count = 0
+    for where, row in read_rows(path, rows.header_fits):
+        count += 1
         try:
-            if isinstance(row, Unreadable):
-                raise formats.RowError(row.field, row.reason)
-            if not isinstance(row, dict):
-                raise formats.RowError(None, f"expected an object with the row's fields, got {kind(row)}")
-            row = _mapped(row, field_map)
-            if shape is None:
-                name = formats.detect(row)
-                if name is None:
-                    raise formats.RowError(None, f"unknown row shape with fields {_fields(row)}; "
-                                           f"expected one of: {EXPECTED}")
-                shape = formats.shape(name)
-            elif not shape.matches(row):
-                raise _misfit(row, shape, "chosen" if fmt else "detected from the first row")
-            found = shape.to_examples(row)
-            tag = source or _row_source(row) or stem
-            row_id = _row_id(row)
-            if row_id is not None:
-                if row_id in seen_ids:
-                    raise formats.RowError("id", f"duplicate id {shown(row_id)}: {seen_ids[row_id]} has the "
-                                           "same id; ids must be unique within a file")
-                seen_ids[row_id] = where
+            examples.extend(rows.examples(where, row))
         except formats.RowError as e:
             if not lenient:
                 raise InputError(str(path), str(e), where, e.field) from None
             rejected.append(Rejected(where, e.field, str(e)))
-            continue
-        for ex in found:
-            ex.source = tag
-            ex.meta["where"] = where
-        examples.extend(found)
-    if rows == 0:
+    if count == 0:
         raise InputError(str(path), "the file holds no rows")
     if not examples:
         first = rejected[0].message(str(path)) if rejected else ""
         raise ScarError(f"{path}: no valid rows ({len(rejected)} rejected). First problem: {first}")
-    return LoadResult(str(path), shape.NAME, examples, rows, rejected)
+    return LoadResult(str(path), rows.shape.NAME, examples, count, rejected)
+
+
+class _RowReader:
+    """Turns a file's rows into Examples one at a time: maps fields, detects the shape from the first
+    row (unless one was chosen) and holds every later row to it, and keeps row ids unique."""
+
+    def __init__(self, path: Path, fmt: str | None, field_map: dict[str, str] | None, source: str | None):
+        self.chosen = bool(fmt)
+        self.shape = formats.shape(fmt) if fmt else None
+        self.field_map, self.source, self.stem = field_map, source, path.stem
+        self.seen_ids: dict[object, str] = {}
+
+    def header_fits(self, names: list[str]) -> bool:
+        """Whether a CSV header names the fields of the chosen shape (or of any shape)."""
+        row = _mapped(dict.fromkeys(names, ""), self.field_map)
+        return self.shape.matches(row) if self.shape else formats.detect(row) is not None
+
+    def examples(self, where: str, row: object) -> list[Example]:
+        """The Examples of one row, tagged with their source and where they came from; a RowError says
+        why the row cannot be loaded."""
+        if isinstance(row, Unreadable):
+            raise formats.RowError(row.field, row.reason)
+        if not isinstance(row, dict):
+            raise formats.RowError(None, f"expected an object with the row's fields, got {kind(row)}")
+        row = _mapped(row, self.field_map)
+        found = self._shape_of(row).to_examples(row)
+        tag = self.source or _row_source(row) or self.stem
+        self._claim_id(row, where)
+        for ex in found:
+            ex.source = tag
+            ex.meta["where"] = where
+        return found
+
+    def _shape_of(self, row: dict):
+        """The file's shape: detected from the first row, which every later row must fit."""
+        if self.shape is None:
+            name = formats.detect(row)
+            if name is None:
+                raise formats.RowError(None, f"unknown row shape with fields {_fields(row)}; "
+                                       f"expected one of: {EXPECTED}")
+            self.shape = formats.shape(name)
+        elif not self.shape.matches(row):
+            raise _misfit(row, self.shape, "chosen" if self.chosen else "detected from the first row")
+        return self.shape
+
+    def _claim_id(self, row: dict, where: str) -> None:
+        row_id = _row_id(row)
+        if row_id is None:
+            return
+        if row_id in self.seen_ids:
+            raise formats.RowError("id", f"duplicate id {shown(row_id)}: {self.seen_ids[row_id]} has the "
+                                   "same id; ids must be unique within a file")
+        self.seen_ids[row_id] = where
 
 
 EXPECTED = "instruction/output (alpaca), conversations (sharegpt), messages, prompt/completion"

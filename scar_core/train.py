@@ -220,91 +220,159 @@ def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | N
     """Train `ranker` in place on `rows` and keep the best epoch's weights; save to `out` if given.
 
     `features` (aligned with `rows`) reuses an earlier encode_features call with a frozen encoder."""
-    from transformers import get_linear_schedule_with_warmup
-
     from scar_core.device import resolve_device
 
     config = config or TrainConfig()
     _check(config)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
+    data, features = _training_set(ranker, rows, config, features)
+    if ranker.lm_term is not None:
+        measure_lm(ranker, data.rows, data.train_idx, config, progress)
+    features = _prepare_encoder(ranker, data.rows, config, features, progress)
+    ranker.to(device)
+    history, best_epoch, best_weights = _fit(ranker, data, config, features, device, progress)
+    ranker.load_state_dict(best_weights, strict=False)
+    if config.adapters == "lora":
+        ranker.encoder = ranker.encoder.merge_and_unload()
+    ranker.eval()
+    result = TrainResult(history, best_epoch, history[best_epoch - 1].val_accuracy, len(data.train_idx),
+                         len(data.val_idx), data.pair_counts(), n_length_debias_rows=data.length_debias_rows)
+    if out is not None:
+        result.out = _save(ranker, out, config, result, metadata)
+    return result
+
+
+@dataclass
+class _TrainingSet:
+    """The rows training sees (length-debiased rows appended), the validation rows, and the training rows
+    that have pairs passing the quality constraint, with those pairs."""
+
+    rows: list[TrainRow]
+    train_idx: list[int]
+    val_idx: list[int]
+    selected: dict[int, list[tuple[str, str]]]
+    length_debias_rows: int
+
+    def pair_counts(self) -> dict[str, int]:
+        return {PAIR_NAMES[p]: sum(p in self.selected[i] for i in self.train_idx) for p in PAIRS}
+
+
+def _training_set(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig,
+                  features: Features | None) -> tuple[_TrainingSet, Features | None]:
+    """Split rows into training and validation by instruction, add length-debiased rows on the training
+    side only (and their features to given ones), and keep the training rows with pairs to learn from."""
     train_idx, val_idx = split_rows(rows, config.val_ratio, config.seed)
     debias_rows = length_debiased([rows[i] for i in train_idx], config.seed) if config.length_debias else []
-    if debias_rows:  # training side only: validation keeps the rows as they are
+    if debias_rows:
         train_idx += range(len(rows), len(rows) + len(debias_rows))
-        rows = [*rows, *debias_rows]
         if features is not None:
             features = features.extend(encode_features(ranker, debias_rows, config.device, config.encode_precision,
                                                        config.encode_batch_size))
+    rows = [*rows, *debias_rows]
     selected = {i: training_pairs(rows[i], config.quality_mode, config.quality_min, config.quality_max)
                 for i in train_idx}
     train_idx = [i for i in train_idx if selected[i]]
     if not train_idx:
         raise ScarError("no training pairs: every row lacks two differing responses or fails the quality "
                         f"constraint (mode {config.quality_mode}, min {config.quality_min})")
-    counts = {PAIR_NAMES[p]: sum(p in selected[i] for i in train_idx) for p in PAIRS}
-    if ranker.lm_term is not None:
-        measure_lm(ranker, rows, train_idx, config, progress)
+    return _TrainingSet(rows, train_idx, val_idx, selected, len(debias_rows)), features
+
+
+def _prepare_encoder(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig,
+                     features: Features | None, progress: Callback | None) -> Features | None:
+    """Add LoRA adapters or freeze the encoder as configured; with a frozen encoder whose outputs are
+    cached, return those outputs (computed now unless given), else None (the encoder runs live)."""
     if config.adapters == "lora":
         ranker.encoder = _with_lora(ranker.encoder, config.lora_rank)
     if config.freeze_encoder:
         ranker.encoder.requires_grad_(False)
-    cached = config.freeze_encoder and config.cache_features
-    if cached and features is None:
+    if not (config.freeze_encoder and config.cache_features):
+        return None
+    if features is None:
         features = encode_features(ranker, rows, config.device, config.encode_precision,
                                    config.encode_batch_size, progress)
-    ranker.to(device)
-    params = [p for p in ranker.parameters() if p.requires_grad]
-    lm_weight = [ranker.lm_weight] if ranker.lm_term is not None else []
-    groups = [{"params": [p for p in params if not any(p is w for w in lm_weight)]}]
-    if lm_weight:
-        groups.append({"params": lm_weight, "lr": config.lm_lr, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    per_epoch = math.ceil(len(train_idx) / config.batch_size)
-    total = per_epoch * config.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    return features
+
+
+class _Optimiser:
+    """AdamW over the trainable parameters (an LM term's weight at its own rate, without weight decay),
+    linear warm-up then decay over `total` batches, and gradient clipping; counts the batches seen."""
+
+    def __init__(self, ranker: StyleRanker, config: TrainConfig, total: int):
+        from transformers import get_linear_schedule_with_warmup
+
+        self.params = [p for p in ranker.parameters() if p.requires_grad]
+        lm_weight = [ranker.lm_weight] if ranker.lm_term is not None else []
+        groups = [{"params": [p for p in self.params if not any(p is w for w in lm_weight)]}]
+        if lm_weight:
+            groups.append({"params": lm_weight, "lr": config.lm_lr, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(total * config.warmup_ratio), total)
+        self.grad_clip, self.total, self.batches = config.grad_clip, total, 0
+
+    def step(self, loss: torch.Tensor | None) -> None:
+        """One batch: an update when it has a loss (a batch without pairs only counts)."""
+        self.batches += 1
+        if loss is None:
+            return
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, max_norm=self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+
+
+def _fit(ranker: StyleRanker, data: _TrainingSet, config: TrainConfig, features: Features | None, device,
+         progress: Callback | None) -> tuple[list[EpochStats], int, dict]:
+    """Run the epochs, validating after each; the history, and the best epoch by validation accuracy
+    (the first of equals; the first epoch when there are no validation rows) with its weights."""
+    optimiser = _Optimiser(ranker, config, math.ceil(len(data.train_idx) / config.batch_size) * config.epochs)
     generator = torch.Generator().manual_seed(config.seed)
     history: list[EpochStats] = []
     best: tuple[float, int, dict] | None = None
-    step = 0
     for epoch in range(1, config.epochs + 1):
-        start, losses = time.perf_counter(), []
-        _train_mode(ranker, config.freeze_encoder)
-        order = torch.randperm(len(train_idx), generator=generator).tolist()
-        for lo in range(0, len(order), config.batch_size):
-            batch = [train_idx[k] for k in order[lo:lo + config.batch_size]]
-            outputs = (_cached_outputs(ranker, features, batch, device, rows) if cached
-                       else _live_outputs(ranker, [rows[i] for i in batch], device, config))
-            loss = scar_loss(outputs, [selected[i] for i in batch], config)
-            step += 1
-            if loss is not None:
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, max_norm=config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-            if progress:
-                progress(TrainProgress("train", epoch, config.epochs, step, total, _avg(losses)))
-        val = _validate(ranker, rows, val_idx, features if cached else None, device)
+        start = time.perf_counter()
+        losses = _train_epoch(ranker, data, config, features, device, optimiser, generator, epoch, progress)
+        val = _validate(ranker, data.rows, data.val_idx, features, device)
         history.append(EpochStats(epoch, _avg(losses), val, round(time.perf_counter() - start, 2)))
         if progress:
-            progress(TrainProgress("epoch", epoch, config.epochs, step, total, _avg(losses), val))
+            progress(TrainProgress("epoch", epoch, config.epochs, optimiser.batches, optimiser.total,
+                                   _avg(losses), val))
         if best is None or (val is not None and val > best[0]):
             best = (val if val is not None else -1.0, epoch, _snapshot(ranker, config.freeze_encoder))
-    assert best is not None
-    ranker.load_state_dict(best[2], strict=False)
-    if config.adapters == "lora":
-        ranker.encoder = ranker.encoder.merge_and_unload()
-    ranker.eval()
-    result = TrainResult(history, best[1], history[best[1] - 1].val_accuracy, len(train_idx), len(val_idx), counts,
-                         n_length_debias_rows=len(debias_rows))
-    if out is not None:
-        include = config.save_encoder if config.save_encoder is not None else not config.freeze_encoder
-        extra = {"training": {"config": asdict(config), "result": result.summary(), **(metadata or {})}}
-        dtype = torch.float16 if config.save_precision == "fp16" else None
-        result.out = ranker.save(out, include_encoder=include, extra=extra, dtype=dtype)
-    return result
+    return history, best[1], best[2]
+
+
+def _train_epoch(ranker: StyleRanker, data: _TrainingSet, config: TrainConfig, features: Features | None, device,
+                 optimiser: _Optimiser, generator: torch.Generator, epoch: int,
+                 progress: Callback | None) -> list[float]:
+    """One pass over the training rows in a seeded random order; the losses of its batches. The
+    encoder's outputs come from `features` when cached, else from running it."""
+    _train_mode(ranker, config.freeze_encoder)
+    order = torch.randperm(len(data.train_idx), generator=generator).tolist()
+    losses: list[float] = []
+    for lo in range(0, len(order), config.batch_size):
+        batch = [data.train_idx[k] for k in order[lo:lo + config.batch_size]]
+        outputs = (_cached_outputs(ranker, features, batch, device, data.rows) if features is not None
+                   else _live_outputs(ranker, [data.rows[i] for i in batch], device, config))
+        loss = scar_loss(outputs, [data.selected[i] for i in batch], config)
+        optimiser.step(loss)
+        if loss is not None:
+            losses.append(loss.item())
+        if progress:
+            progress(TrainProgress("train", epoch, config.epochs, optimiser.batches, optimiser.total, _avg(losses)))
+    return losses
+
+
+def _save(ranker: StyleRanker, out: str | Path, config: TrainConfig, result: TrainResult,
+          metadata: dict | None) -> Path:
+    """Write the trained ranker with its training config and result (the encoder unless it was frozen,
+    unless save_encoder says otherwise) in the configured precision."""
+    include = config.save_encoder if config.save_encoder is not None else not config.freeze_encoder
+    extra = {"training": {"config": asdict(config), "result": result.summary(), **(metadata or {})}}
+    dtype = torch.float16 if config.save_precision == "fp16" else None
+    return ranker.save(out, include_encoder=include, extra=extra, dtype=dtype)
 
 
 def _check(config: TrainConfig) -> None:
