@@ -260,3 +260,32 @@ def test_job_rows_claim_progress_cancel_and_stale(store):
     assert [j.kind for j in jobs.list_jobs(store)] == ["map", "score"]
     with pytest.raises(ScarError, match="no job"):
         jobs.claim(store, 999)
+
+
+def test_migration_0002_turns_duplicate_flags_of_older_cleanings_into_clusters(store, dataset_file):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import update
+
+    from db.store import MIGRATIONS, migrate
+
+    ds = importing.import_file(store, dataset_file)
+    rows = datasets.examples(store, ds.id, limit=4)
+    keeper = rows[0].content_id
+    old_flags = {rows[1].id: {"exact": {"kind": "exact", "duplicate_of": keeper, "similarity": 1.0}},
+                 rows[2].id: {"near": {"kind": "near", "duplicate_of": keeper, "similarity": 0.8},
+                              "language": {"kind": "language", "language": "de"}}}
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+        for example_id, flags in old_flags.items():
+            connection.execute(update(Example).where(Example.id == example_id).values(flags=flags))
+        connection.commit()
+    migrate(store)
+    after = datasets.examples(store, ds.id, limit=4)
+    assert [(r.duplicate_cluster, r.exact_group) for r in after] == [(0, 0), (0, 0), (0, 2), (None, None)]
+    assert [r.flags for r in after] == [{}, {}, {"language": {"kind": "language", "language": "de"}}, {}]
+    table = selection.run_table(store, scored_run(store, ds.id).id)  # scores rise with position: rows[1] is kept
+    assert table["flags"].tolist()[:4] == ["exact", "", "language, near", ""]
