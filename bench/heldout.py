@@ -2,6 +2,7 @@
 
     python bench/heldout.py [--hold-out PATTERN ...] [--fine-tune-epochs N] [--no-length-debias] [--save DIR]
     python bench/heldout.py --model default       # no training: only the pool comparisons below
+    python bench/heldout.py --families [--cap N] [--lm-surprisal]   # leave-one-family-out, head only
 
 Trains one ranker, with the recipe of models/default (README there), on ../shared/data/ranker/
 minus the held-out sources, then reports on the held-out rows: pairwise accuracy, the "longer
@@ -20,6 +21,10 @@ human-written pools (LIMA, Dolly) against LLM-written ones (AlpacaEval GPT-4 Tur
 Alpaca's text-davinci-003), a seeded sample of --pool-sample rows each. Reported as AUC: the chance
 that a random LLM-pool answer outscores a random human-pool answer, next to the same AUC for answer
 length. The last line is one JSON object with the figures.
+
+--families runs the leave-one-family-out sweep over ../shared/data/ranker and ranker_extra
+(bench/families.py: frozen encoder, head only, cached encoder outputs and NLLs, --cap
+instructions per family).
 """
 from __future__ import annotations
 
@@ -74,9 +79,20 @@ def main() -> None:
     ap.add_argument("--pool-seed", type=int, default=42,
                     help="seed of the pool sample, apart from --seed so that runs of several training seeds "
                          "are compared on the same rows")
+    ap.add_argument("--families", action="store_true",
+                    help="leave-one-family-out over ranker/ and ranker_extra/ (head only; see bench/families.py)")
+    ap.add_argument("--cap", type=int, default=100, help="--families: instructions sampled per family (0: all)")
+    ap.add_argument("--compare-lm", action="store_true",
+                    help="--families: run the sweep without and with the LM term (shared cached features)")
+    ap.add_argument("--lm-max-tokens", type=int, help="--families: the LM term's token limit (default: LMTerm's)")
+    ap.add_argument("--only", nargs="+", metavar="FAMILY", help="--families: hold out only these families")
     args = ap.parse_args()
     if not (args.data / "ranker").is_dir():
         sys.exit(f"{args.data / 'ranker'}: not found (this benchmark needs ../shared/data)")
+    if args.families:
+        from families import run
+
+        return run(args, POOL_PAIRS)
     if args.model:
         pools = compare_pools(load_ranker(args.model), args.data, args.pool_sample, args.pool_seed, args.device)
         print(json.dumps({"model": args.model, "pools": pools}))

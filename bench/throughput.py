@@ -1,6 +1,7 @@
 """Scoring throughput of this project's engine against scar-tool's own `score_pairs`.
 
     python bench/throughput.py [--pool FILE ...] [--limit N] [--device cpu|cuda|auto] [--threads T]
+    python bench/throughput.py --model default [default:lm=128 default:nolm ...] [--limit N]
 
 Both sides score the same pairs with the same weights: one scar-tool checkpoint (bundled MiniLM,
 seeded head) is written by scar-tool and loaded by each. scar-tool scores in input order in
@@ -13,6 +14,14 @@ busy shared machine use --threads 1 (two OpenMP threads stall whenever one is de
 Prints pairs/s (wall-clock and per CPU-second), the ratio, score agreement, model FLOPs per pair
 and the fraction of a measured matmul peak; on CUDA also peak memory, utilisation and the largest
 batch of 512-token texts that fits. The last line is one JSON object with the figures.
+
+With --model, the rankers named are timed end to end instead (score_pairs, LM term included,
+precision auto, plus fp32 for the first where auto is not fp32) against scar-tool's score_pairs
+on the seeded scar-tool checkpoint, all interleaved on the same sample. A model spec is a
+checkpoint (`default` or a folder) with optional `:`-separated changes to its LM term, for speed
+comparisons only (scores of a changed term are not standardised anew): `lm=N` (LM token limit),
+`int8` (the LM's linear layers dynamically quantised),
+`nolm` (no LM term: encoder and head only).
 """
 from __future__ import annotations
 
@@ -56,6 +65,8 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=4,
                     help="the methods take turns on this many segments of the pool (fair under shared load)")
     ap.add_argument("--skip-reference", action="store_true", help="time only this engine")
+    ap.add_argument("--model", nargs="+", metavar="SPEC",
+                    help="time these rankers end to end against scar-tool (see above), e.g. default default:lm=128")
     args = ap.parse_args()
 
     if args.threads:
@@ -67,6 +78,8 @@ def main() -> None:
     print(f"machine: {machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"load average {load_average()}")
 
+    if args.model:
+        return compare_models(args, device, instructions, responses)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_scar_tool_checkpoint(Path(tmp), args.seed)
         ours_model = load_ranker(checkpoint, encoder="minilm")
@@ -128,6 +141,101 @@ def main() -> None:
         print(f"GPU: {gpu}")
     result["load_average"] = load_average()
     print(json.dumps(result))
+
+
+def compare_models(args, device: torch.device, instructions: list[str], responses: list[str]) -> None:
+    """The named rankers end to end (precision auto; fp32 too for the first where auto differs)
+    against scar-tool's score_pairs, interleaved; pairs/s, ratios and Spearman figures."""
+    lowp = resolve_precision("auto", device)
+    auto_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[lowp]
+    print(f"precision auto = {auto_name} on this device")
+    methods = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_reference:
+            methods["scar-tool"] = reference_scorer(write_scar_tool_checkpoint(Path(tmp), args.seed), device)
+    loaded: dict[str, object] = {}
+    for spec in args.model:
+        methods[f"{spec} ({auto_name})"] = model_scorer(spec, device, auto_name, loaded)
+    if auto_name != "fp32":  # separate ranker objects: one LM per precision, loaded once
+        methods[f"{args.model[0]} (fp32)"] = model_scorer(args.model[0], device, "fp32", {})
+    runs = time_interleaved(methods, instructions, responses, device, args.segments)
+    result: dict = {"pairs": len(responses), "device": str(device), "threads": torch.get_num_threads(),
+                    "precision_auto": auto_name, "pairs_per_s": {k: round(r.rate, 3) for k, r in runs.items()}}
+    first = runs[f"{args.model[0]} ({auto_name})"]
+    if "scar-tool" in runs:
+        ref = runs["scar-tool"]
+        result["ratio_to_scar_tool"] = {k: round(r.rate / ref.rate, 3) for k, r in runs.items() if k != "scar-tool"}
+        result["cpu_time_ratio_to_scar_tool"] = {k: round(ref.cpu_s / r.cpu_s, 3)
+                                                 for k, r in runs.items() if k != "scar-tool"}
+    result["spearman_to_first"] = {k: spearman(r.scores, first.scores) for k, r in runs.items()
+                                   if k != "scar-tool" and r is not first}
+    print("| ranker | pairs/s | x scar-tool (wall) | x scar-tool (CPU time) | Spearman to the first |")
+    print("|---|---|---|---|---|")
+    for name, run in runs.items():
+        ratio = result.get("ratio_to_scar_tool", {}).get(name)
+        cpu = result.get("cpu_time_ratio_to_scar_tool", {}).get(name)
+        rho = result["spearman_to_first"].get(name)
+        print(f"| {name} | {run.rate:.2f} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+              f"{'-' if cpu is None else f'{cpu:.2f}'} | {'-' if rho is None else f'{rho:.5f}'} |")
+    result["load_average"] = load_average()
+    print(json.dumps(result))
+
+
+def model_scorer(spec: str, device: torch.device, precision: str, loaded: dict):
+    """A scorer for `checkpoint[:change...]` (see the module doc); rankers are shared per checkpoint
+    in `loaded`, each call setting its own LM term."""
+    from dataclasses import replace
+
+    path, *changes = spec.split(":")
+    if path not in loaded:
+        loaded[path] = load_ranker(path)
+    ranker = loaded[path]
+    base = ranker.lm_term
+    term, int8 = base, False
+    for change in changes:
+        key, _, value = change.partition("=")
+        if key == "nolm":
+            term = None
+        elif key == "lm":
+            term = replace(term, max_tokens=int(value))
+        elif key == "int8":
+            int8 = True
+        else:
+            sys.exit(f"unknown model change '{change}' in '{spec}'")
+
+    def score(ins, res):
+        ranker.lm_term = term
+        lm = quantized_lm(ranker, device) if int8 and term is not None else None
+        saved = ranker._lm
+        try:
+            if lm is not None:
+                ranker._lm = lm
+            return score_pairs(ranker, ins, res, device=str(device), precision=precision).score
+        finally:
+            ranker.lm_term = base
+            if lm is not None:
+                ranker._lm = saved
+    return score
+
+
+_INT8: dict = {}
+
+
+def quantized_lm(ranker, device: torch.device):
+    """The ranker's LM (fp32) with its linear layers dynamically quantised to int8, built once."""
+    from dataclasses import replace
+
+    if "lm" not in _INT8:
+        lm = ranker.language_model(device, torch.float32)
+        model = torch.ao.quantization.quantize_dynamic(copy_module(lm.model), {torch.nn.Linear}, dtype=torch.qint8)
+        _INT8["lm"] = replace(lm, model=model)
+    return _INT8["lm"]
+
+
+def copy_module(module):
+    import copy
+
+    return copy.deepcopy(module)
 
 
 def sample_pool(paths: list[Path], limit: int, seed: int) -> tuple[list[str], list[str]]:
