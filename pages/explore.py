@@ -8,7 +8,7 @@ from pages import shared
 from scar_core import plots
 from scar_core.jobs import map as map_job, selection
 from scar_core.select import rank_and_percentile
-from scar_core.diagnostics.table import PART_LABELS, PARTS, dominance_note, ordered, score_parts
+from scar_core.diagnostics.table import PART_LABELS, PARTS, dominance_note, ordered, parts_equation, score_parts
 from scar_core.display import snippet, visible
 
 store = shared.store()
@@ -137,8 +137,7 @@ if rows:
     m3.metric("Percentile", f"{percentile:.1f}")
     parts = score_parts(figures)
     if parts:
-        st.caption("The score is the sum of these parts: "
-                   + " + ".join(f"{value:.4f}" for value in parts.values()) + f" = {row['score']:.4f}")
+        st.caption(f"The score is the sum of these parts: {parts_equation(parts, row['score'])}")
         for column, (name, value) in zip(st.columns(len(parts)), parts.items()):
             column.metric(PART_LABELS[name], f"{value:.4f}", help=f"`{name}` in the score command's JSON lines")
         dominance = dominance_note(run_parts(store.url, run.id, done))

@@ -10,7 +10,7 @@ import pytest
 from db import open_store, runs
 from scar_core.cli import main
 from scar_core.diagnostics.table import (COLUMNS, PART_LABELS, PARTS, dominance_note, dominant_part, part_shares,
-                                         score_parts)
+                                         parts_equation, score_parts)
 
 
 @pytest.fixture
@@ -99,6 +99,8 @@ def test_every_part_is_named_in_words_and_old_results_get_a_baseline():
     assert score_parts({"score": 1.0, "lf_contribution": 0.25, "is_contribution": -0.5}) == {
         "baseline": 1.25, "lf_contribution": 0.25, "is_contribution": -0.5}
     assert score_parts({"score": 1.0, "lm_contribution": 0.5}) == {}  # breakdown not computed yet
+    assert parts_equation({"baseline": 1.25, "lf_contribution": 0.25, "is_contribution": -0.5}, 1.0) == (
+        "1.2500 + 0.2500 − 0.5000 = 1.0000")
 
 
 def test_explore_shows_the_parts_in_words_and_the_part_that_carries_the_ranking(pool, lm_checkpoint, tmp_path,

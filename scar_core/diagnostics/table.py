@@ -109,6 +109,15 @@ def score_parts(figures: Mapping[str, object]) -> dict[str, float]:
     return {k: parts[k] for k in PARTS if k in parts}
 
 
+def parts_equation(parts: Mapping[str, float], score: float) -> str:
+    """The score as the sum of its parts, e.g. "0.2360 + 0.1037 − 0.0120 = 0.3277"."""
+    values = list(parts.values())
+    if not values:
+        return f"{score:.4f}"
+    terms = f"{values[0]:.4f}" + "".join(f" {'−' if v < 0 else '+'} {abs(v):.4f}" for v in values[1:])
+    return f"{terms} = {score:.4f}"
+
+
 def part_shares(parts: Mapping[str, Sequence[float]]) -> dict[str, float]:
     """Each varying part's mean |value| over the rows (NaN left out) as a share of all of them together;
     {} until the form and surprisal parts are computed, or when no part varies."""
