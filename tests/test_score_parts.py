@@ -72,11 +72,16 @@ def test_parts_add_up_to_the_score_in_json_and_in_the_store(pool, tiny_checkpoin
     assert set(in_store[0]) | {"score"} == {k for k in memory[0] if k in COLUMNS}
 
 
-def test_a_part_that_carries_the_ranking_is_named(lm_checkpoint, pool, tmp_path):
+def test_a_part_that_carries_the_ranking_is_named(lm_checkpoint, pool, tmp_path, capsys):
     lines = score_lines(pool, lm_checkpoint, tmp_path / "scores.jsonl")
     parts = {k: [r[k] for r in lines] for k in PARTS}
     assert dominant_part(parts)[0] == "lm_contribution"
     assert PART_LABELS["lm_contribution"] in dominance_note(parts)
+    report = tmp_path / "report.json"
+    assert main(["diagnose", str(pool), "--out", str(report), "--model", str(lm_checkpoint), "--device", "cpu",
+                 "--precision", "fp32"]) == 0
+    assert json.loads(report.read_text())["breakdown"]["note"] == dominance_note(parts)
+    assert f"note: {dominance_note(parts)}" in capsys.readouterr().err
 
 
 def test_dominant_part_rule():

@@ -62,5 +62,7 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(args.out, [json.dumps(report, indent=2)])
     for line in report["warnings"]:
         print(f"warning: {line}", file=sys.stderr)
+    if report.get("breakdown", {}).get("note"):
+        print(f"note: {report['breakdown']['note']}", file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
