@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synthetic_store import fill_run, new_run, timed, write_pairs  # noqa: E402
-from db import datasets, labels, open_store, runs  # noqa: E402
+from db import labels, open_store, runs  # noqa: E402
 from scar_core.jobs import datasets as importing  # noqa: E402
 from db.runs import ResultFilter  # noqa: E402
 

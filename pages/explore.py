@@ -11,11 +11,7 @@ from scar_core.select import rank_and_percentile
 from scar_core.diagnostics.table import PART_LABELS, PARTS, dominance_note, ordered, parts_equation, score_parts
 from scar_core.display import snippet, visible
 
-store = shared.store()
-st.header("Explore")
-run = shared.pick_run(store)
-if run is None:
-    st.stop()
+store, run = shared.page_run("Explore")
 done = runs.count_done(store, run.id)
 if done == 0:
     st.info("This run has no scores yet; watch its progress on the Rank page.")

@@ -11,11 +11,7 @@ from scar_core.errors import ScarError
 from scar_core.export import export_target, safe_filename
 from scar_core.jobs.export import ExportPackage
 
-store = shared.store()
-st.header("Export")
-run = shared.pick_run(store, finished_only=True)
-if run is None:
-    st.stop()
+store, run = shared.page_run("Export", finished_only=True)
 saved = selections.list_selections(store, run.id)
 if not saved:
     st.info("No saved selections for this run yet: make one on the Select page.")

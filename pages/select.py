@@ -7,11 +7,7 @@ from scar_core import plots
 from scar_core.jobs import selection
 from scar_core.select import split_stats
 
-store = shared.store()
-st.header("Select")
-run = shared.pick_run(store, finished_only=True)
-if run is None:
-    st.stop()
+store, run = shared.page_run("Select", finished_only=True)
 
 
 table = shared.run_table(store, run.id)

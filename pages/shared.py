@@ -88,6 +88,16 @@ def pick_dataset(store: Store, key: str = "dataset") -> int | None:
     return _remembered(key, "Dataset", list(names), names.get)
 
 
+def page_run(title: str, finished_only: bool = False) -> tuple[Store, runs.Run]:
+    """A page about one scoring run: the store and the run picked (the page stops when there is none)."""
+    store_ = store()
+    st.header(title)
+    run = pick_run(store_, finished_only)
+    if run is None:
+        st.stop()
+    return store_, run
+
+
 def pick_run(store: Store, finished_only: bool = False) -> runs.Run | None:
     """A scoring-run chooser remembered across pages; None when no run exists."""
     items = [r for r in runs.list_runs(store) if not finished_only or r.status == "done"]

@@ -34,7 +34,7 @@ class Selection:
     kept: np.ndarray
     mask: np.ndarray
     threshold: float | None
-    pool: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # the eligible rows, as booleans
+    pool: np.ndarray  # the eligible rows, as booleans
     left_out: dict[str, int] = field(default_factory=dict)
     forced_in: int = 0
     forced_out: int = 0
@@ -135,11 +135,15 @@ def cut(scores: np.ndarray, ratio: float | None = None, topk: int | None = None,
         threshold: float | None = None) -> Selection:
     """Keep the best `ratio` of rows (rounded up), the best `topk`, or every row scoring >= `threshold`
     (a plain cut: `select` without cleaning, quotas or labels)."""
+    return select(scores, *rule_of(ratio, topk, threshold))
+
+
+def rule_of(ratio: float | None = None, topk: int | None = None, threshold: float | None = None) -> tuple[str, float]:
+    """(rule, value) from exactly one of ratio, top-k and threshold."""
     given = [(n, v) for n, v in (("ratio", ratio), ("topk", topk), ("threshold", threshold)) if v is not None]
     if len(given) != 1:
         raise ScarError("give exactly one of --ratio, --topk or --threshold")
-    rule, value = given[0]
-    return select(scores, rule, value)
+    return given[0]
 
 
 def split_stats(mask: np.ndarray, lengths: np.ndarray) -> pd.DataFrame:

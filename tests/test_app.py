@@ -65,6 +65,17 @@ def app(page: str | None = None) -> AppTest:
     return at
 
 
+def started_run(store, at: AppTest, timeout_s: float = 180):
+    """The run the Rank page just started, once its background worker has finished it."""
+    assert any(s.startswith("Started run") for s in texts(at.success)), texts(at.error)
+    run = runs.list_runs(store)[0]
+    deadline = time.time() + timeout_s
+    while runs.get_run(store, run.id).status != "done" and time.time() < deadline:
+        time.sleep(1)
+    assert runs.get_run(store, run.id).status == "done", jobs.get_job(store, run.job_id).error
+    return runs.get_run(store, run.id)
+
+
 def texts(elements) -> list[str]:
     """Element values; messages are markdown-escaped by the app, so the escapes are removed here."""
     return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
@@ -125,12 +136,7 @@ def test_rank_page_refuses_bad_choices_then_scores_in_background(store, data_fil
         assert any("CUDA" in e for e in texts(at.error))
     at.selectbox(key="device").set_value("cpu").run()
     at.button(key="start").click().run()
-    assert any(s.startswith("Started run") for s in texts(at.success)), texts(at.error)
-    run = runs.list_runs(store)[0]
-    deadline = time.time() + 180
-    while runs.get_run(store, run.id).status != "done" and time.time() < deadline:
-        time.sleep(1)
-    assert runs.get_run(store, run.id).status == "done", jobs.get_job(store, run.job_id).error
+    run = started_run(store, at)
     assert runs.count_done(store, run.id) == 6
     at.run()
     history = at.dataframe[-1].value

@@ -4,19 +4,18 @@ and rows flagged for language, and write the same manifest."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db import datasets, jobs, labels, open_store, runs, selections
+from db import datasets, labels, open_store, runs, selections
 from scar_core.cli import main
 from scar_core.clean import clean
 from scar_core.jobs.datasets import import_file
 from scar_core.jobs.export import ExportPackage
 from scar_core.load import load
-from tests.test_app import APP, texts
+from tests.test_app import APP, started_run
 
 QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "How many legs does a spider have?",
              "What does a thermometer measure?", "Who wrote Hamlet?", "What is frozen water called?"]
@@ -59,12 +58,7 @@ def app_rank(store, tiny_checkpoint) -> tuple[int, int]:
     at.selectbox(key="device").set_value("cpu")
     at.selectbox(key="precision").set_value("fp32").run()
     at.button(key="start").click().run()
-    assert any(s.startswith("Started run") for s in texts(at.success)), texts(at.error)
-    run = runs.list_runs(store)[0]
-    deadline = time.time() + 180
-    while runs.get_run(store, run.id).status != "done" and time.time() < deadline:
-        time.sleep(1)
-    assert runs.get_run(store, run.id).status == "done", jobs.get_job(store, run.job_id).error
+    run = started_run(store, at)
     return run.id, run.dataset_id
 
 

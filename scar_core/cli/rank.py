@@ -13,7 +13,7 @@ from scar_core.errors import ScarError
 from scar_core.export import describe_input, describe_ranker, export, file_sha256, manifest
 from scar_core.labels import read_labels
 from scar_core.ranker import checkpoint_location
-from scar_core.select import select
+from scar_core.select import rule_of, select
 
 
 def add(sub) -> None:
@@ -49,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
     scores = score_with_progress(args, ranker, [examples[i] for i in todo])
     score = np.full(len(examples), np.nan)
     score[todo] = scores.score
-    rule, value = next((n, v) for n, v in (("ratio", args.ratio), ("topk", args.topk),
-                                           ("threshold", args.threshold)) if v is not None)
-    chosen = select(score, rule, value, clusters=report.cluster_ids, off_language=report.off_language,
+    chosen = select(score, *rule_of(args.ratio, args.topk, args.threshold), clusters=report.cluster_ids, off_language=report.off_language,
                     sources=np.array([ex.source for ex in examples], dtype=object), quotas=quotas,
                     labels=None if labels is None else np.array([labels.get(ex.id) for ex in examples], dtype=object),
                     keep_flagged=args.keep_flagged)

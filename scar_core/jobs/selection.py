@@ -13,15 +13,13 @@ from scar_core.select import Selection, select
 
 
 def run_table(store: Store, run_id: int) -> pd.DataFrame:
-    """The run's per-example columns (db.browse.run_columns) with, under this run's scores, the example
-    each duplicate defers to (`duplicate_of`, -1: kept) and `flags` naming every finding, exact and
-    near duplicates included."""
+    """The run's per-example columns (db.browse.run_columns) with `flags` naming every finding, exact
+    and near duplicates included: which copy of a cluster is the duplicate depends on this run's scores."""
     table = browse.run_columns(store, run_id)
     clusters = table["duplicate_cluster"].to_numpy()
     keeper = duplicate_of(clusters, table["score"].to_numpy(), table["language"].to_numpy())
-    ids, groups = table["example_id"].to_numpy(), table["exact_group"].to_numpy()
+    groups = table["exact_group"].to_numpy()
     dup = keeper >= 0
-    table["duplicate_of"] = np.where(dup, ids[np.maximum(keeper, 0)], -1)
     kind = np.where(groups == groups[np.maximum(keeper, 0)], "exact", "near")
     table["flags"] = [", ".join(sorted([*filter(None, stored.split(", ")), *([k] if d else [])]))
                       for stored, k, d in zip(table["flags"], kind, dup)]
