@@ -182,7 +182,8 @@ if rows:
 st.subheader("Distributions")
 h1, h2, h3 = st.columns(3)
 h1.plotly_chart(plots.histogram(scores, "Score", "score"), key="hist_score")
-for column, name, title in ((h2, "lf_contribution", "Form (lf) part"), (h3, "is_contribution", "Surprisal (is) part")):
+for column, name in ((h2, "lf_contribution"), (h3, "is_contribution")):
+    title = PART_LABELS[name]
     values = table[name].dropna().to_numpy(dtype=float)
     if len(values):
         column.plotly_chart(plots.histogram(values, title, title), key=f"hist_{name}")
