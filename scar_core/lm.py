@@ -5,8 +5,9 @@ Used by the ranker's LM term (response_nll) and by the surprisal diagnostic (mea
 For each pair the prompt (system prompt, earlier turns and the instruction) is rendered with the
 language model's chat template and the generation prompt, the response is tokenised on its own and
 appended, and we report the mean negative log-likelihood per response token (nats) and its
-exponential, the perplexity. Only response tokens count; the end-of-turn token does not. Models
-without a chat template get "instruction\\n\\n" as the prompt.
+exponential, the perplexity. Only response tokens count (with `count_end`, also the token ending
+the turn after a whole response); vocabulary logits are computed only where such a token is
+predicted. Models without a chat template get "instruction\\n\\n" as the prompt.
 
 Long pairs are cut to `max_tokens`: the prompt keeps at most half of it (its latest part), the
 response the rest (its beginning); `truncated` flags those rows.
