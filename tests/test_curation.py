@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from scar_core.display import markdown_escape, snippet, visible
+from scar_core.clean import duplicate_of
 from scar_core.errors import ScarError
 from scar_core.export import export_target, safe_filename
 from scar_core.intake import field_map, preview, save_upload
@@ -82,3 +83,15 @@ def test_uploads_are_kept_under_a_content_folder_with_a_safe_name(tmp_path):
     assert save_upload(tmp_path, "x.jsonl", b"other\n") != first
     with pytest.raises(ScarError):
         save_upload(tmp_path, "x.exe", b"MZ")
+
+
+def test_a_duplicate_cluster_keeps_its_best_scored_copy():
+    # Two copies of one pair scored 0.1 and 0.9, plus one other row: the 0.9 copy stays (CLI and app alike).
+    chosen = select(np.array([0.1, 0.9, 0.5]), "ratio", 1.0, clusters=np.array([0, 0, -1]))
+    assert chosen.kept.tolist() == [1, 2] and chosen.left_out["duplicate"] == 1
+    assert select(np.array([0.1, 0.9, 0.5]), "ratio", 1.0, clusters=np.array([0, 0, -1]),
+                  keep_flagged=True).kept.tolist() == [1, 2, 0]
+    # A member flagged for language gives way to the others; an unscored one ranks last.
+    keepers = duplicate_of(np.array([0, 0, 0, -1]), np.array([0.9, np.nan, 0.2, 1.0]),
+                           np.array([True, False, False, False]))
+    assert keepers.tolist() == [2, 2, -1, -1]
