@@ -167,7 +167,7 @@ def print_table(results: dict, term) -> None:
     for name, entry in results.items():
         cells = [name, str(entry.get("lm_s_per_response", "-"))]
         cells += [f"{v:.3f}" for v in entry["pools"].values()]
-        cells += [f"{f['accuracy']:.3f} / {'-' if f['length_balanced'] is None else format(f['length_balanced'], '.3f')}"
+        cells += [f"{f['accuracy']:.3f} / " + ("-" if f["length_balanced"] is None else f"{f['length_balanced']:.3f}")
                   for f in entry["families"].values()]
         print("| " + " | ".join(cells) + " |")
 

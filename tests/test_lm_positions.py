@@ -8,7 +8,8 @@ from scar_core.lm import _batch_nll, _batch_nll_full, _body_and_head, _encode, l
 def test_logits_at_counted_positions_only_give_the_full_forwards_nll(tiny_lm):
     lm = load_language_model(str(tiny_lm), "cpu", "fp32")
     assert _body_and_head(lm.model) is not None
-    examples = [Example(instruction="Summarise: the cat sat on the mat all day long.", response="The cat sat on the mat."),
+    examples = [Example(instruction="Summarise: the cat sat on the mat all day long.",
+                        response="The cat sat on the mat."),
                 Example(instruction="Why is the sky blue?", response="Rayleigh scattering of sunlight by air."),
                 Example(instruction="a much longer prompt " * 12, response="short"),
                 Example(instruction="Repeat: one two three four five", response="one two three four five")]
