@@ -160,9 +160,8 @@ def print_table(results: dict, term) -> None:
     families = list(first["families"])
     print(f"LM term variants of the checkpoint (its window {term.max_tokens}); pools: AUC, families: pairwise "
           "accuracy / length-balanced")
-    print("| variant | LM s/response | " + " | ".join(p.split(" vs ")[0].split("_")[0] + " vs "
-                                                      + p.split(" vs ")[1].split(".")[0] for p in first["pools"])
-          + " | " + " | ".join(families) + " |")
+    columns = [p.split(" vs ")[0].split("_")[0] + " vs " + p.split(" vs ")[1].split(".")[0] for p in first["pools"]]
+    print("| " + " | ".join(["variant", "LM s/response", *columns, *families]) + " |")
     print("|---" * (2 + len(first["pools"]) + len(families)) + "|")
     for name, entry in results.items():
         cells = [name, str(entry.get("lm_s_per_response", "-"))]
