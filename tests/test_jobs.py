@@ -128,8 +128,8 @@ def test_unchanged_dataset_and_ranker_are_answered_from_the_store(tmp_path, pair
     def no_model(*_args, **_kwargs):
         raise AssertionError("a cached run must not load a model or start a worker")
 
-    monkeypatch.setattr(workers, "start_worker", no_model)
-    monkeypatch.setattr("scar_core.ranker.load_ranker", no_model)
+    monkeypatch.setattr("scar_core.jobs.score.start_worker", no_model)  # the names the scoring job calls
+    monkeypatch.setattr("scar_core.jobs.score.load_ranker", no_model)
     started = time.perf_counter()
     again = submit_score(store, ds.id, model=str(tiny_checkpoint), device="cpu", precision="fp32")
     elapsed = time.perf_counter() - started

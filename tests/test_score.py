@@ -63,3 +63,11 @@ def test_cuda_without_cuda_is_a_clear_error():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ScarError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_progress_is_reported_every_chunk_on_a_cpu(ranker):
+    """Long inputs show a rate and an ETA soon: on a CPU a chunk is 64 rows, each reported."""
+    seen = []
+    score_pairs(ranker, [f"Question {i}?" for i in range(150)], [f"Answer {i}." for i in range(150)],
+                device="cpu", precision="fp32", progress=lambda done, total, rate: seen.append((done, total)))
+    assert seen == [(64, 150), (128, 150), (150, 150)]

@@ -9,19 +9,18 @@ the score's parts and the outlier distances around the run's own means.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from db import datasets, jobs, rankers, runs
 from db.models import Job, Run
 from db.store import Store
 from scar_core.device import precision_name, resolve
+from scar_core.diagnostics.table import head_score, pair_figures, records, run_figures
 from scar_core.errors import ScarError
 from scar_core.jobs.datasets import clean_dataset
 from scar_core.jobs.rankers import register_checkpoint
 from scar_core.jobs.runner import Beat, Cancelled, start_worker
-
-if TYPE_CHECKING:
-    from scar_core.ranker import StyleRanker
+from scar_core.ranker import StyleRanker, load_ranker
+from scar_core.score import default_chunk_rows, iter_scores
 
 
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
@@ -54,17 +53,8 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
     return runs.get_run(store, run.id)
 
 
-def default_chunk_rows(device_type: str) -> int:
-    """Rows per commit: a few seconds of work (about 20-60 pairs/s on 2 CPU cores, thousands on a GPU)."""
-    return 2048 if device_type == "cuda" else 64
-
-
 def run_score(store: Store, job: Job, beat: Beat) -> None:
     """The scoring worker: copy cached rows, then score the missing ones chunk by chunk."""
-    from scar_core.diagnostics.table import pair_figures, records
-    from scar_core.ranker import load_ranker
-    from scar_core.score import iter_scores
-
     run = runs.get_run(store, job.params["run_id"])
     from_cache = runs.fill_from_cache(store, run.id)
     todo = runs.missing_examples(store, run.id)
@@ -113,8 +103,6 @@ def save_run_figures(store: Store, run_id: int, ranker: StyleRanker) -> None:
     """Once every row of a run is in: add the figures measured against the whole run
     (scar_core.diagnostics.table.run_figures: the score's baseline and its form and surprisal parts,
     around the run's own means, and the style-outlier distances)."""
-    from scar_core.diagnostics.table import head_score, run_figures
-
     data = runs.run_results(store, run_id)
     lm_part = None
     if ranker.lm_term is not None:
