@@ -35,7 +35,7 @@ import scar_core.train as train_module
 from scar_core.evaluate import pairwise_report
 from scar_core.load import load
 from scar_core.ranker import new_ranker
-from scar_core.training_data import ROLES, TrainRow, length_debiased, read_rows
+from scar_core.training_data import ROLES, TrainRow, length_debiased, read_training_rows
 
 FAMILIES = {
     "squad": ["ranker_extra/mgtbench_squad1_chatgpt.jsonl"],
@@ -56,7 +56,7 @@ def family_rows(data: Path, cap: int, seed: int) -> dict[str, list[TrainRow]]:
     """family -> rows of a seeded sample of `cap` instructions (0: all), realign under "realign"."""
     out = {}
     for family, files in {**FAMILIES, **EVAL_ONLY, "realign": ALWAYS_TRAIN}.items():
-        rows = read_rows([data / f for f in files])
+        rows = read_training_rows([data / f for f in files])
         instructions = list(dict.fromkeys(r.instruction for r in rows))
         if cap and family != "realign" and len(instructions) > cap:
             keep = {instructions[i] for i in np.random.default_rng(seed).permutation(len(instructions))[:cap]}

@@ -46,7 +46,7 @@ from scar_core.load import load  # noqa: E402
 from scar_core.ranker import load_ranker, new_ranker  # noqa: E402
 from scar_core.score import score_examples  # noqa: E402
 from scar_core.train import TrainConfig, train  # noqa: E402
-from scar_core.training_data import TrainRow, read_rows, source_matches  # noqa: E402
+from scar_core.training_data import TrainRow, read_training_rows, source_matches  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 RANKER_FILES = ["hc3_1000.jsonl", "realign_nq_100.jsonl", "selfinstruct_252.jsonl"]
@@ -99,7 +99,7 @@ def main() -> None:
         return
     held = args.hold_out or ["hc3/wiki_csai", "self-instruct/*"]
 
-    rows = read_rows([args.data / "ranker" / name for name in RANKER_FILES])
+    rows = read_training_rows([args.data / "ranker" / name for name in RANKER_FILES])
     train_rows = [r for r in rows if not source_matches(r.source, held)]
     test_rows = [r for r in rows + other_llm_rows(args.data, rows) if source_matches(r.source, held)]
     print(f"training on {len(train_rows)} rows; evaluating {len(test_rows)} held-out rows ({', '.join(held)})",

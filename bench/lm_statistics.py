@@ -36,7 +36,7 @@ from scar_core.lm import _encode, load_language_model  # noqa: E402
 from scar_core.example import Example  # noqa: E402
 from scar_core.load import load  # noqa: E402
 from scar_core.ranker import LMTerm  # noqa: E402
-from scar_core.training_data import read_rows  # noqa: E402
+from scar_core.training_data import read_training_rows  # noqa: E402
 
 SOURCES = ["hc3/open_qa", "hc3/finance", "hc3/wiki_csai", "self-instruct", "realign"]
 
@@ -110,7 +110,7 @@ def main() -> None:
                                                 for i in sorted(keep)])
     for human, llm in POOL_PAIRS:
         columns[f"{human.split('_')[0]}/{llm.split('.')[0]}"] = (measured[human], measured[llm], True)
-    rows = read_rows([args.data / "ranker" / n for n in RANKER_FILES])
+    rows = read_training_rows([args.data / "ranker" / n for n in RANKER_FILES])
     rng = np.random.default_rng(args.seed)
     for source in SOURCES:
         have = [r for r in rows if (r.source or "").startswith(source) and {"human", "direct"} <= set(r.responses)]

@@ -23,14 +23,12 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from families import EVAL_ONLY, FAMILIES, family_rows, pool_rows  # noqa: E402
@@ -40,7 +38,7 @@ from scar_core.evaluate import pairwise_report  # noqa: E402
 from scar_core.lm import response_nll  # noqa: E402
 from scar_core.ranker import load_ranker  # noqa: E402
 from scar_core.score import score_pairs  # noqa: E402
-from scar_core.training_data import ROLES, read_rows  # noqa: E402
+from scar_core.training_data import ROLES, read_training_rows  # noqa: E402
 
 
 def main() -> None:
@@ -68,9 +66,7 @@ def main() -> None:
     if args.extra_cap:
         fam = family_rows(args.data, args.extra_cap, args.seed)
         extra = {f: fam[f] for f in [*FAMILIES, *EVAL_ONLY] if f not in ("hc3", "self-instruct")}
-    keys = [(i, role) for rows in extra.values() for i, row in enumerate(rows) for role in ROLES
-            if role in row.responses]
-    train_rows = read_rows([args.data / "ranker" / f for f in RANKER_FILES])
+    train_rows = read_training_rows([args.data / "ranker" / f for f in RANKER_FILES])
     train_pairs = list(dict.fromkeys((r.instruction, t) for r in train_rows for t in r.responses.values()))
     pick = np.sort(np.random.default_rng(args.seed).permutation(len(train_pairs))[:args.train_sample])
     train_pairs = [train_pairs[i] for i in pick]

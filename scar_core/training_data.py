@@ -46,7 +46,7 @@ class TrainRow:
                 if a in self.responses and b in self.responses and self.responses[a] != self.responses[b]]
 
 
-def read_rows(paths: Sequence[str | Path], sources: Sequence[str] = (),
+def read_training_rows(paths: Sequence[str | Path], sources: Sequence[str] = (),
               exclude_sources: Sequence[str] = ()) -> list[TrainRow]:
     """Rows from JSONL files, optionally kept/dropped by `source` glob patterns (e.g. "hc3/*").
 

@@ -14,7 +14,7 @@ import pytest
 
 from scar_core.errors import InputError, ScarError
 from scar_core.load import load
-from scar_core.training_data import read_rows
+from scar_core.training_data import read_training_rows
 
 CORPUS = Path(__file__).resolve().parent / "bad_input"
 EXPECTED = json.loads((CORPUS / "EXPECTED.json").read_text())
@@ -59,7 +59,7 @@ def test_lenient_mode_keeps_every_valid_row(name):
 @pytest.mark.parametrize("name", sorted(n for n, e in EXPECTED.items() if e.get("reader") == "training"))
 def test_training_files(name):
     with pytest.raises(InputError) as caught:
-        read_rows([CORPUS / name])
+        read_training_rows([CORPUS / name])
     assert re.search(EXPECTED[name]["strict"], str(caught.value)), str(caught.value)
 
 

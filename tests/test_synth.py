@@ -18,7 +18,7 @@ from scar_core.synth.client import BackendError, Client, as_messages
 from scar_core.synth.judge import parse_judgement
 from scar_core.synth.pipeline import synthesize
 from scar_core.synth.prompts import JUDGE, PROMPTS, describe, strip_echoed_heading
-from scar_core.training_data import read_rows
+from scar_core.training_data import read_training_rows
 
 PAIRS = [
     Example("What is the capital of France?", "Paris is the capital of France."),
@@ -86,7 +86,7 @@ def test_pipeline_rows_scores_and_unreadable_judgements(tmp_path):
     assert spider["human_helpfulness"] is None and spider["human_correctness"] is None
     assert summary.judge_replies == 12 and summary.judge_unparseable == 1 and summary.judge_partial == 0
     assert summary.unparseable_examples == ["no idea"]
-    trained = read_rows([out])
+    trained = read_training_rows([out])
     assert "human" not in trained[2].quality and trained[0].quality["human"] == (rows[0]["human_helpfulness"] + 6) / 2
 
 
@@ -149,7 +149,7 @@ def test_local_backend_end_to_end(smollm2, ranker, tmp_path):
 
     out = tmp_path / "train.jsonl"
     summary = synthesize(PAIRS[:2], smollm2, out, max_tokens=32, judge_max_tokens=12)
-    rows = read_rows([out])
+    rows = read_training_rows([out])
     assert len(rows) == 2 and summary.new_calls == summary.calls == 4 + summary.judge_replies
     assert all(set(r.responses) == {"human", "referenced", "direct"} for r in rows)
     assert all(0 <= q <= 9 for r in rows for q in r.quality.values())
@@ -221,7 +221,7 @@ def test_openai_backend_against_transformers_serve(server, smollm2, tmp_path):
     out = tmp_path / "train.jsonl"
     summary = synthesize(PAIRS[:2], backend, out, max_tokens=24, judge_max_tokens=12)
     backend.close()
-    rows = read_rows([out])
+    rows = read_training_rows([out])
     assert len(rows) == 2 and all({"referenced", "direct"} <= set(r.responses) for r in rows)
     assert summary.new_calls == summary.calls == 4 + summary.judge_replies
 
@@ -253,6 +253,6 @@ def test_server_dies_mid_run_and_the_run_resumes(server, tmp_path):
     cache = CallCache(tmp_path / "train.jsonl.cache.sqlite")
     assert len(cache) == 2 * len(pairs)
     cache.close()
-    rows = read_rows([out])
+    rows = read_training_rows([out])
     assert [r.instruction for r in rows] == [p.instruction for p in pairs]
     assert all({"referenced", "direct"} <= set(r.responses) for r in rows)

@@ -12,7 +12,7 @@ from scar_core.errors import InputError, ScarError
 from scar_core.evaluate import pairwise_report, score_rows
 from scar_core.ranker import DEFAULT_DIR, load_ranker
 from scar_core.train import TrainConfig, encode_features, scar_loss, train
-from scar_core.training_data import TrainRow, quality_allows, read_rows, training_pairs
+from scar_core.training_data import TrainRow, quality_allows, read_training_rows, training_pairs
 from tests.conftest import tiny_ranker
 
 TOPICS = ["rivers", "tax forms", "the moon", "sourdough", "chess openings", "printers", "volcanoes", "jazz",
@@ -34,7 +34,7 @@ def rows_file(tmp_path, n: int = 16, **extra) -> str:
 
 
 def test_loss_decreases_and_checkpoint_round_trips(tmp_path):
-    rows = read_rows([rows_file(tmp_path)])
+    rows = read_training_rows([rows_file(tmp_path)])
     ranker = tiny_ranker()
     config = TrainConfig(epochs=6, batch_size=4, lr=3e-3, val_ratio=0.25, freeze_encoder=True,
                          save_encoder=True, device="cpu")
@@ -56,7 +56,7 @@ def test_loss_decreases_and_checkpoint_round_trips(tmp_path):
 def test_fp16_checkpoint_halves_the_file_and_loads_as_fp32(tmp_path):
     from safetensors import safe_open
 
-    rows = read_rows([rows_file(tmp_path, n=4)])
+    rows = read_training_rows([rows_file(tmp_path, n=4)])
     ranker = tiny_ranker()
     ranker.save(tmp_path / "fp32")
     ranker.save(tmp_path / "fp16", dtype=torch.float16)
@@ -73,7 +73,7 @@ def test_fp16_checkpoint_halves_the_file_and_loads_as_fp32(tmp_path):
 
 
 def test_live_encoder_and_lora_training_update_the_encoder(tmp_path):
-    rows = read_rows([rows_file(tmp_path, n=6)])
+    rows = read_training_rows([rows_file(tmp_path, n=6)])
     for adapters in (None, "lora"):
         ranker = tiny_ranker()
         weight = ranker.encoder.encoder.layer[0].attention.self.query.weight.detach().clone()
@@ -134,20 +134,20 @@ def test_bad_rows_name_file_line_and_field(tmp_path, field, value, message):
     with open(path, "a") as f:
         f.write(json.dumps({"instruction": "x", "human": "a", "direct": "b", field: value}) + "\n")
     with pytest.raises(InputError) as e:
-        read_rows([path])
+        read_training_rows([path])
     assert e.value.where == "line 3" and e.value.field == field and message in str(e.value)
     assert str(path) in str(e.value)
 
 
 def test_scores_in_both_forms_are_refused_and_helpfulness_correctness_average(tmp_path):
     path = rows_file(tmp_path, n=1, direct_helpfulness=6, direct_correctness=8)
-    assert read_rows([path])[0].quality == {"direct": 7.0}
+    assert read_training_rows([path])[0].quality == {"direct": 7.0}
     with pytest.raises(InputError, match="not both"):
-        read_rows([rows_file(tmp_path, n=1, human_score=6, human_correctness=8)])
+        read_training_rows([rows_file(tmp_path, n=1, human_score=6, human_correctness=8)])
 
 
 def test_no_usable_pairs_is_a_clear_error(tmp_path):
-    rows = read_rows([rows_file(tmp_path, n=4, human_score=1, referenced_score=1, direct_score=1)])
+    rows = read_training_rows([rows_file(tmp_path, n=4, human_score=1, referenced_score=1, direct_score=1)])
     with pytest.raises(ScarError, match="no training pairs"):
         train(tiny_ranker(), rows, TrainConfig(freeze_encoder=True, device="cpu"))
 
@@ -202,7 +202,7 @@ def test_default_ranker_loads_offline_and_stays_under_50_mb():
 
 def test_train_command_continues_from_a_trained_ranker(tmp_path, tiny_checkpoint, capsys):
     path = rows_file(tmp_path, n=8)
-    rows = read_rows([path])
+    rows = read_training_rows([path])
     start = score_rows(load_ranker(tiny_checkpoint), rows, device="cpu", precision="fp32")
     # No epochs of training would change nothing: with lr 0 the saved model must equal the start.
     assert main(["train", path, "--init", str(tiny_checkpoint), "--out", str(tmp_path / "same"), "--lr", "0",
@@ -238,7 +238,7 @@ def test_length_debias_adds_shortened_llm_answers_on_the_training_side_only(tmp_
     assert direct.startswith(cut) and cut[-1] in ".!?" and len(cut) < len(human)
     assert extra[0].responses["human"] == human and extra[0].source == "s" and extra[0].pairs() == [("direct", "human")]
 
-    data = read_rows([rows_file(tmp_path)])
+    data = read_training_rows([rows_file(tmp_path)])
     config = TrainConfig(epochs=2, batch_size=4, lr=3e-3, val_ratio=0.25, freeze_encoder=True, device="cpu",
                          length_debias=True)
     result = train(tiny_ranker(), data, config)
@@ -257,7 +257,7 @@ def test_lm_term_trains_its_weight_saves_and_scores_as_trained(tmp_path, tiny_lm
     from scar_core.lm import load_language_model, response_nll
     from scar_core.ranker import LMTerm
 
-    rows = read_rows([rows_file(tmp_path)])
+    rows = read_training_rows([rows_file(tmp_path)])
     ranker = tiny_ranker()
     plain = score_rows(ranker, rows, device="cpu", precision="fp32")
     ranker.add_lm_term(LMTerm(str(tiny_lm)))

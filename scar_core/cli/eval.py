@@ -8,7 +8,7 @@ import sys
 from scar_core.cli.common import add_model_options, open_ranker, progress_bar
 from scar_core.cli.train import add_source_filters
 from scar_core.evaluate import pairwise_report, score_rows
-from scar_core.training_data import read_rows
+from scar_core.training_data import read_training_rows
 
 
 def add(sub) -> None:
@@ -20,7 +20,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = read_rows(args.data, args.source, args.exclude_source)
+    rows = read_training_rows(args.data, args.source, args.exclude_source)
     ranker = open_ranker(args)
     bar, update = progress_bar(sum(len(r.responses) for r in rows), desc="scoring")
     with bar:

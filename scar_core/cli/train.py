@@ -10,7 +10,7 @@ from tqdm import tqdm
 from scar_core.device import PRECISION_CHOICES
 from scar_core.export import file_sha256
 from scar_core.train import TrainConfig, TrainProgress, start_ranker, train
-from scar_core.training_data import QUALITY_MODES, read_rows
+from scar_core.training_data import QUALITY_MODES, read_training_rows
 
 
 def add(sub) -> None:
@@ -70,7 +70,7 @@ def add_source_filters(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = read_rows(args.data, args.source, args.exclude_source)
+    rows = read_training_rows(args.data, args.source, args.exclude_source)
     print(f"{len(rows)} training rows from {len(args.data)} file(s)", file=sys.stderr)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_ratio=args.val_ratio,
                          seed=args.seed, quality_mode=args.quality_mode, quality_min=args.quality_min,

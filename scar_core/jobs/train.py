@@ -68,13 +68,13 @@ def run_train(store: Store, job: Job, beat: background.Beat) -> None:
     """Worker body: synthesise (unless a training file was given), train, save and register the ranker."""
     from scar_core.lm import DEFAULT_LM
     from scar_core.train import TrainConfig, TrainProgress, start_ranker, train
-    from scar_core.training_data import read_rows
+    from scar_core.training_data import read_training_rows
 
     p = job.params
     out = Path(p["out"])
     out.mkdir(parents=True, exist_ok=True)
     data = Path(p["training_file"]) if p.get("training_file") else _synthesise(store, job, beat, out)
-    rows = read_rows([data])
+    rows = read_training_rows([data])
     history: list[dict] = []
 
     def show(t: TrainProgress) -> None:
