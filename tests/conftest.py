@@ -1,6 +1,7 @@
 """Shared fixtures: tiny randomly initialised rankers (no downloads) and paths to shared data."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -55,6 +56,23 @@ def tiny_lm(tmp_path_factory) -> Path:
     GPT2LMHeadModel(GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=512)).save_pretrained(path)
     AutoTokenizer.from_pretrained(str(bundled_encoder_path()), local_files_only=True).save_pretrained(path)
     return path
+
+
+def style_pool(folder: Path, rows: int = 12, every: int = 2) -> Path:
+    """An Alpaca JSON pool mixing two styles: a numbered how-to (rows not divisible by `every`) and a
+    chatty first-person answer."""
+    data = [{"instruction": f"Question {i}: how do I do task {i}?",
+             "output": ("Sure! Here is how:\n\n1. First step.\n2. Second step.\n" if i % every else
+                        f"You could try doing it slowly, I think. It took me {i} days.")}
+            for i in range(rows)]
+    path = folder / "pool.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def small_pool(tmp_path) -> Path:
+    return style_pool(tmp_path)
 
 
 def shared_file(relative: str) -> Path:

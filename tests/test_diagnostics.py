@@ -146,17 +146,6 @@ def test_sample_rows_is_seeded_and_sorted():
     assert len(sample_rows(5, 10)) == 5
 
 
-@pytest.fixture
-def small_pool(tmp_path):
-    rows = [{"instruction": f"Question {i}: how do I do task {i}?",
-             "output": ("Sure! Here is how:\n\n1. First step.\n2. Second step.\n" if i % 2 else
-                        f"You could try doing it slowly, I think. It took me {i} days.")}
-            for i in range(12)]
-    path = tmp_path / "pool.json"
-    path.write_text(json.dumps(rows))
-    return path
-
-
 def test_diagnose_and_score_commands(small_pool, tiny_checkpoint, tmp_path):
     report_path, scores_path = tmp_path / "report.json", tmp_path / "scores.jsonl"
     assert main(["diagnose", str(small_pool), "--out", str(report_path), "--model", str(tiny_checkpoint),

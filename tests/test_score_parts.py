@@ -9,19 +9,14 @@ import pytest
 
 from db import open_store, runs
 from scar_core.cli import main
+from tests.conftest import style_pool
 from scar_core.diagnostics.table import (COLUMNS, PART_LABELS, PARTS, dominance_note, dominant_part, part_shares,
                                          parts_equation, score_parts)
 
 
 @pytest.fixture
 def pool(tmp_path):
-    rows = [{"instruction": f"Question {i}: how do I do task {i}?",
-             "output": ("Sure! Here is how:\n\n1. First step.\n2. Second step.\n" if i % 3 else
-                        f"You could try doing it slowly, I think. It took me {i} days.")}
-            for i in range(10)]
-    path = tmp_path / "pool.json"
-    path.write_text(json.dumps(rows))
-    return path
+    return style_pool(tmp_path, rows=10, every=3)
 
 
 @pytest.fixture
