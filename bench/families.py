@@ -242,7 +242,7 @@ def one_fold(args, held: str, with_lm: bool, families: dict, cache: Cache, base,
 def print_tables(results: dict, pool_pairs) -> None:
     print("| held out | pairs | ranker | longer wins | ranker, length-balanced | human answer longer: ranker (pairs) "
           "| validation | " + " | ".join(f"{h.split('_')[0]} vs {l.split('.')[0]}" for h, l in pool_pairs) + " |")
-    print("|---" * (6 + len(pool_pairs)) + "|")
+    print("|---" * (7 + len(pool_pairs)) + "|")
     for held, entry in results.items():
         name = held if held in entry else next((k for k in EVAL_ONLY if k in entry), None)
         fig = entry.get(name) if name else None
