@@ -49,11 +49,11 @@ out = st.text_input("Output folder name", "my-ranker", key="train_out")
 
 if st.button("Start training", type="primary", key="start_train", disabled=dataset_id is None and not training_file):
     try:
-        job = train_job.submit_train(store, train_job.ranker_folder(store, out), dataset_id=dataset_id, training_file=training_file,
-                                     backend=backend, model=model, base_url=base_url, limit=int(limit), judge=judge,
-                                     encoder=encoder.strip() or "minilm", epochs=int(epochs),
-                                     freeze_encoder=freeze, device=device, length_debias=debias, init=init,
-                                     lm_surprisal=lm_term)
+        job = train_job.submit_train(store, train_job.ranker_folder(store, out), dataset_id=dataset_id,
+                                     training_file=training_file, backend=backend, model=model, base_url=base_url,
+                                     limit=int(limit), judge=judge, encoder=encoder.strip() or "minilm",
+                                     epochs=int(epochs), freeze_encoder=freeze, device=device, length_debias=debias,
+                                     init=init, lm_surprisal=lm_term)
         st.session_state["train_job"] = job.id
         st.success(f"Started training job {job.id}.")
     except ScarError as e:

@@ -149,7 +149,8 @@ def rule_of(ratio: float | None = None, topk: int | None = None, threshold: floa
 def split_stats(mask: np.ndarray, lengths: np.ndarray) -> pd.DataFrame:
     """Rows and words kept vs dropped (a table for the Select page)."""
     mask, lengths = np.asarray(mask, dtype=bool), np.asarray(lengths, dtype=np.int64)
-    rows = [("kept", int(mask.sum()), int(lengths[mask].sum())), ("dropped", int((~mask).sum()), int(lengths[~mask].sum()))]
+    rows = [("kept", int(mask.sum()), int(lengths[mask].sum())),
+            ("dropped", int((~mask).sum()), int(lengths[~mask].sum()))]
     table = pd.DataFrame(rows, columns=["", "rows", "response words"]).set_index("")
     total = max(len(mask), 1)
     table["share of rows"] = (table["rows"] / total).map("{:.1%}".format)
