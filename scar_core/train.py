@@ -162,21 +162,32 @@ def encode_features(ranker: StyleRanker, rows: Sequence[TrainRow], device: str =
 
 
 def start_ranker(init: str | None = None, encoder: str = "minilm", linear_dim: int | None = None,
-                 seed: int = 42, lm: str | None = None) -> StyleRanker:
+                 seed: int = 42, lm: str | None = None, lm_max_tokens: int | None = None) -> StyleRanker:
     """The ranker training starts from: a trained one (`init`: "default" or a folder) or a fresh head
-    on `encoder`; `lm` adds an LM term (scar_core.ranker.LMTerm) when the ranker has none."""
+    on `encoder`; `lm` adds an LM term (scar_core.ranker.LMTerm) when the ranker has none, reading at
+    most `lm_max_tokens` tokens per pair (LMTerm's default when None)."""
     from scar_core.ranker import LMTerm, load_ranker, new_ranker
 
+    if lm_max_tokens and not lm and not init:
+        raise ScarError("--lm-max-tokens sets the LM term's token limit: it needs --lm-surprisal")
     if not init:
-        return new_ranker(encoder, linear_dim=linear_dim, seed=seed, lm=lm)
+        ranker = new_ranker(encoder, linear_dim=linear_dim, seed=seed, lm=lm)
+        if lm and lm_max_tokens:
+            ranker.lm_term.max_tokens = lm_max_tokens
+        return ranker
     if linear_dim:
         raise ScarError("--linear-dim cannot change a trained ranker's head (--init); leave it out")
     torch.manual_seed(seed)
     ranker = load_ranker(init)
     if lm and ranker.lm_term is None:
-        ranker.add_lm_term(LMTerm(lm))
+        ranker.add_lm_term(LMTerm(lm, **({"max_tokens": lm_max_tokens} if lm_max_tokens else {})))
     elif lm and ranker.lm_term.lm != lm:
         raise ScarError(f"{init} already has an LM term with '{ranker.lm_term.lm}'; it cannot change to '{lm}'")
+    elif lm_max_tokens and ranker.lm_term is None:
+        raise ScarError("--lm-max-tokens sets the LM term's token limit: it needs --lm-surprisal")
+    elif lm_max_tokens and ranker.lm_term.max_tokens != lm_max_tokens:
+        raise ScarError(f"{init}'s LM term reads {ranker.lm_term.max_tokens} tokens and its weight was trained so; "
+                        f"it cannot change to {lm_max_tokens} (leave --lm-max-tokens out)")
     return ranker
 
 

@@ -331,3 +331,8 @@ def test_train_command_adds_an_lm_term(tmp_path, tiny_checkpoint, tiny_lm, capsy
     assert main(["train", path, "--init", str(tmp_path / "lm"), "--lm-surprisal", "smollm2",
                  "--out", str(tmp_path / "x"), "--epochs", "1", "--device", "cpu"]) == 2
     assert "already has an LM term" in capsys.readouterr().err
+    assert main(["train", path, "--init", str(tmp_path / "lm"), "--lm-max-tokens", "128",
+                 "--out", str(tmp_path / "x"), "--epochs", "1", "--device", "cpu"]) == 2
+    assert "cannot change to 128" in capsys.readouterr().err
+    assert main(["train", path, "--lm-max-tokens", "128", "--out", str(tmp_path / "x"), "--epochs", "1"]) == 2
+    assert "needs --lm-surprisal" in capsys.readouterr().err

@@ -42,6 +42,9 @@ def add(sub) -> None:
                    help="add an LM term to the score: the response's NLL given the instruction under a small causal "
                         "LM (default smollm2, bundled; or a hub id or folder), text copied from the prompt left "
                         "out; scoring then runs that LM too")
+    p.add_argument("--lm-max-tokens", type=int, metavar="N",
+                   help="the LM term's token limit per pair, prompt and response together (default 256); fewer "
+                        "tokens score faster on a CPU")
     p.add_argument("--lm-lr", type=float, default=d.lm_lr, help="learning rate of the LM term's weight")
     tune = p.add_mutually_exclusive_group()
     tune.add_argument("--freeze-encoder", action="store_true",
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                          max_length=args.max_length, train_precision=args.train_precision,
                          save_precision=args.save_precision, length_debias=args.length_debias,
                          lm_lr=args.lm_lr)
-    ranker = start_ranker(args.init, args.encoder, args.linear_dim, args.seed, args.lm_surprisal)
+    ranker = start_ranker(args.init, args.encoder, args.linear_dim, args.seed, args.lm_surprisal,
+                          args.lm_max_tokens)
     metadata = {"init": args.init, "data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
                 "sources": args.source, "exclude_sources": args.exclude_source, "rows": len(rows)}
     bars: dict[str, tqdm] = {}
