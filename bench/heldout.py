@@ -43,9 +43,9 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from scar_core.evaluate import evaluate  # noqa: E402
 from scar_core.load import load  # noqa: E402
-from scar_core.ranker import load_ranker, new_ranker  # noqa: E402
+from scar_core.ranker import load_ranker  # noqa: E402
 from scar_core.score import score_examples  # noqa: E402
-from scar_core.train import TrainConfig, train  # noqa: E402
+from scar_core.train import TrainConfig, start_ranker, train  # noqa: E402
 from scar_core.training_data import TrainRow, read_training_rows, source_matches  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -84,7 +84,8 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=100, help="--families: instructions sampled per family (0: all)")
     ap.add_argument("--compare-lm", action="store_true",
                     help="--families: run the sweep without and with the LM term (shared cached features)")
-    ap.add_argument("--lm-max-tokens", type=int, help="--families: the LM term's token limit (default: LMTerm's)")
+    ap.add_argument("--lm-max-tokens", type=int, help="with --lm-surprisal or --families: the LM term's token limit "
+                                                      "(default: LMTerm's)")
     ap.add_argument("--only", nargs="+", metavar="FAMILY", help="--families: hold out only these families")
     args = ap.parse_args()
     if not (args.data / "ranker").is_dir():
@@ -107,7 +108,8 @@ def main() -> None:
 
     start = time.perf_counter()
     debias = not args.no_length_debias
-    ranker = new_ranker("minilm", seed=args.seed, lm="smollm2" if args.lm_surprisal else None)
+    ranker = start_ranker(None, "minilm", seed=args.seed, lm="smollm2" if args.lm_surprisal else None,
+                          lm_max_tokens=args.lm_max_tokens if args.lm_surprisal else None)
     head = train(ranker, train_rows, TrainConfig(epochs=args.head_epochs, lr=args.head_lr, freeze_encoder=True,
                                                  seed=args.seed, device=args.device, length_debias=debias))
     print(f"head: validation {head.best_val_accuracy} (epoch {head.best_epoch})", file=sys.stderr)
