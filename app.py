@@ -14,6 +14,7 @@ navigation = st.navigation([
     st.Page(PAGES / "rank.py", title="Rank"),
     st.Page(PAGES / "explore.py", title="Explore"),
     st.Page(PAGES / "select.py", title="Select"),
+    st.Page(PAGES / "compare.py", title="Compare runs"),
     st.Page(PAGES / "export.py", title="Export"),
     st.Page(PAGES / "train.py", title="Train"),
 ])

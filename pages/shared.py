@@ -104,12 +104,17 @@ def pick_run(store: Store, finished_only: bool = False) -> runs.Run | None:
     if not items:
         st.info("No scored runs yet: score a dataset on the Rank page.")
         return None
-    names = {d.id: d.name for d in datasets.list_datasets(store)}
-    ranker_names = {r.id: r.name for r in rankers.list_rankers(store)}
-    labels = {r.id: f"run {r.id}: {names.get(r.dataset_id, '?')} · ranker {ranker_names.get(r.ranker_id, '?')} · "
-                    f"{r.precision} · {r.status}" for r in items}
+    labels = run_names(store, items)
     chosen = _remembered("run", "Scoring run", list(labels), labels.get)
     return next(r for r in items if r.id == chosen)
+
+
+def run_names(store: Store, items: list[runs.Run]) -> dict[int, str]:
+    """{run id: "run 3: dataset · ranker · precision · status"} for run choosers."""
+    names = {d.id: d.name for d in datasets.list_datasets(store)}
+    ranker_names = {r.id: r.name for r in rankers.list_rankers(store)}
+    return {r.id: f"run {r.id}: {names.get(r.dataset_id, '?')} · ranker {ranker_names.get(r.ranker_id, '?')} · "
+                  f"{r.precision} · {r.status}" for r in items}
 
 
 def _remembered(key: str, label: str, options: list[int], describe: Callable[[int], str]) -> int:

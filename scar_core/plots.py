@@ -95,6 +95,28 @@ def score_vs_length(scores: np.ndarray, lengths: np.ndarray, kept: np.ndarray | 
     return _layout(fig, "Score against response length" + shown, "response length (words)", "score")
 
 
+def overlap_curve(overlap: pd.DataFrame) -> go.Figure:
+    """The share of the top k% two scorings both keep, for each k (columns k_percent, overlap, rows, shared)."""
+    fig = go.Figure()
+    fig.add_scatter(x=overlap["k_percent"], y=overlap["overlap"], mode="lines+markers", name="overlap",
+                    customdata=overlap[["shared", "rows"]].to_numpy(), marker=dict(size=4),
+                    hovertemplate="top %{x}%: %{customdata[0]} of %{customdata[1]} rows in both<extra></extra>")
+    fig.update_layout(yaxis=dict(range=[0, 1.02], tickformat=".0%"))
+    return _layout(fig, "Overlap of the two runs' top k%", "k (% of the rows kept)", "kept by both")
+
+
+def score_scatter(ids: np.ndarray, a: np.ndarray, b: np.ndarray, x: str, y: str,
+                  max_points: int = 5000) -> go.Figure:
+    """One run's score against another's on a seeded sample of rows (WebGL); `customdata` holds example ids."""
+    pick = sample(len(a), max_points)
+    fig = go.Figure()
+    fig.add_scattergl(x=np.asarray(a)[pick], y=np.asarray(b)[pick], customdata=np.asarray(ids)[pick],
+                      mode="markers", marker=dict(size=4, opacity=0.6), name="rows",
+                      hovertemplate="id %{customdata}<br>A %{x:.4f}<br>B %{y:.4f}<extra></extra>")
+    shown = f" ({len(pick)} of {len(a)} shown)" if len(pick) < len(a) else ""
+    return _layout(fig, "Score against score" + shown, html.escape(x), html.escape(y))
+
+
 def style_map(x: np.ndarray, y: np.ndarray, ids: np.ndarray, colour: Sequence, title: str,
               continuous: bool, max_points: int = MAX_POINTS, height: int = 420) -> go.Figure:
     """A WebGL scatter of 2-D map coordinates; `customdata` holds the example ids for box/lasso selection.
