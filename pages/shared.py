@@ -3,8 +3,10 @@ and error display. Logic lives in scar_core and db; this only connects it to wid
 from __future__ import annotations
 
 import logging
+import runpy
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import streamlit as st
 
@@ -15,6 +17,7 @@ from scar_core.errors import ScarError
 from scar_core.jobs import selection
 
 log = logging.getLogger("scar_studio")
+APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
 @st.cache_resource(show_spinner=False)
@@ -23,11 +26,26 @@ def _store(url: str) -> Store:
 
 
 def store() -> Store:
-    """The store named by $SCAR_DB_URL (default ./scar_studio.db), opened once per server."""
+    """The store named by $SCAR_DB_URL (default ./scar_studio.db), opened once per server. Every page
+    asks for it first, so this is also where a page run outside the app is sent back into it."""
+    within_app()
     try:
         return _store(resolve_url())
     except ScarError as e:
         error(str(e))
+        st.stop()
+
+
+def within_app() -> None:
+    """Run the page inside app.py. While no session has run app.py yet (a freshly started server whose
+    first visitor opens a bookmarked /explore), Streamlit treats `pages/` as its old automatic page
+    folder and runs the page file alone: its own page list (with `shared`), no name box, no error guard.
+    Then app.py runs here, in this same run (a click that started it is kept), shows its navigation and
+    this page, and the lone page stops."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        runpy.run_path(str(APP))  # its st.navigation ends the automatic mode for the whole server
         st.stop()
 
 
@@ -118,9 +136,13 @@ def run_names(store: Store, items: list[runs.Run]) -> dict[int, str]:
 
 
 def _remembered(key: str, label: str, options: list[int], describe: Callable[[int], str]) -> int:
-    """A selectbox whose choice survives page switches (widget state alone is dropped on switch)."""
+    """A selectbox whose choice survives page switches (widget state alone is dropped on switch) and
+    follows a choice made elsewhere (a dataset just imported, a run just started): the remembered
+    value, not the widget's own earlier state, decides what it shows."""
+    widget = f"_{key}"
     current = st.session_state.get(key)
-    index = options.index(current) if current in options else 0
-    choice = st.selectbox(label, options, index=index, format_func=describe, key=f"_{key}")
+    st.session_state[widget] = current if current in options else options[0]
+    choice = st.selectbox(label, options, format_func=describe, key=widget,
+                          on_change=lambda: st.session_state.update({key: st.session_state[widget]}))
     st.session_state[key] = choice
     return choice

@@ -1,0 +1,56 @@
+"""Issue 20, part B: the Rank page's honest progress, background cleaning, and the housekeeping the
+issue found (a stale dataset choice, Streamlit's own page list on a bookmarked page, zombie workers,
+watched folders, uploads inside the repository, selections sharing a name)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from db.store import open_store
+from scar_core.jobs import datasets as importing
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+ROWS = [{"instruction": f"Question {i}?", "output": f"Answer number {i}, in a short sentence."} for i in range(6)]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'studio.db'}"
+    monkeypatch.setenv("SCAR_DB_URL", url)
+    return open_store(url)
+
+
+def pool(folder: Path, name: str, rows: list[dict] = ROWS) -> Path:
+    path = folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def texts(elements) -> list[str]:
+    """Element values without the app's markdown escapes."""
+    return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
+
+
+def test_rank_page_preselects_the_dataset_just_imported(store, tmp_path):
+    importing.import_file(store, pool(tmp_path, "first.jsonl"))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert at.selectbox(key="_dataset").value == 1  # the Library tab's chooser holds dataset 1
+    at.text_input(key="server_path").set_value(str(pool(tmp_path, "second.jsonl", ROWS[:3]))).run()
+    at.button(key="import_0").click().run()
+    assert texts(at.success) == ["Imported dataset #2: 3 pairs from 3 rows, 0 rejected."]
+    at.switch_page("pages/rank.py").run()
+    assert at.selectbox(key="_dataset").value == 2
+    assert not at.exception
+
+
+def test_a_bookmarked_page_on_a_fresh_server_runs_inside_the_app(store):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page("pages/explore.py").run()  # the first run of the server asks for /explore
+    assert [t.key for t in at.sidebar.text_input] == ["_annotator"]
+    assert texts(at.info) == ["No scored runs yet: score a dataset on the Rank page."]
+    assert not at.exception
