@@ -62,7 +62,8 @@ else:
     st.caption(f"Maps stored by job {map_state.id} ({map_state.result.get('method', '?')}, "
                f"{map_state.result.get('rows', '?')} rows). Draw a box or lasso on a map to filter the table.")
     in_selection = set(selections.get_selection(store, chosen_selection).example_ids) if chosen_selection else set()
-    label_of = dict(zip(table["example_id"], table["label"]))
+    label_of = browse.run_labels(store, run.id)
+    generation = st.session_state.get("map_generation", 0)  # a new key resets the charts' selections
     for space, column in zip(("lf", "is"), st.columns(2)):
         points = layout(store.url, run.id, space, map_state.id)
         ids = points["example_id"]
@@ -71,19 +72,22 @@ else:
         elif colour == "source":
             values, continuous = points["source"], False
         elif colour == "label":
-            values, continuous = np.array([label_of.get(i) for i in ids], dtype=object), False
+            values, continuous = np.array([label_of.get(i) or plots.UNLABELLED for i in ids], dtype=object), False
         else:
             values, continuous = np.where(np.isin(ids, list(in_selection)), "selected", "not selected"), False
         title = "Linguistic form (v_lf)" if space == "lf" else "Instructional surprisal (v_is)"
         with column:
-            event = st.plotly_chart(plots.style_map(points["x"], points["y"], ids, values, title, continuous),
-                                    on_select="rerun", selection_mode=("box", "lasso"), key=f"map_{space}",
-                                    config={"displaylogo": False})
+            hover = plots.point_hover(points["instruction"], points["response"], points["score"])
+            event = st.plotly_chart(plots.style_map(points["x"], points["y"], ids, values, title, continuous,
+                                                    hover=hover, labelled=label_of if colour != "label" else ()),
+                                    on_select="rerun", selection_mode=("box", "lasso"),
+                                    key=f"map_{space}_{generation}", config={"displaylogo": False})
             picked = [int(p["customdata"]) for p in event.selection.points if "customdata" in p]
             if picked:
                 st.session_state["map_ids"] = picked
     if st.session_state.get("map_ids") and st.button("Clear map selection", key="clear_map"):
         st.session_state.pop("map_ids")
+        st.session_state["map_generation"] = generation + 1
         st.rerun()
 
 # ---- table ----------------------------------------------------------------------------------------
@@ -121,7 +125,7 @@ grid = pd.DataFrame([{"rank": rk, "percentile": round(pct, 1), "score": r["score
 picked_row = st.dataframe(grid, hide_index=True, on_select="rerun", selection_mode="single-row", key="grid")
 
 # ---- one example ----------------------------------------------------------------------------------
-chosen_rows = picked_row.selection.rows
+chosen_rows = [i for i in picked_row.selection.rows if i < len(rows)]  # a pick made on a longer table
 if rows:
     row = rows[chosen_rows[0]] if chosen_rows else rows[0]
     rank, percentile = ranked[rows.index(row)]

@@ -3,18 +3,23 @@
 Every figure is built from numbers already reduced on the server (numpy histograms, a seeded
 sample of points), so a 100k-row pool never ships 100k points to the browser. Scatter plots use
 WebGL (`Scattergl`). The only text from the data in a figure is a category name (a source or a
-label), HTML-escaped because plotly renders a subset of HTML (links, tags) in legends.
+label) and a map point's hover text, HTML-escaped because plotly renders a subset of HTML (links,
+tags) in legends and hover labels.
 """
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from scar_core.display import snippet
+
 KEPT, DROPPED = "#2e7d32", "#9e9e9e"
+UNLABELLED = "unlabelled"
+LABEL_COLOURS = {"keep": KEPT, "drop": "#d62728", "flag": "#ff9800", UNLABELLED: "#cfcfcf"}
 MAX_POINTS = 10_000
 
 
@@ -117,28 +122,67 @@ def score_scatter(ids: np.ndarray, a: np.ndarray, b: np.ndarray, x: str, y: str,
     return _layout(fig, "Score against score" + shown, html.escape(x), html.escape(y))
 
 
-def style_map(x: np.ndarray, y: np.ndarray, ids: np.ndarray, colour: Sequence, title: str,
-              continuous: bool, max_points: int = MAX_POINTS, height: int = 420) -> go.Figure:
-    """A WebGL scatter of 2-D map coordinates; `customdata` holds the example ids for box/lasso selection.
+def point_hover(instruction: Sequence[str], response: Sequence[str], score: Sequence[float],
+                words: int = 12) -> list[str]:
+    """Hover text for map points: the score and the first `words` words of instruction and response,
+    with control characters made visible and HTML escaped (plotly renders tags in hover labels)."""
+    def first(text: str) -> str:
+        cut = snippet(text, 400).split(" ")
+        return html.escape(" ".join(cut[:words]) + (" …" if len(cut) > words else ""))
+    return [f"score {float(v):.3f}<br><b>instruction</b> {first(i)}<br><b>response</b> {first(r)}"
+            for i, r, v in zip(instruction, response, score)]
 
-    continuous: colour is numeric (a colour scale); otherwise categorical (one trace per value).
+
+def _category(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return "(none)"
+    return html.escape(str(value))
+
+
+def style_map(x: np.ndarray, y: np.ndarray, ids: np.ndarray, colour: Sequence, title: str,
+              continuous: bool, hover: Sequence[str] | None = None, labelled: Collection[int] = (),
+              highlighted: Collection[int] = (), max_points: int = MAX_POINTS, height: int = 420) -> go.Figure:
+    """A WebGL scatter of 2-D map coordinates; `customdata` holds the example ids for selection and clicks.
+
+    continuous: colour is numeric (a colour scale); otherwise categorical, one trace per value, the
+    biggest drawn first so small groups lie on top; label names (LABEL_COLOURS) get their own colours
+    and larger markers, UNLABELLED a pale grey. hover: one text per point (point_hover). labelled:
+    ids ringed in black; highlighted: ids drawn as pink diamonds (e.g. picked on the other map).
     """
     x, y, ids = np.asarray(x), np.asarray(y), np.asarray(ids)
     colour = np.asarray(colour, dtype=np.float64 if continuous else object)
+    text = np.asarray(hover if hover is not None else [""] * len(x), dtype=object)
     total = len(x)
     pick = sample(total, max_points)
-    x, y, ids, colour = x[pick], y[pick], ids[pick], colour[pick]
+    px, py, pids, pcolour, ptext = x[pick], y[pick], ids[pick], colour[pick], text[pick]
     fig = go.Figure()
+
+    def points(at_x, at_y, at_ids, at_text, name: str, marker: dict) -> None:
+        fig.add_scattergl(x=at_x, y=at_y, customdata=at_ids, hovertext=at_text, name=name, mode="markers",
+                          hovertemplate="%{hovertext}<extra></extra>", marker=marker)
     if continuous:
-        fig.add_scattergl(x=x, y=y, customdata=ids, mode="markers", name="rows",
-                          hovertemplate="id %{customdata}<br>%{marker.color:.3f}<extra></extra>",
-                          marker=dict(size=4, color=colour, colorscale="Viridis", showscale=True, opacity=0.8))
+        points(px, py, pids, ptext, "rows",
+               dict(size=4, color=pcolour, colorscale="Viridis", showscale=True, opacity=0.8))
     else:
-        labels = np.array(["(none)" if v is None else html.escape(str(v)) for v in colour], dtype=object)
-        for value in sorted(set(labels.tolist())):
-            mask = labels == value
-            fig.add_scattergl(x=x[mask], y=y[mask], customdata=ids[mask], mode="markers", name=value,
-                              hovertemplate="id %{customdata}<extra></extra>", marker=dict(size=4, opacity=0.8))
+        names = np.array([_category(v) for v in pcolour], dtype=object)
+        values, counts = np.unique(names, return_counts=True) if len(names) else ([], [])
+        order = sorted(zip(values, counts), key=lambda vc: (vc[0] != UNLABELLED, -vc[1], vc[0]))
+        for value, _ in order:
+            mask = names == value
+            emphasised = value in LABEL_COLOURS and value != UNLABELLED
+            marker = dict(size=8 if emphasised else 4, opacity=1.0 if emphasised else 0.6)
+            if value in LABEL_COLOURS:
+                marker["color"] = LABEL_COLOURS[value]
+            if emphasised:
+                marker["line"] = dict(width=1, color="#212121")
+            points(px[mask], py[mask], pids[mask], ptext[mask], value, marker)
+    for chosen, name, marker in ((labelled, "labelled", dict(size=11, symbol="circle-open", color="#212121")),
+                                 (highlighted, "picked on the other map",
+                                  dict(size=9, symbol="diamond", color="#e91e63", line=dict(width=1, color="#fff")))):
+        mask = np.isin(ids, np.fromiter(chosen, dtype=ids.dtype if len(ids) else np.int64))
+        where = np.flatnonzero(mask)[:max_points]
+        if len(where):
+            points(x[where], y[where], ids[where], text[where], f"{name} ({int(mask.sum())})", marker)
     shown = f" ({len(pick)} of {total} shown)" if len(pick) < total else ""
     fig.update_layout(dragmode="lasso", xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
     return _layout(fig, title + shown, "", "", height=height)
