@@ -16,25 +16,33 @@ from db.store import Store
 from scar_core.errors import ScarError
 
 UPLOADS_ENV = "SCAR_UPLOAD_DIR"
+DATA_ENV = "SCAR_DATA_DIR"
+
+
+def data_folder(store: Store) -> Path:
+    """Where the app writes files (uploads, exports, trained rankers): $SCAR_DATA_DIR, else
+    `<store name>-data/` beside a SQLite store (`scar_studio-data/` for the default store, which
+    .gitignore leaves out), else `~/.local/share/scar_studio` for a server database. Never the
+    source tree itself."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser().resolve()
+    database = make_url(store.url).database if store.is_sqlite else None
+    if database and database != ":memory:":
+        path = Path(database).resolve()
+        return path.parent / f"{path.stem}-data"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser() / "scar_studio"
 
 
 def upload_folder(store: Store) -> Path:
-    """Where uploaded files are kept: $SCAR_UPLOAD_DIR, else `uploads/` beside a SQLite store, else ./uploads."""
+    """Where uploaded files are kept: $SCAR_UPLOAD_DIR, else `uploads/` in the data folder."""
     if os.environ.get(UPLOADS_ENV):
         return Path(os.environ[UPLOADS_ENV]).expanduser()
-    return _beside_store(store, "uploads")
+    return data_folder(store) / "uploads"
 
 
 def export_folder(store: Store) -> Path:
-    """The default folder for exports written on the server: `exports/` beside a SQLite store, else ./exports."""
-    return _beside_store(store, "exports")
-
-
-def _beside_store(store: Store, name: str) -> Path:
-    database = make_url(store.url).database if store.is_sqlite else None
-    if database and database != ":memory:":
-        return Path(database).resolve().parent / name
-    return Path(name).resolve()
+    """The default folder for exports written on the server: `exports/` in the data folder."""
+    return data_folder(store) / "exports"
 
 
 def rename_dataset(store: Store, dataset_id: int, name: str) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -54,3 +56,22 @@ def test_a_bookmarked_page_on_a_fresh_server_runs_inside_the_app(store):
     assert [t.key for t in at.sidebar.text_input] == ["_annotator"]
     assert texts(at.info) == ["No scored runs yet: score a dataset on the Rank page."]
     assert not at.exception
+
+
+def test_uploads_exports_and_rankers_stay_out_of_the_source_tree(monkeypatch, tmp_path):
+    from db import browse
+    from db.store import DEFAULT_FILE, resolve_url
+    from scar_core.jobs.train import ranker_folder
+
+    monkeypatch.delenv(browse.UPLOADS_ENV, raising=False)
+    monkeypatch.delenv(browse.DATA_ENV, raising=False)
+    monkeypatch.chdir(ROOT)
+    default = SimpleNamespace(url=resolve_url(DEFAULT_FILE), is_sqlite=True)  # not opened: no file is made
+    folders = [browse.upload_folder(default), browse.export_folder(default), ranker_folder(default, "mine")]
+    for folder in folders:
+        assert folder.is_relative_to(ROOT / "scar_studio-data")
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(folder / "file.jsonl")], cwd=ROOT)
+        assert ignored.returncode == 0, f"{folder} would show in git status"
+    monkeypatch.setenv(browse.DATA_ENV, str(tmp_path / "elsewhere"))
+    assert browse.export_folder(default) == tmp_path / "elsewhere" / "exports"
+    assert browse.upload_folder(default) == tmp_path / "elsewhere" / "uploads"
