@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -75,3 +76,34 @@ def test_uploads_exports_and_rankers_stay_out_of_the_source_tree(monkeypatch, tm
     monkeypatch.setenv(browse.DATA_ENV, str(tmp_path / "elsewhere"))
     assert browse.export_folder(default) == tmp_path / "elsewhere" / "exports"
     assert browse.upload_folder(default) == tmp_path / "elsewhere" / "uploads"
+
+
+def test_finished_workers_are_reaped_not_left_as_zombies(store):
+    from db import jobs
+    from scar_core.jobs.runner import start_worker
+
+    job = jobs.create_job(store, "no-such-kind")
+    pid = start_worker(store, job.id)  # the worker fails the job at once and exits
+    deadline = time.time() + 60
+    while jobs.get_job(store, job.id).status != "failed" and time.time() < deadline:
+        time.sleep(0.2)
+    assert jobs.get_job(store, job.id).status == "failed"
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists(), Path(f"/proc/{pid}/stat").read_text()  # "Z": a zombie
+
+
+def test_the_server_watches_no_files(monkeypatch):
+    """Streamlit's watcher puts a recursive inotify watch on app.py's folder, .venv included (the
+    folder blacklist only filters modules), so an idle server overflowed its queue and burned a core."""
+    from streamlit import config
+    from streamlit.watcher.path_watcher import NoOpPathWatcher, get_default_path_watcher_class
+
+    monkeypatch.chdir(ROOT)
+    config.get_config_options(force_reparse=True)
+    try:
+        assert config.get_option("server.fileWatcherType") == "none"
+        assert get_default_path_watcher_class() is NoOpPathWatcher
+    finally:
+        monkeypatch.undo()
+        config.get_config_options(force_reparse=True)

@@ -41,11 +41,13 @@ class Cancelled(Exception):
 
 
 def start_worker(store: Store, job_id: int) -> int:
-    """Start `python -m scar_core worker JOB_ID --db URL` in its own session; returns its pid."""
+    """Start `python -m scar_core worker JOB_ID --db URL` in its own session; returns its pid. A thread
+    waits for it, so a finished worker is reaped at once instead of staying a zombie of the server."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen([sys.executable, "-m", "scar_core", "worker", str(job_id), "--db", store.url],
                                cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
+    threading.Thread(target=process.wait, name=f"reap-worker-{process.pid}", daemon=True).start()
     jobs.record_launch(store, job_id, process.pid)
     return process.pid
 
