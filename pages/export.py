@@ -16,10 +16,12 @@ saved = selections.list_selections(store, run.id)
 if not saved:
     st.info("No saved selections for this run yet: make one on the Select page.")
     st.stop()
-names = {s.id: f"#{s.id} {s.name} ({len(s.example_ids)} rows, {s.rule})" for s in saved}
+names = {s.id: f"#{s.id} {s.name} ({len(s.example_ids)} rows, {s.rule}, saved {s.created_at:%Y-%m-%d %H:%M})"
+         for s in saved}
 current = st.session_state.get("selection")
+latest = max(saved, key=lambda s: (s.created_at, s.id)).id  # the one saved last, unless one was just chosen
 selection_id = st.selectbox("Selection", list(names), format_func=names.get, key="_selection",
-                            index=list(names).index(current) if current in names else len(names) - 1)
+                            index=list(names).index(current if current in names else latest))
 st.session_state["selection"] = selection_id
 selection = selections.get_selection(store, selection_id)
 fmt = st.radio("Shape", ["alpaca", "sharegpt", "messages"], horizontal=True, key="export_format",

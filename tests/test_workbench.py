@@ -107,3 +107,20 @@ def test_the_server_watches_no_files(monkeypatch):
     finally:
         monkeypatch.undo()
         config.get_config_options(force_reparse=True)
+
+
+def test_two_selections_of_a_dataset_cannot_share_a_name(store, tmp_path, tiny_checkpoint):
+    from db import runs, selections
+    from scar_core.errors import ScarError
+    from scar_core.jobs.rankers import register_checkpoint
+
+    dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl"))
+    ranker = register_checkpoint(store, str(tiny_checkpoint))
+    first, second = (runs.create_run(store, dataset.id, ranker.id, "cpu", precision, {}) for precision in
+                     ("fp32", "bf16"))
+    kept = selections.save_selection(store, first.id, "ratio-0.1", "ratio", {}, [1])
+    with pytest.raises(ScarError, match=rf"already used on run {first.id}.*'ratio-0.1 \(run {second.id}\)'"):
+        selections.save_selection(store, second.id, "ratio-0.1", "ratio", {}, [2])
+    assert selections.save_selection(store, second.id, "ratio-0.1 (run 2)", "ratio", {}, [2]).id != kept.id
+    again = selections.save_selection(store, first.id, "ratio-0.1", "topk", {}, [1, 2])  # same run: replaced
+    assert again.id == kept.id and again.rule == "topk" and again.created_at >= kept.created_at
