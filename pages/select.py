@@ -1,13 +1,48 @@
-"""Select: cut by ratio, top-k or threshold, see what the cut keeps, apply overrides and quotas, save."""
+"""Select: cut by ratio, top-k or threshold (a slider and a number kept in step, or a click on the
+threshold curve), see what the cut keeps and the rows either side of the cut line, apply overrides and
+quotas, save."""
+from functools import partial
+
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from db import runs
 from pages import shared
 from scar_core import plots
+from scar_core.display import snippet
 from scar_core.jobs import selection
-from scar_core.select import split_stats
+from scar_core.select import around_cut, rank_and_percentile, rule_value_at, split_stats
 
 store, run = shared.page_run("Select", finished_only=True)
+
+
+def copy_value(source: str, target: str) -> None:
+    """Keep the slider and the number box of one rule in step."""
+    st.session_state[target] = st.session_state[source]
+
+
+def cut_value(rule: str, label: str, low: float, high: float, default: float, step: float,
+              number_format: str | None = None) -> float:
+    """The rule's value from a slider with a number box beside it; either one moves the other."""
+    number = f"{rule}_number"
+    value = min(max(st.session_state.get(rule, default), low), high)  # another run may have another range
+    st.session_state[rule] = st.session_state[number] = value
+    left, right = st.columns([5, 1])
+    left.slider(label, low, high, step=step, key=rule, on_change=copy_value, args=(rule, number))
+    right.number_input(f"{label} (type it)", low, high, step=step, key=number, format=number_format,
+                       on_change=copy_value, args=(number, rule))
+    return st.session_state[rule]
+
+
+def move_cut(rule: str, pool_scores: np.ndarray) -> None:
+    """A click on the threshold curve moves the cut to that point (rounded to the widgets' steps)."""
+    points = st.session_state["cut_curve"]["selection"]["points"]
+    if not points:
+        return
+    value = rule_value_at(rule, float(points[0]["x"]), pool_scores)
+    value = {"ratio": max(0.01, round(value, 2)), "topk": int(value)}.get(rule, value)
+    st.session_state[rule] = st.session_state[f"{rule}_number"] = value
 
 
 table = shared.run_table(store, run.id)
@@ -17,12 +52,14 @@ scores = table["score"].to_numpy()
 rule = st.radio("Cut by", ["ratio", "topk", "threshold"], horizontal=True, key="rule",
                 format_func={"ratio": "ratio of the pool", "topk": "top-k rows", "threshold": "score threshold"}.get)
 if rule == "ratio":
-    value = st.slider("Keep this ratio", 0.01, 1.0, 0.3, 0.01, key="ratio")
+    value = cut_value("ratio", "Keep this ratio", 0.01, 1.0, 0.3, 0.01)
 elif rule == "topk":
-    value = st.slider("Keep this many rows", 1, n, max(1, n // 3), key="topk")
+    value = cut_value("topk", "Keep this many rows", 1, max(n, 2), max(1, n // 3), 1)
 else:
     low, high = float(scores.min()), float(scores.max())
-    value = st.slider("Keep rows scoring at least", low, max(high, low + 1e-6), (low + high) / 2, key="threshold")
+    high = max(high, low + 1e-6)
+    value = cut_value("threshold", "Keep rows scoring at least", low, high, (low + high) / 2, (high - low) / 1000,
+                      "%.4f")
 
 o1, o2 = st.columns(2)
 use_labels = o1.checkbox("Apply annotator labels (keep forces in, drop forces out)", value=True, key="use_labels")
@@ -47,10 +84,34 @@ m[3].metric("Overrides", f"+{cut.forced_in} / -{cut.forced_out}")
 m[4].metric("Skipped by quotas", cut.quota_skipped)
 st.table(split_stats(cut.mask, table["words"].to_numpy()))
 
+st.subheader("At the cut line")
+above, below = around_cut(cut, scores)
+texts = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(
+    ids=table["example_id"].to_numpy()[np.concatenate([above, below])].tolist()), limit=len(above) + len(below))}
+
+
+def near_cut(positions: np.ndarray) -> pd.DataFrame:
+    """The rows at these table positions with their rank (1: best score of the run) and a preview."""
+    ranked = rank_and_percentile(scores, scores[positions].tolist())
+    rows = [texts[i] for i in table["example_id"].to_numpy()[positions].tolist()]
+    return pd.DataFrame({"rank": [rk for rk, _ in ranked], "score": scores[positions].round(4),
+                         "label": [r["label"] for r in rows], "source": [r["source"] for r in rows],
+                         "instruction": [snippet(r["instruction"], 100) for r in rows],
+                         "response": [snippet(r["response"], 160) for r in rows]})
+
+
+a1, a2 = st.columns(2)
+a1.caption(f"Kept, just above the cut: the {len(above)} lowest-scored rows kept")
+a1.dataframe(near_cut(above), hide_index=True, key="cut_above")
+a2.caption(f"Left out, just below the cut: the {len(below)} best-scored eligible rows not kept")
+a2.dataframe(near_cut(below), hide_index=True, key="cut_below")
+
 c1, c2 = st.columns(2)
 c1.plotly_chart(plots.histogram(scores, "Score distribution and the cut", "score", cut_at=cut.threshold),
                 key="cut_hist")
-c2.plotly_chart(plots.threshold_curve(scores[cut.pool], len(cut.kept) / max(cut.eligible, 1)), key="cut_curve")
+c2.plotly_chart(plots.threshold_curve(scores[cut.pool], len(cut.kept) / max(cut.eligible, 1)), key="cut_curve",
+                on_select=partial(move_cut, rule, scores[cut.pool]), selection_mode="points")
+c2.caption("Click a point of the curve to move the cut there.")
 c3, c4 = st.columns(2)
 c3.plotly_chart(plots.kept_dropped_histogram(table["words"].to_numpy(), cut.mask,
                                              "Response length, kept vs dropped", "words"), key="cut_lengths")

@@ -74,7 +74,9 @@ def threshold_curve(scores: np.ndarray, current_ratio: float | None = None, poin
     fig = go.Figure()
     if n:
         pos = np.unique(np.linspace(0, n - 1, min(points, n)).astype(np.int64))
-        fig.add_scatter(x=(pos + 1) / n, y=ordered[pos], mode="lines", name="threshold", line_color="#1f77b4")
+        # markers, not a bare line: plotly selects (and Streamlit reports) a clicked point only on markers
+        fig.add_scatter(x=(pos + 1) / n, y=ordered[pos], mode="lines+markers", name="threshold",
+                        line_color="#1f77b4", marker=dict(size=4))
         if current_ratio is not None and current_ratio > 0:
             k = min(n, max(1, int(np.ceil(current_ratio * n))))
             fig.add_scatter(x=[k / n], y=[ordered[k - 1]], mode="markers", marker=dict(size=10, color="#d62728"),

@@ -146,6 +146,31 @@ def rule_of(ratio: float | None = None, topk: int | None = None, threshold: floa
     return given[0]
 
 
+def around_cut(chosen: Selection, scores: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """(just above, just below) the cut line: input positions of the `n` lowest-scored kept rows and of
+    the `n` best-scored eligible rows left out, each best first."""
+    scores = np.asarray(scores, dtype=np.float64)
+    pool = np.flatnonzero(chosen.pool)
+    order = pool[rank_order(scores[pool])]
+    return chosen.kept[-n:] if n else chosen.kept[:0], order[~chosen.mask[order]][:n]
+
+
+def rule_value_at(rule: str, kept_ratio: float, pool_scores: np.ndarray) -> float:
+    """The value of `rule` that keeps the best `kept_ratio` of the eligible rows (`pool_scores`): a point
+    of the threshold curve read as a ratio, a top-k count or the lowest kept score."""
+    scores = np.sort(np.asarray(pool_scores, dtype=np.float64))[::-1]
+    if not len(scores):
+        raise ScarError("no eligible rows to cut")
+    k = min(len(scores), max(1, round(kept_ratio * len(scores))))
+    if rule == "ratio":
+        return k / len(scores)
+    if rule == "topk":
+        return float(k)
+    if rule == "threshold":
+        return float(scores[k - 1])
+    raise ScarError(f"unknown rule '{rule}'; choose one of {', '.join(RULES)}")
+
+
 def split_stats(mask: np.ndarray, lengths: np.ndarray) -> pd.DataFrame:
     """Rows and words kept vs dropped (a table for the Select page)."""
     mask, lengths = np.asarray(mask, dtype=bool), np.asarray(lengths, dtype=np.int64)

@@ -101,7 +101,7 @@ def test_compare_page_shows_the_figures_and_refuses_other_datasets(store, two_ru
     (ids, a), (_, b) = runs.run_scores(store, first.id), runs.run_scores(store, second.id)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rows compared"] == "6" and metrics["Spearman ρ"] == f"{spearmanr(a, b).statistic:.3f}"
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == 2 and not at.error
     worst = compare(ids, a, ids, b).disagreements
     assert len(at.expander) == len(worst) > 0
     shown = [c.value for c in at.expander[0].code]

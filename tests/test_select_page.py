@@ -1,0 +1,79 @@
+"""The Select page's cut controls (AppTest): the number box beside each slider moves with it both ways,
+the rows just either side of the cut line are shown, and a point of the threshold curve read as each
+rule's value (what a click on the curve sets)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from db import labels, runs
+from scar_core.errors import ScarError
+from scar_core.jobs import datasets as importing
+from scar_core.jobs.runner import run_job
+from scar_core.jobs.score import submit_score
+from scar_core.select import around_cut, cut, rule_value_at, select
+from tests.conftest import style_pool
+from tests.test_app import app, store, texts  # noqa: F401 (store is a fixture)
+
+
+@pytest.fixture
+def scored14(store, tiny_checkpoint, tmp_path):  # noqa: F811 (store: a fixture)
+    """A 14-pair pool scored by the tiny ranker."""
+    dataset = importing.import_file(store, style_pool(tmp_path, rows=14))
+    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    return runs.get_run(store, run.id)
+
+
+def kept(at) -> str:
+    return {m.label: m.value for m in at.metric}["Kept"]
+
+
+def test_slider_and_number_box_move_together(store, scored14):  # noqa: F811
+    at = app("select")
+    assert at.number_input(key="ratio_number").value == at.slider(key="ratio").value == 0.3
+    at.slider(key="ratio").set_value(0.5).run()
+    assert at.number_input(key="ratio_number").value == 0.5 and kept(at) == "7 of 14"
+    at.number_input(key="ratio_number").set_value(0.15).run()
+    assert at.slider(key="ratio").value == 0.15 and kept(at) == "3 of 14"
+    at.radio(key="rule").set_value("topk").run()
+    at.number_input(key="topk_number").set_value(9).run()
+    assert at.slider(key="topk").value == 9 and kept(at) == "9 of 14"
+    at.radio(key="rule").set_value("threshold").run()
+    ids, scores = runs.run_scores(store, scored14.id)
+    third = float(np.sort(scores)[::-1][2])
+    at.number_input(key="threshold_number").set_value(third).run()
+    assert at.slider(key="threshold").value == pytest.approx(third) and kept(at) == "3 of 14"
+    assert not at.exception and not at.error, texts(at.error)
+
+
+def test_the_rows_either_side_of_the_cut_line(store, scored14):  # noqa: F811
+    ids, scores = runs.run_scores(store, scored14.id)
+    order = np.argsort(-scores, kind="stable")
+    labels.set_label(store, int(ids[order[-1]]), "keep", "ann")  # the worst row, forced in by its label
+    at = app("select")
+    at.slider(key="ratio").set_value(0.5).run()
+    above, below = at.dataframe[0].value, at.dataframe[1].value
+    assert kept(at) == "8 of 14"
+    # kept rows, lowest-scored last: ranks 5, 6, 7 of the cut and the labelled worst row (14)
+    assert above["rank"].tolist() == [4, 5, 6, 7, 14] and above["label"].tolist()[-1] == "keep"
+    assert below["rank"].tolist() == [8, 9, 10, 11, 12]
+    assert above["score"].tolist() == np.round(scores[order[[3, 4, 5, 6, 13]]].astype(float), 4).tolist()
+    assert below["instruction"].str.startswith("Question").all()
+    assert not at.exception and not at.error, texts(at.error)
+
+
+def test_around_cut_and_a_curve_point_as_each_rules_value():
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3, np.nan])
+    chosen = select(scores, "ratio", 0.4)  # 5 scored rows: keeps 2 (0.9, 0.7)
+    above, below = around_cut(chosen, scores, n=1)
+    assert above.tolist() == [3] and below.tolist() == [2]
+    assert [x.tolist() for x in around_cut(cut(scores[:5], topk=5), scores[:5])] == [[1, 3, 2, 4, 0], []]
+    pool = scores[:5]
+    assert rule_value_at("ratio", 0.38, pool) == 0.4 and rule_value_at("topk", 0.38, pool) == 2
+    assert rule_value_at("threshold", 0.38, pool) == 0.7  # the second best score
+    assert rule_value_at("ratio", 0.0, pool) == 0.2 and rule_value_at("topk", 1.0, pool) == 5  # clamped
+    for rule in ("ratio", "topk", "threshold"):  # the value found keeps exactly the point's rows
+        assert len(select(pool, rule, rule_value_at(rule, 0.6, pool)).kept) == 3
+    with pytest.raises(ScarError):
+        rule_value_at("ratio", 0.5, np.array([]))
