@@ -45,8 +45,8 @@ class Comparison:
         """Every figure as plain JSON values (the CLI's output; the page shows the same)."""
         return {"rows": int(len(self.example_ids)), "only_in_a": self.only_a, "only_in_b": self.only_b,
                 "spearman": self.spearman, "kendall": self.kendall,
-                "top_overlap": [{k: (int(v) if k != "overlap" else float(v)) for k, v in row.items()}
-                                for row in self.overlap.to_dict("records")],
+                "top_overlap": [{"k_percent": int(k), "rows": int(rows), "shared": int(shared), "overlap": float(share)}
+                                for k, rows, shared, share in self.overlap.itertuples(index=False)],
                 "disagreements": [{"example_id": int(r["example_id"]), "score_a": float(r["score_a"]),
                                    "score_b": float(r["score_b"]), "rank_a": float(r["rank_a"]),
                                    "rank_b": float(r["rank_b"]), "rank_difference": float(r["rank_difference"])}
@@ -103,11 +103,10 @@ def compare(ids_a: np.ndarray, scores_a: np.ndarray, ids_b: np.ndarray, scores_b
     """Every figure of the module docstring for two scorings keyed by example id; `limit` caps the
     disagreement list. Fewer than two shared examples is an error naming the counts."""
     ids, a, b = pair_scores(ids_a, scores_a, ids_b, scores_b)
+    scored_a, scored_b = (int((~np.isnan(np.asarray(s, dtype=np.float64))).sum()) for s in (scores_a, scores_b))
     if len(ids) < 2:
         raise ScarError(f"the two scorings share {len(ids)} scored example(s); comparing needs at least 2 "
-                        f"(side A has {int(np.isfinite(np.asarray(scores_a, dtype=np.float64)).sum())}, "
-                        f"side B {int(np.isfinite(np.asarray(scores_b, dtype=np.float64)).sum())})")
+                        f"(side A has {scored_a}, side B {scored_b})")
     spearman, kendall = rank_correlations(a, b)
     return Comparison(ids, a, b, spearman, kendall, top_overlap(a, b), disagreements(ids, a, b, limit),
-                      only_a=int(len(pd.Series(scores_a).dropna())) - len(ids),
-                      only_b=int(len(pd.Series(scores_b).dropna())) - len(ids))
+                      only_a=scored_a - len(ids), only_b=scored_b - len(ids))
