@@ -71,6 +71,13 @@ def count_examples(store: Store, dataset_id: int) -> int:
         return s.scalar(select(func.count()).where(Example.dataset_id == dataset_id)) or 0
 
 
+def text_size(store: Store, dataset_id: int) -> int:
+    """Characters of instruction and response over a dataset's examples (what scoring time follows)."""
+    size = func.sum(func.length(Example.instruction) + func.length(Example.response))
+    with store.read() as s:
+        return int(s.scalar(select(size).where(Example.dataset_id == dataset_id)) or 0)
+
+
 def to_core(row: Example) -> core.Example:
     """The scar_core Example for a stored example (what the ranker scores)."""
     return core.Example(instruction=row.instruction, response=row.response, context=list(row.context or []),

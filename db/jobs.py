@@ -70,9 +70,10 @@ def claim(store: Store, job_id: int) -> Job:
 
 
 def report(session: Session, job_id: int, done: int, total: int, rate: float | None,
-           message: str | None = None) -> bool:
-    """Write progress and a heartbeat inside the caller's transaction; True when a cancel was requested."""
-    eta = (total - done) / rate if rate else None
+           message: str | None = None, eta_s: float | None = None) -> bool:
+    """Write progress and a heartbeat inside the caller's transaction; True when a cancel was requested.
+    The time left is `eta_s` when the caller knows better than rows left / rate (rows differ in length)."""
+    eta = eta_s if eta_s is not None else (total - done) / rate if rate else None
     values = {"done": done, "total": total, "rate": rate, "eta_s": eta, "heartbeat_at": utcnow()}
     if message is not None:
         values["message"] = message

@@ -60,13 +60,43 @@ with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
     lang = st.text_input("Expected languages (e.g. en or en,de; 'any' for no check)", "en", key="lang",
                          disabled=not do_clean)
 
-if st.button("Start scoring", type="primary", disabled=model is None, key="start"):
+
+
+def duration(seconds: float) -> str:
+    """A time in words: '45 seconds', '12 minutes', '3.5 hours'."""
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
+
+
+if model is not None:
+    try:
+        guess = scoring.estimate(store, dataset_id, model, device, precision)
+    except ScarError:
+        guess = None  # the device is not here; starting says why
+    if guess is None:
+        st.info("No rate measured for this ranker on this device yet: score a random sample first, and the "
+                "time for the whole dataset shows here.")
+    else:
+        faster = " A GPU or the Ray engine would be faster." if guess.device == "cpu" else ""
+        where = "CPU" if guess.device == "cpu" else "GPU"
+        st.info(f"Scoring all {guess.rows:,} pairs: about {duration(guess.seconds)} on this {where} "
+                f"(run {guess.run_id} measured {guess.rows_per_s:.1f} pairs/s).{faster}")
+
+start_col, sample_col, size_col = st.columns([1, 1, 1])
+start_all = start_col.button("Start scoring", type="primary", disabled=model is None, key="start")
+start_sample = sample_col.button("Score a random sample first", disabled=model is None, key="start_sample",
+                                 help="a seeded random sample of the rows, to measure the rate on this machine")
+sample_rows = size_col.number_input("Sample rows", 10, 100_000, 200, step=50, key="sample_rows",
+                                    label_visibility="collapsed")
+if start_all or start_sample:
     try:
         location = str(hub.fetch(model)) if choice == "hub id" else model
         shared.ranker(location)  # refuse a checkpoint that does not load before starting a worker
-        with st.spinner("Cleaning…" if do_clean else "Starting…"):
+        with st.spinner("Starting…"):
             run = scoring.submit_score(store, dataset_id, model=location, device=device, precision=precision,
                                        batch_size=int(batch_size) if batch_size else None,
+                                       sample=int(sample_rows) if start_sample else None,
                                        clean={"dedup": dedup, "lang": lang} if do_clean else None)
         st.session_state["run"] = run.id
         st.success(f"Started run {run.id}.")
@@ -94,22 +124,23 @@ def progress() -> None:
                 else "No scoring job running.")
     for run, job in active:
         watching.add(job.id)
-        fraction = job.done / job.total if job.total else 0.0
-        rate = f"{job.rate:.1f} rows/s" if job.rate else "measuring rate"
-        eta = f", about {job.eta_s:.0f} s left" if job.eta_s else ""
-        st.progress(fraction, text=f"run {run.id}: {job.done}/{job.total} ({rate}{eta}) {job.message or job.status}")
+        fraction = min(job.done / job.total, 1.0) if job.total else 0.0
+        known = [f"{job.rate:.1f} pairs/s" if job.rate else "",
+                 f"about {duration(job.eta_s)} left" if job.eta_s else ""]
+        st.progress(fraction, text=" · ".join([f"run {run.id}: {job.message or job.status}",
+                                               f"{job.done:,}/{job.total:,}", *filter(None, known)]))
         if st.button("Cancel", key=f"cancel_{job.id}"):
             background.cancel(store, job.id)
+    st.subheader("History")
+    run_history()
 
 
-st.subheader("Progress")
-progress()
-
-st.subheader("History")
-history = runs.list_runs(store, dataset_id)
-if not history:
-    st.info("This dataset has not been scored yet.")
-else:
+def run_history() -> None:
+    """This dataset's runs, read in the same fragment run as the progress above, so the two agree."""
+    history = runs.list_runs(store, dataset_id)
+    if not history:
+        st.info("This dataset has not been scored yet.")
+        return
     names = {r.id: r.name for r in rankers.list_rankers(store)}
     table = []
     for run in history:
@@ -130,3 +161,7 @@ else:
                 st.rerun()
             except ScarError as e:
                 shared.error(str(e))
+
+
+st.subheader("Progress")
+progress()

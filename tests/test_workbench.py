@@ -124,3 +124,63 @@ def test_two_selections_of_a_dataset_cannot_share_a_name(store, tmp_path, tiny_c
     assert selections.save_selection(store, second.id, "ratio-0.1 (run 2)", "ratio", {}, [2]).id != kept.id
     again = selections.save_selection(store, first.id, "ratio-0.1", "topk", {}, [1, 2])  # same run: replaced
     assert again.id == kept.id and again.rule == "topk" and again.created_at >= kept.created_at
+
+
+LENGTHS = [{"instruction": f"Question {i}?", "output": "word " * (3 + 17 * (i % 5))} for i in range(20)]
+
+
+def test_scoring_cleans_in_the_worker_in_named_phases_with_an_early_first_chunk(store, tmp_path, tiny_checkpoint,
+                                                                                 monkeypatch):
+    from db import jobs
+    from scar_core.jobs.runner import run_job
+    from scar_core.jobs.score import FIRST_CHUNK_ROWS, submit_score
+
+    dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl", LENGTHS))
+    reports, report = [], jobs.report
+
+    def recorded(session, job_id, done, total, rate, message=None, eta_s=None):
+        reports.append((message, done, rate, eta_s))
+        return report(session, job_id, done, total, rate, message, eta_s=eta_s)
+
+    monkeypatch.setattr(jobs, "report", recorded)
+    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
+                       clean={"dedup": "near", "lang": "any"}, launch=False)
+    assert jobs.get_job(store, run.job_id).params["clean"] is None  # the page did not wait for cleaning
+    committed = []
+    job = run_job(store, run.job_id, progress=lambda done, total, rate: committed.append(done))
+    assert job.status == "done", job.error
+    assert job.params["clean"]["options"]["dedup"] == "near"
+    phases = list(dict.fromkeys(m for m, *_ in reports))
+    assert phases[:4] == ["cleaning", "reading the rows", "loading the ranker", "scoring"]
+    first_commit = next(k for k, (m, done, *_) in enumerate(reports) if m == "scoring" and done)
+    assert all(rate is None for _, _, rate, _ in reports[:first_commit])  # no rate before one is measured
+    assert committed[0] == FIRST_CHUNK_ROWS < len(LENGTHS) and committed[-1] == len(LENGTHS)
+    assert reports[first_commit][3] > 0 and job.result["chars_per_s"] > 0
+
+
+def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_path, tiny_checkpoint):
+    from db import datasets, jobs, runs
+    from scar_core.jobs.runner import run_job
+    from scar_core.jobs.score import estimate, submit_score
+
+    dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl", LENGTHS))
+    model = str(tiny_checkpoint)
+    assert estimate(store, dataset.id, model, "cpu", "fp32") is None
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page("pages/rank.py").run()
+    at.radio(key="ranker_kind").set_value("checkpoint folder").run()
+    at.text_input(key="checkpoint_dir").set_value(model)
+    at.selectbox(key="device").set_value("cpu").run()
+    assert any(i.startswith("No rate measured for this ranker") for i in texts(at.info))
+
+    sample = submit_score(store, dataset.id, model=model, device="cpu", precision="auto", sample=6, launch=False)
+    job = run_job(store, sample.job_id)
+    assert job.status == "done" and job.total == 6 and runs.count_done(store, sample.id) == 6
+    guess = estimate(store, dataset.id, model, "cpu", "auto")
+    assert guess.rows == 20 and guess.run_id == sample.id
+    assert guess.seconds == pytest.approx(datasets.text_size(store, dataset.id) / job.result["chars_per_s"])
+    at.run()
+    assert any(i.startswith("Scoring all 20 pairs: about ") and f"run {sample.id} measured" in i
+               for i in texts(at.info)), texts(at.info)
+    assert not at.exception and jobs.get_job(store, sample.job_id).params["sample_ids"] == sorted(
+        jobs.get_job(store, sample.job_id).params["sample_ids"])

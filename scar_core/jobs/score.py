@@ -8,7 +8,10 @@ the score's parts and the outlier distances around the run's own means.
 """
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 from db import datasets, jobs, rankers, runs
 from db.models import Job, Run
@@ -20,14 +23,20 @@ from scar_core.jobs.datasets import clean_dataset
 from scar_core.jobs.rankers import register_checkpoint
 from scar_core.jobs.runner import Beat, Cancelled, start_worker
 from scar_core.ranker import StyleRanker, load_ranker
-from scar_core.score import default_chunk_rows, iter_scores
+from scar_core.score import Scores, default_chunk_rows, iter_scores
+
+FIRST_CHUNK_ROWS = 8  # rows of the first chunk a worker commits
+SAMPLE_SEED = 0
 
 
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
                  device: str = "auto", precision: str = "auto", batch_size: int | None = None,
-                 chunk_rows: int | None = None, clean: dict | None = None, launch: bool = True) -> Run:
-    """Create a scoring run for a dataset. With `clean` ({"dedup": ..., "lang": ...}) the dataset is
-    cleaned first and the summary kept with the job (export manifests record it). Rows already scored
+                 chunk_rows: int | None = None, clean: dict | None = None,
+                 launch: bool = True, sample: int | None = None) -> Run:
+    """Create a scoring run for a dataset. With `clean` ({"dedup": ..., "lang": ...}) the worker cleans
+    the dataset first and keeps the summary with the job (export manifests record it); the caller never
+    waits for it. `sample` scores a seeded random sample of that many rows instead, from scratch (no
+    copies from earlier runs), which measures this machine's rate for `estimate`. Rows already scored
     with the same ranker (weights and LM term settings) and precision (matched by content id) are
     copied at once; when nothing is left the run is done without loading a model, otherwise a worker
     process is started (launch=False leaves the job queued for `run_job`)."""
@@ -35,17 +44,17 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
         raise ScarError(f"no dataset {dataset_id} in the store")
     ranker = register_checkpoint(store, model, encoder)
     dev, dtype = resolve(device, precision)
-    summary = clean_dataset(store, dataset_id, **clean) if clean is not None else None
     job = jobs.create_job(store, "score", {"model": str(model), "encoder": encoder, "batch_size": batch_size,
                                            "chunk_rows": chunk_rows or default_chunk_rows(dev.type),
-                                           "clean": summary})
+                                           "clean": None, "clean_options": clean, "sample": sample})
     run = runs.create_run(store, dataset_id, ranker.id, str(dev), precision_name(dtype),
                           {"model": str(model), "encoder": encoder, "batch_size": batch_size}, job_id=job.id)
     jobs.set_params(store, job.id, run_id=run.id)
-    runs.fill_from_cache(store, run.id)
+    if not sample:
+        runs.fill_from_cache(store, run.id)
     total = datasets.count_examples(store, dataset_id)
     done = runs.count_done(store, run.id)
-    if done == total:
+    if done == total and clean is None and not sample:
         store.transact(lambda s: jobs.report(s, job.id, done, total, None, "answered from the store"))
         jobs.finish(store, job.id, "done", result={"scored": 0, "from_cache": done})
     elif launch:
@@ -54,11 +63,18 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
 
 
 def run_score(store: Store, job: Job, beat: Beat) -> None:
-    """The scoring worker: copy cached rows, then score the missing ones chunk by chunk."""
+    """The scoring worker, phase by phase as its progress message says: clean the dataset (when asked
+    and not done before a resume), copy cached rows, load the ranker, then score the missing rows chunk
+    by chunk; a small first chunk commits within seconds, so a resume never starts from nothing."""
     run = runs.get_run(store, job.params["run_id"])
-    from_cache = runs.fill_from_cache(store, run.id)
-    todo = runs.missing_examples(store, run.id)
-    total = datasets.count_examples(store, run.dataset_id)
+    total = job.params.get("sample") or datasets.count_examples(store, run.dataset_id)
+    if job.params.get("clean_options") is not None and job.params.get("clean") is None:
+        if store.transact(lambda s: jobs.report(s, job.id, 0, total, None, "cleaning")):
+            raise Cancelled
+        jobs.set_params(store, job.id, clean=clean_dataset(store, run.dataset_id, **job.params["clean_options"]))
+    store.transact(lambda s: jobs.report(s, job.id, 0, total, None, "reading the rows"))
+    from_cache = 0 if job.params.get("sample") else runs.fill_from_cache(store, run.id)
+    todo, total = work_left(store, job.id, run.id)
     done = total - len(todo)
     if store.transact(lambda s: jobs.report(s, job.id, done, total, None, "loading the ranker" if todo else None)):
         raise Cancelled
@@ -71,11 +87,14 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
         raise ScarError(f"the checkpoint at {run.params['model']} changed since run {run.id} was created; "
                         "start a new run")
     examples = [datasets.to_core(row) for row in todo]
-    started, scored = time.perf_counter(), 0
-    for part in iter_scores(ranker, [e.ranker_instruction() for e in examples], [e.response for e in examples],
-                            left_truncate=[bool(e.context) for e in examples], device=run.device,
-                            precision=run.precision, batch_size=job.params.get("batch_size"),
-                            chunk_rows=int(job.params["chunk_rows"])):
+    started, scored, measured = time.perf_counter(), 0, {}
+    sizes = [len(e.ranker_instruction()) + len(e.response) for e in examples]
+    chars_done, chars_left = 0, sum(sizes)
+    store.transact(lambda s: jobs.report(s, job.id, done, total, None, "scoring"))
+    for part in iter_first_early(ranker, [e.ranker_instruction() for e in examples], [e.response for e in examples],
+                                 left_truncate=[bool(e.context) for e in examples], device=run.device,
+                                 precision=run.precision, batch_size=job.params.get("batch_size"),
+                                 chunk_rows=int(job.params["chunk_rows"]), first_rows=FIRST_CHUNK_ROWS):
         figures = records(pair_figures([examples[i].response for i in part.index.tolist()], part))
         rows = [{"example_id": todo[i].id, "score": float(part.score[k]),
                  "truncated_instruction": bool(part.truncated_instruction[k]),
@@ -83,20 +102,83 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
                  "v_lf": runs.pack(part.v_lf[k]), "v_is": runs.pack(part.v_is[k]), "diagnostics": figures[k]}
                 for k, i in enumerate(part.index.tolist())]
         scored += len(rows)
-        rate = scored / max(time.perf_counter() - started, 1e-9)
+        chars_done += sum(sizes[i] for i in part.index.tolist())
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        rate, eta = scored / elapsed, (chars_left - chars_done) * elapsed / max(chars_done, 1)
+        measured = {"rows_per_s": round(rate, 4), "chars_per_s": round(chars_done / elapsed, 2)}
 
-        def commit(session, rows=rows, rate=rate) -> bool:
+        def commit(session, rows=rows, rate=rate, eta=eta) -> bool:
             runs.add_results(session, run.id, rows)
-            return jobs.report(session, job.id, done + scored, total, rate, "scoring")
+            return jobs.report(session, job.id, done + scored, total, rate, "scoring", eta_s=eta)
 
         cancel_requested = store.transact(commit)
-        beat.result = {"scored": scored, "from_cache": from_cache}
+        beat.result = {"scored": scored, "from_cache": from_cache, **measured}
         if beat.progress:
             beat.progress(done + scored, total, rate)
         if cancel_requested or beat.cancel_requested:
             raise Cancelled
     store.transact(lambda s: jobs.report(s, job.id, total, total, None, "score breakdown"))
     save_run_figures(store, run.id, ranker)
+
+
+def work_left(store: Store, job_id: int, run_id: int) -> tuple[list, int]:
+    """The examples a run still lacks, and how many rows it covers in all: the whole dataset, or for a
+    sample run the seeded random sample drawn on its first start (kept in the job's params, so a
+    resume scores the same rows)."""
+    run, job = runs.get_run(store, run_id), jobs.get_job(store, job_id)
+    todo = runs.missing_examples(store, run_id)
+    size = job.params.get("sample")
+    if not size:
+        return todo, datasets.count_examples(store, run.dataset_id)
+    chosen = job.params.get("sample_ids")
+    if chosen is None:
+        chosen = sorted(e.id for e in random.Random(SAMPLE_SEED).sample(todo, min(int(size), len(todo))))
+        jobs.set_params(store, job_id, sample_ids=chosen)
+    wanted = set(chosen)
+    return [e for e in todo if e.id in wanted], len(chosen)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long scoring a dataset would take here, from a rate measured on this machine."""
+
+    seconds: float
+    rows: int
+    rows_per_s: float
+    run_id: int
+    device: str
+
+
+def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", precision: str = "auto",
+             ) -> Estimate | None:
+    """The time to score a dataset with a ranker on this device and precision, from the characters per
+    second the latest run of the same ranker, device and precision measured (whole runs and samples
+    alike; rows differ in length, so characters, not rows, carry over between datasets). None when no
+    such run has measured one yet: score a sample first."""
+    dev, dtype = resolve(device, precision)
+    for run in runs.list_runs(store):
+        job = jobs.get_job(store, run.job_id) if run.job_id else None
+        if (run.params.get("model") != str(model) or run.device != str(dev) or run.precision != precision_name(dtype)
+                or job is None or run.params.get("engine")):
+            continue
+        speed = (job.result or {}).get("chars_per_s")
+        if speed:
+            return Estimate(seconds=datasets.text_size(store, dataset_id) / speed,
+                            rows=datasets.count_examples(store, dataset_id),
+                            rows_per_s=float(job.result["rows_per_s"]), run_id=run.id, device=dev.type)
+    return None
+
+
+def iter_first_early(ranker: StyleRanker, instructions: list[str], responses: list[str], *, first_rows: int,
+                     **options) -> Iterator[Scores]:
+    """iter_scores, with the first `first_rows` rows (file order) as a chunk of their own before the
+    rest: iter_scores goes longest first, so on a big pool its first chunk of long rows took minutes."""
+    head = min(first_rows, len(responses))
+    left = options.pop("left_truncate")
+    for lo, hi in ((0, head), (head, len(responses))):
+        for part in iter_scores(ranker, instructions[lo:hi], responses[lo:hi], left_truncate=left[lo:hi],
+                                **options):
+            yield replace(part, index=part.index + lo)
 
 
 def save_run_figures(store: Store, run_id: int, ranker: StyleRanker) -> None:
