@@ -158,7 +158,36 @@ def test_scoring_cleans_in_the_worker_in_named_phases_with_an_early_first_chunk(
     assert reports[first_commit][3] > 0 and job.result["chars_per_s"] > 0
 
 
-def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_path, tiny_checkpoint):
+def record_history(monkeypatch) -> list[bool]:
+    """For each table the page draws, whether it was drawn inside a fragment: only a fragment reruns
+    on its own, so the History table outside the progress fragment lagged the live bar."""
+    import streamlit as st
+
+    inside, drawn = [], []
+    fragment, dataframe = st.fragment, st.dataframe
+
+    def recording_fragment(function=None, **options):
+        def wrap(body):
+            def run(*args, **kwargs):
+                inside.append(True)
+                try:
+                    return body(*args, **kwargs)
+                finally:
+                    inside.pop()
+            return fragment(run, **options)
+        return wrap(function) if function else wrap
+
+    def recording_dataframe(*args, **kwargs):
+        drawn.append(bool(inside))
+        return dataframe(*args, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", recording_fragment)
+    monkeypatch.setattr(st, "dataframe", recording_dataframe)
+    return drawn
+
+
+def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_path, tiny_checkpoint,
+                                                                     monkeypatch):
     from db import datasets, jobs, runs
     from scar_core.jobs.runner import run_job
     from scar_core.jobs.score import estimate, submit_score
@@ -166,6 +195,7 @@ def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_
     dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl", LENGTHS))
     model = str(tiny_checkpoint)
     assert estimate(store, dataset.id, model, "cpu", "fp32") is None
+    history_in_fragment = record_history(monkeypatch)
     at = AppTest.from_file(APP, default_timeout=120)
     at.switch_page("pages/rank.py").run()
     at.radio(key="ranker_kind").set_value("checkpoint folder").run()
@@ -182,5 +212,6 @@ def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_
     at.run()
     assert any(i.startswith("Scoring all 20 pairs: about ") and f"run {sample.id} measured" in i
                for i in texts(at.info)), texts(at.info)
+    assert history_in_fragment == [True]  # the History table reruns with the progress bar, every second
     assert not at.exception and jobs.get_job(store, sample.job_id).params["sample_ids"] == sorted(
         jobs.get_job(store, sample.job_id).params["sample_ids"])
