@@ -1,6 +1,7 @@
 """Issue 20, part C in a real headless browser: the Compare runs view of two runs of tiny random rankers
-(figures, charts, a disagreeing row opened), and a click on the Select page's
-threshold curve moving the cut. Screenshots go to test-artifacts/. Needs Debian's chromium."""
+(figures, charts, a disagreeing row opened), then on the Select page a click on the threshold curve
+moving the cut and the ratio slider and its number box following each other. Screenshots go to
+test-artifacts/. Needs Debian's chromium."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,8 +81,19 @@ def test_compare_view_and_clicking_the_threshold_curve(server, tmp_path, tiny_ch
         }""")
         page.mouse.click(x, y)
         expect(kept).to_contain_text("5 of 6", timeout=30_000)
-        expect(page.get_by_role("slider", name="Keep this ratio")).to_have_value("0.83")
-        expect(page.get_by_role("spinbutton", name="Keep this ratio (type it)")).to_have_value("0.83")
+        slider = page.get_by_role("slider", name="Keep this ratio")
+        number = page.get_by_role("spinbutton", name="Keep this ratio (type it)")
+        expect(slider).to_have_value("0.83")
+        expect(number).to_have_value("0.83")
         page.screenshot(path=str(ARTIFACTS / "select-curve-click.png"), full_page=True)
+        slider.focus()
+        for _ in range(33):  # 0.83 -> 0.50 with the keyboard: the number box follows
+            page.keyboard.press("ArrowLeft")
+        expect(number).to_have_value("0.50", timeout=30_000)
+        expect(kept).to_contain_text("3 of 6")
+        number.fill("0.16")  # and the slider follows a typed number
+        number.press("Enter")
+        expect(slider).to_have_value("0.16", timeout=30_000)
+        expect(kept).to_contain_text("1 of 6")
         browser.close()
     assert runs.count_done(open_store(str(tmp_path / "studio.db")), first) == 6
