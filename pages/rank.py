@@ -10,7 +10,7 @@ from scar_core import hub
 from scar_core.clean import DEDUP_MODES
 from scar_core.device import PRECISION_CHOICES, gpu_name
 from scar_core.errors import ScarError
-from scar_core.jobs import runner as background, score as scoring
+from scar_core.jobs import ray as ray_engine, runner as background, score as scoring
 from scar_core.ranker import DEFAULT_DIR
 
 store = shared.store()
@@ -53,6 +53,16 @@ precision = precision_col.selectbox("Precision", PRECISION_CHOICES, key="precisi
 batch_size = batch_col.number_input("Batch size", 1, 4096, None, key="batch_size", placeholder="device default",
                                     help="most texts per encoder batch; empty: 128 on CPU, 512 on GPU")
 
+engine_col, address_col, workers_col = st.columns(3)
+engine = engine_col.radio("Engine", ["this machine", "Ray cluster"], key="engine", horizontal=True,
+                          help="Ray cluster: Ray Data actors, one ranker each, on the cluster at the address")
+on_ray = engine == "Ray cluster"
+address = address_col.text_input("Ray cluster address", ray_engine.default_address() or "", key="ray_address",
+                                 disabled=not on_ray, placeholder="empty: a local Ray instance",
+                                 help="auto, HOST:PORT or ray://HOST:10001 (default $SCAR_RAY_ADDRESS)")
+workers = workers_col.number_input("Ray workers", 1, 4096, None, key="ray_workers", disabled=not on_ray,
+                                   placeholder="one per GPU, else per CPU", help="actors, each holding one ranker")
+
 with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
     do_clean = st.checkbox("Clean before scoring", value=True, key="do_clean")
     dedup = st.selectbox("Duplicates", DEDUP_MODES, key="dedup", disabled=not do_clean,
@@ -69,7 +79,7 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
 
 
-if model is not None:
+if model is not None and not on_ray:
     try:
         guess = scoring.estimate(store, dataset_id, model, device, precision)
     except ScarError:
@@ -97,7 +107,10 @@ if start_all or start_sample:
             run = scoring.submit_score(store, dataset_id, model=location, device=device, precision=precision,
                                        batch_size=int(batch_size) if batch_size else None,
                                        sample=int(sample_rows) if start_sample else None,
-                                       clean={"dedup": dedup, "lang": lang} if do_clean else None)
+                                       clean={"dedup": dedup, "lang": lang} if do_clean else None,
+                                       engine=ray_engine.RayCluster(address.strip() or None,
+                                                                    int(workers) if workers else None).params()
+                                       if on_ray else None)
         st.session_state["run"] = run.id
         st.success(f"Started run {run.id}.")
     except ScarError as e:

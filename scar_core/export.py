@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -55,6 +56,50 @@ def write_atomic(path: str | Path, lines: Iterable[str]) -> Path:
                             "and any earlier file there is unchanged") from None
         raise
     return path
+
+
+SHARD_ROWS = 100_000
+
+
+def write_parquet_shards(folder: str | Path, records: Iterable[dict], shard_rows: int = SHARD_ROWS) -> Path:
+    """Write records as Parquet shards `part-00000.parquet`, ... in order, `shard_rows` each, into
+    `folder`, built in a temporary folder beside it and renamed at the end. List or dict fields are
+    stored as JSON text. An existing `folder` of earlier shards is replaced; any other file there is refused."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(not p.name.startswith("part-") for p in folder.iterdir())):
+        raise ScarError(f"{folder} exists and is not a folder of Parquet shards; choose another --out")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as e:
+        raise ScarError(f"cannot write to {folder.parent}: {e.strerror or e}") from None
+    try:
+        shard: list[dict] = []
+        count = 0
+        for record in itertools.chain(records, [None]):
+            if record is not None:
+                shard.append({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()})
+            if shard and (record is None or len(shard) == shard_rows):
+                pq.write_table(pa.Table.from_pylist(shard), tmp / f"part-{count:05d}.parquet")
+                shard, count = [], count + 1
+        os.chmod(tmp, 0o755)
+        if folder.exists():
+            for old in folder.iterdir():
+                old.unlink()
+            folder.rmdir()
+        os.replace(tmp, folder)
+    except BaseException as e:
+        for part in tmp.glob("*"):
+            part.unlink()
+        with contextlib.suppress(OSError):
+            tmp.rmdir()
+        if isinstance(e, OSError):
+            raise ScarError(f"cannot write {folder}: {e.strerror or e}") from None
+        raise
+    return folder
 
 
 def safe_filename(name: str, suffix: str = ".jsonl", limit: int = 120) -> str:

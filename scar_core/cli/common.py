@@ -8,8 +8,10 @@ from tqdm import tqdm
 
 from scar_core.clean import DEDUP_MODES, DEFAULT_DEDUP, DEFAULT_LANG, CleanReport, clean
 from scar_core.device import PRECISION_CHOICES
-from scar_core.errors import terminal_text
+from scar_core.errors import ScarError, terminal_text
 from scar_core.example import Example
+from scar_core.jobs.ray import (ENGINES, RayCluster, check_reachable, default_address, ray_device_precision,
+                                ray_score_examples)
 from scar_core.load import LoadResult, load
 from scar_core.ranker import StyleRanker, load_ranker
 from scar_core.score import Scores, score_examples
@@ -30,6 +32,35 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                    help="auto: bf16 where the hardware supports it natively, else fp32")
     p.add_argument("--batch-size", type=int, help="most texts per encoder batch (default: 128 on CPU, 512 on GPU)")
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="local", choices=ENGINES,
+                   help="local: score in this process; ray: on a Ray cluster (Ray Data actors, one ranker each)")
+    p.add_argument("--address", default=default_address(),
+                   help="with --engine ray: the cluster to join (auto, HOST:PORT or ray://HOST:10001; default "
+                        "$SCAR_RAY_ADDRESS); without one a local Ray instance is started")
+    p.add_argument("--workers", type=int,
+                   help="with --engine ray: actors, each holding one ranker (default: one per GPU, else one per CPU)")
+    p.add_argument("--block-rows", type=int,
+                   help="with --engine ray: rows per block and per actor call (default: 64 on CPU, 2048 on GPU)")
+
+
+def ray_cluster(args: argparse.Namespace) -> RayCluster | None:
+    """The command's Ray engine settings, or None for the local engine; bad values and a cluster address
+    that does not answer are refused here, before any work."""
+    if args.engine != "ray":
+        if args.workers is not None or args.block_rows is not None:
+            raise ScarError("--workers and --block-rows apply only with --engine ray")
+        return None
+    for name in ("workers", "block_rows"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ScarError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    ray_device_precision(args.device, args.precision)
+    if args.address and args.address != "auto":
+        check_reachable(args.address)
+    return RayCluster(args.address, args.workers, args.block_rows)
 
 
 def add_clean_options(p: argparse.ArgumentParser) -> None:
@@ -67,9 +98,14 @@ def open_ranker(args: argparse.Namespace) -> StyleRanker:
 
 
 def score_with_progress(args: argparse.Namespace, ranker: StyleRanker, examples: list[Example]) -> Scores:
-    """Score examples with the command's device, precision and batch options, showing a progress bar."""
+    """Score examples with the command's engine, device, precision and batch options, showing a progress bar."""
     bar, update = progress_bar(len(examples))
+    cluster = ray_cluster(args)
     with bar:
+        if cluster is not None:
+            return ray_score_examples(ranker, args.model, examples, cluster=cluster, encoder=args.encoder,
+                                      device=args.device, precision=ray_device_precision(args.device, args.precision)[1],
+                                      batch_size=args.batch_size, progress=update)
         return score_examples(ranker, examples, device=args.device, precision=args.precision,
                               batch_size=args.batch_size, progress=update)
 

@@ -6,11 +6,12 @@ import sys
 
 import numpy as np
 
-from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
-                                  load_inputs, open_ranker, score_with_progress)
+from scar_core.cli.common import (add_clean_options, add_engine_options, add_input_options, add_model_options,
+                                  clean_examples, load_inputs, open_ranker, ray_cluster, score_with_progress)
 from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
 from scar_core.export import describe_input, describe_ranker, export, file_sha256, manifest
+from scar_core.jobs.ray import ray_device_precision
 from scar_core.labels import read_labels
 from scar_core.ranker import checkpoint_location
 from scar_core.select import rule_of, select
@@ -27,6 +28,7 @@ def add(sub) -> None:
     rule.add_argument("--threshold", type=float, help="keep pairs scoring at least this")
     p.add_argument("--format", default="alpaca", choices=["alpaca", "sharegpt", "messages", "prompt_completion"],
                    help="shape of the exported rows")
+    add_engine_options(p)
     p.add_argument("--with-scores", action="store_true", help="add a 'score' field to each exported row")
     add_clean_options(p)
     p.add_argument("--keep-flagged", action="store_true",
@@ -40,6 +42,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    cluster = ray_cluster(args)  # refuse bad engine options before loading anything
     results, examples = load_inputs(args)
     quotas = parse_quotas(args.quota)
     labels = read_labels(args.labels) if args.labels else None
@@ -54,13 +57,17 @@ def run(args: argparse.Namespace) -> int:
                     labels=None if labels is None else np.array([labels.get(ex.id) for ex in examples], dtype=object),
                     keep_flagged=args.keep_flagged)
     kept = [examples[i] for i in chosen.kept]
-    device, dtype = resolve(args.device, args.precision)
+    if cluster is None:
+        device, dtype = resolve(args.device, args.precision)
+        device, precision = str(device), precision_name(dtype)
+    else:
+        device, precision = ray_device_precision(args.device, args.precision)
     info = manifest(kept, args.format, args.with_scores,
                     inputs=[describe_input(r.path, file_sha256(r.path), r.format, r.rows, len(r.examples),
                                            len(r.rejected)) for r in results],
                     ranker=describe_ranker(checkpoint_location(args.model)[1], ranker.encoder_name,
                                            ranker.weights_hash, ranker.identity),
-                    device=str(device), precision=precision_name(dtype), cleaning=report.summary(),
+                    device=device, precision=precision, cleaning=report.summary(),
                     selection=chosen.params())
     written = export(args.out, kept, args.format, score[chosen.kept] if args.with_scores else None, info)
     print(f"kept {len(kept)} of {chosen.eligible} pairs (lowest kept score {chosen.threshold}); "

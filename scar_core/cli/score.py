@@ -1,4 +1,5 @@
-"""`score INPUT --out SCORES.jsonl`: one JSON line per scorable pair, in input order."""
+"""`score INPUT --out SCORES.jsonl`: one JSON line per scorable pair, in input order (or, with
+`--out-format parquet`, the same records as Parquet shards in a folder)."""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +8,12 @@ import os
 
 import numpy as np
 
-from scar_core.cli.common import (add_clean_options, add_input_options, add_model_options, clean_examples,
-                                  load_inputs, open_ranker, progress_bar, score_with_progress)
+from scar_core.cli.common import (add_clean_options, add_engine_options, add_input_options, add_model_options,
+                                  clean_examples, load_inputs, open_ranker, progress_bar, ray_cluster,
+                                  score_with_progress)
 from scar_core.diagnostics.table import example_table, ordered, records
 from scar_core.errors import ScarError
-from scar_core.export import write_atomic
+from scar_core.export import write_atomic, write_parquet_shards
 from scar_core.score import Scores
 
 
@@ -19,7 +21,11 @@ def add(sub) -> None:
     p = sub.add_parser("score", help="score every pair and write one JSON line per pair")
     add_input_options(p)
     add_model_options(p)
-    p.add_argument("--out", required=True, help="output JSONL path")
+    p.add_argument("--out", required=True, help="output JSONL path (a folder with --out-format parquet)")
+    p.add_argument("--out-format", default="jsonl", choices=["jsonl", "parquet"],
+                   help="jsonl: one JSON line per pair; parquet: the same records as Parquet shards in the folder "
+                        "OUT (part-00000.parquet, ... in input order), for very large outputs")
+    add_engine_options(p)
     add_clean_options(p)
     p.add_argument("--db", default=os.environ.get("SCAR_DB_URL"),
                    help="store the scores in this database (URL or SQLite path; default $SCAR_DB_URL): "
@@ -28,6 +34,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    ray_cluster(args)  # refuse bad engine options before loading anything
     results, examples = load_inputs(args)
     if args.db:
         bar, update = progress_bar(len(examples))
@@ -38,14 +45,15 @@ def run(args: argparse.Namespace) -> int:
         scores = score_with_progress(args, ranker, examples)
         diagnostics = records(example_table(ranker, scores, [ex.response for ex in examples]))
     flags = clean_examples(args, examples, scores=scores.score).flags
-    lines = (json.dumps({"id": ex.id, "score": float(scores.score[i]), "source": ex.source,
-                         "where": ex.meta.get("where"),
-                         "truncated_instruction": bool(scores.truncated_instruction[i]),
-                         "truncated_response": bool(scores.truncated_response[i]),
-                         **ordered({k: v for k, v in diagnostics[i].items() if k != "score"}),
-                         "flags": flags[i]}) + "\n"
-             for i, ex in enumerate(examples))
-    write_atomic(args.out, lines)
+    rows = ({"id": ex.id, "score": float(scores.score[i]), "source": ex.source, "where": ex.meta.get("where"),
+             "truncated_instruction": bool(scores.truncated_instruction[i]),
+             "truncated_response": bool(scores.truncated_response[i]),
+             **ordered({k: v for k, v in diagnostics[i].items() if k != "score"}), "flags": flags[i]}
+            for i, ex in enumerate(examples))
+    if args.out_format == "parquet":
+        write_parquet_shards(args.out, rows)
+    else:
+        write_atomic(args.out, (json.dumps(row) + "\n" for row in rows))
     return 0
 
 
@@ -63,8 +71,10 @@ def stored_scores(args: argparse.Namespace, results: list, update) -> tuple[Scor
     parts, diagnostics, base = [], [], 0
     for result in results:
         dataset = import_loaded(store, result, params)
+        cluster = ray_cluster(args)
         run = submit_score(store, dataset.id, model=args.model, encoder=args.encoder, device=args.device,
-                           precision=args.precision, batch_size=args.batch_size, launch=False)
+                           precision=args.precision, batch_size=args.batch_size,
+                           engine=None if cluster is None else cluster.params(), launch=False)
         job = jobs.get_job(store, run.job_id)
         if job.status != "done":
             job = run_job(store, run.job_id,

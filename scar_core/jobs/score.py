@@ -21,6 +21,7 @@ from scar_core.diagnostics.table import head_score, pair_figures, records, run_f
 from scar_core.errors import ScarError
 from scar_core.jobs.datasets import clean_dataset
 from scar_core.jobs.rankers import register_checkpoint
+from scar_core.jobs.ray import RayCluster, iter_ray_scores, ray_device_precision
 from scar_core.jobs.runner import Beat, Cancelled, start_worker
 from scar_core.ranker import StyleRanker, load_ranker
 from scar_core.score import Scores, default_chunk_rows, iter_scores
@@ -31,7 +32,7 @@ SAMPLE_SEED = 0
 
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
                  device: str = "auto", precision: str = "auto", batch_size: int | None = None,
-                 chunk_rows: int | None = None, clean: dict | None = None,
+                 chunk_rows: int | None = None, clean: dict | None = None, engine: dict | None = None,
                  launch: bool = True, sample: int | None = None) -> Run:
     """Create a scoring run for a dataset. With `clean` ({"dedup": ..., "lang": ...}) the worker cleans
     the dataset first and keeps the summary with the job (export manifests record it); the caller never
@@ -39,16 +40,23 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
     copies from earlier runs), which measures this machine's rate for `estimate`. Rows already scored
     with the same ranker (weights and LM term settings) and precision (matched by content id) are
     copied at once; when nothing is left the run is done without loading a model, otherwise a worker
-    process is started (launch=False leaves the job queued for `run_job`)."""
+    process is started (launch=False leaves the job queued for `run_job`). `engine` (RayCluster.params())
+    scores on a Ray cluster instead of in the worker process (scar_core.jobs.ray)."""
     if datasets.get_dataset(store, dataset_id) is None:
         raise ScarError(f"no dataset {dataset_id} in the store")
     ranker = register_checkpoint(store, model, encoder)
-    dev, dtype = resolve(device, precision)
+    if engine is None:
+        dev, dtype = resolve(device, precision)
+        device_name, precision, device_type = str(dev), precision_name(dtype), dev.type
+    else:  # the Ray actors' block size sets their chunks
+        (device_name, precision), device_type = ray_device_precision(device, precision), "cpu"
     job = jobs.create_job(store, "score", {"model": str(model), "encoder": encoder, "batch_size": batch_size,
-                                           "chunk_rows": chunk_rows or default_chunk_rows(dev.type),
-                                           "clean": None, "clean_options": clean, "sample": sample})
-    run = runs.create_run(store, dataset_id, ranker.id, str(dev), precision_name(dtype),
-                          {"model": str(model), "encoder": encoder, "batch_size": batch_size}, job_id=job.id)
+                                           "chunk_rows": chunk_rows or default_chunk_rows(device_type),
+                                           "clean": None, "clean_options": clean, "sample": sample,
+                                           **({"engine": engine} if engine else {})})
+    run = runs.create_run(store, dataset_id, ranker.id, device_name, precision,
+                          {"model": str(model), "encoder": encoder, "batch_size": batch_size,
+                           **({"engine": engine} if engine else {})}, job_id=job.id)
     jobs.set_params(store, job.id, run_id=run.id)
     if not sample:
         runs.fill_from_cache(store, run.id)
@@ -91,10 +99,18 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     sizes = [len(e.ranker_instruction()) + len(e.response) for e in examples]
     chars_done, chars_left = 0, sum(sizes)
     store.transact(lambda s: jobs.report(s, job.id, done, total, None, "scoring"))
-    for part in iter_first_early(ranker, [e.ranker_instruction() for e in examples], [e.response for e in examples],
-                                 left_truncate=[bool(e.context) for e in examples], device=run.device,
-                                 precision=run.precision, batch_size=job.params.get("batch_size"),
-                                 chunk_rows=int(job.params["chunk_rows"]), first_rows=FIRST_CHUNK_ROWS):
+    texts = ([e.ranker_instruction() for e in examples], [e.response for e in examples])
+    left = [bool(e.context) for e in examples]
+    engine = job.params.get("engine")
+    if todo and engine:
+        store.transact(lambda s: jobs.report(s, job.id, done, total, None, "starting the Ray actors"))
+    parts = (iter_ray_scores(run.params["model"], *texts, cluster=RayCluster.from_params(engine), left_truncate=left,
+                             encoder=run.params.get("encoder"), device=run.device.removeprefix("ray:"),
+                             precision=run.precision, batch_size=job.params.get("batch_size")) if engine else
+             iter_first_early(ranker, *texts, left_truncate=left, device=run.device, precision=run.precision,
+                              batch_size=job.params.get("batch_size"), chunk_rows=int(job.params["chunk_rows"]),
+                              first_rows=FIRST_CHUNK_ROWS))
+    for part in parts:
         figures = records(pair_figures([examples[i].response for i in part.index.tolist()], part))
         rows = [{"example_id": todo[i].id, "score": float(part.score[k]),
                  "truncated_instruction": bool(part.truncated_instruction[k]),
