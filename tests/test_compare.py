@@ -58,6 +58,11 @@ def test_only_rows_scored_on_both_sides_count():
         compare(np.array([1, 2]), np.array([0.1, 0.2]), np.array([2, 3]), np.array([0.1, 0.2]))
 
 
+def test_compare_page_without_two_runs_says_what_it_needs(store):  # noqa: F811 (store: a fixture)
+    at = app("compare")
+    assert any("needs two scoring runs over the same dataset" in i.value for i in at.info) and not at.error
+
+
 @pytest.fixture
 def two_runs(store, data_file, tiny_checkpoint, tmp_path):  # noqa: F811 (store, data_file: fixtures)
     """Runs 1 and 2: one dataset scored by two different tiny rankers; run 3 scores another dataset."""
