@@ -162,10 +162,7 @@ def _in_ids(store: Store, column, ids: Sequence[int]):
 def results_page(store: Store, run_id: int, where: ResultFilter | None = None, sort: str = "score_desc",
                  offset: int = 0, limit: int = 50) -> list[dict]:
     """One page of a run's results joined with their examples and latest label, best first by default."""
-    if sort not in SORTS:
-        raise ScarError(f"unknown sort '{sort}'; choose one of {', '.join(SORTS)}")
-    order = {"score_desc": (Result.score.desc(), Example.position), "score_asc": (Result.score, Example.position),
-             "position": (Example.position,)}[sort]
+    order = _order(sort)
     label = (select(Label.label).where(Label.example_id == Example.id)
              .order_by(Label.created_at.desc(), Label.id.desc()).limit(1).scalar_subquery())
     query = (select(Example.id.label("example_id"), Example.position, Example.content_id, Example.instruction,
@@ -177,6 +174,21 @@ def results_page(store: Store, run_id: int, where: ResultFilter | None = None, s
              .where(and_(*_conditions(store, run_id, where))).order_by(*order).offset(offset).limit(limit))
     with store.read() as s:
         return [dict(row._mapping) for row in s.execute(query)]
+
+
+def _order(sort: str) -> tuple:
+    if sort not in SORTS:
+        raise ScarError(f"unknown sort '{sort}'; choose one of {', '.join(SORTS)}")
+    return {"score_desc": (Result.score.desc(), Example.position), "score_asc": (Result.score, Example.position),
+            "position": (Example.position,)}[sort]
+
+
+def result_ids(store: Store, run_id: int, where: ResultFilter | None = None, sort: str = "score_desc") -> list[int]:
+    """The example ids of every result matching `where`, in results_page's order (one column)."""
+    query = (select(Result.example_id).join(Example, Example.id == Result.example_id)
+             .where(and_(*_conditions(store, run_id, where))).order_by(*_order(sort)))
+    with store.read() as s:
+        return list(s.scalars(query))
 
 
 def count_results(store: Store, run_id: int, where: ResultFilter | None = None) -> int:

@@ -145,3 +145,59 @@ def dominance_note(parts: Mapping[str, Sequence[float]]) -> str | None:
     return (f"One part carries nearly all of the ranking here: \"{PART_LABELS[name]}\" makes up "
             f"{share:.0%} of how far scores lie from the starting point on average, so the other parts "
             "change the order little.")
+
+
+# One line per figure, for the example view's diagnostics table.
+MEANINGS = {
+    "score": "the ranker's score; higher ranks better",
+    "baseline": "the score of this data set's average pair, the same for every row",
+    "lf_contribution": "how much the response's form (how it is written) moves the score",
+    "is_contribution": "how much the response's fit to its instruction moves the score",
+    "lm_contribution": "how much the LM term moves the score (0 for a response of average NLL)",
+    "lm_nll": "nats per token a small language model needs for the response (lower: more predictable)",
+    "lf_outlier": "distance from the data set's typical form (1 is average; 2-3 is unusual)",
+    "is_outlier": "distance from the data set's typical instruction fit (1 is average; 2-3 is unusual)",
+    "chars": "characters in the response",
+    "words": "words in the response's prose",
+    "sentences": "sentences in the response's prose",
+    "mean_sentence_length": "words per sentence",
+    "type_token_ratio": "distinct words over all words (higher: more varied vocabulary)",
+    "mtld": "lexical diversity that does not shrink with length (MTLD)",
+    "function_word_share": "share of words that are function words (the, of, and, ...)",
+    "transitions_per_100w": "transition words (however, therefore, ...) per 100 words",
+    "hedges_per_100w": "hedges (might, perhaps, I think, ...) per 100 words",
+    "first_person_per_100w": "first-person words (I, me, we, ...) per 100 words",
+    **{f"{name}_per_100w": f"{name} per 100 words" for name in
+       ("commas", "colons", "semicolons", "questions", "exclamations", "dashes", "parentheses", "quotes")},
+    "bullet_items": "bulleted list items",
+    "numbered_items": "numbered list items",
+    "headings": "markdown headings",
+    "code_blocks": "code blocks",
+    "bold_spans": "bold spans",
+    "table_rows": "markdown table rows",
+    "markdown_density": "share of non-blank lines inside markdown structure",
+}
+
+
+def against_data_set(figures: Mapping[str, object], data_set: Mapping[str, Sequence[float]],
+                     digits: int = 3) -> pd.DataFrame:
+    """One example's figures beside the data set's: one row per numeric figure in COLUMNS order with
+    `figure`, `value` and the data set's `median` (rounded to `digits` significant digits, see _rounded), `percentile`
+    (share of the data set's rows at or below this value, 0-100) and `meaning` (MEANINGS). Figures the
+    data set lacks get no median or percentile."""
+    rows = []
+    for name, value in ordered(figures).items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        column = np.asarray(data_set.get(name, ()), np.float64)
+        column = column[np.isfinite(column)]
+        rows.append({"figure": name, "value": _rounded(value, digits),
+                     "median": _rounded(float(np.median(column)), digits) if len(column) else None,
+                     "percentile": round(100.0 * float((column <= value).mean()), 1) if len(column) else None,
+                     "meaning": MEANINGS.get(name, "")})
+    return pd.DataFrame(rows, columns=["figure", "value", "median", "percentile", "meaning"])
+
+
+def _rounded(value: float, digits: int) -> float:
+    """`digits` significant digits, but whole numbers kept whole (1234.5 -> 1234, not 1230)."""
+    return float(round(value)) if abs(value) >= 10 ** digits else float(f"{value:.{digits}g}")
