@@ -1,4 +1,8 @@
-"""Explore: maps of both style spaces, the ranked table with filters, one example shown inert, labels."""
+"""Explore: linked maps of both style spaces, the ranked table with filters and a review queue, one
+example rendered readably, and labelling at speed: keyboard shortcuts, save-and-next, bulk labels
+with undo, agreement between annotators."""
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -6,16 +10,25 @@ import streamlit as st
 from db import browse, datasets, jobs, labels, maps, runs, selections
 from pages import shared
 from scar_core import plots
+from scar_core.diagnostics.table import (PART_LABELS, PARTS, against_data_set, dominance_note, parts_equation,
+                                         score_parts)
+from scar_core.display import code_css, markdown_escape, render_markdown, snippet, visible
 from scar_core.jobs import map as map_job, selection
+from scar_core.labels import LABELS, agreement, review_queue
 from scar_core.select import rank_and_percentile
-from scar_core.diagnostics.table import PART_LABELS, PARTS, dominance_note, ordered, parts_equation, score_parts
-from scar_core.display import snippet, visible
 
+ORDERS = {"score_desc": "best first", "score_asc": "worst first", "position": "file order",
+          "queue_best": "my review queue: not labelled by me, best first",
+          "queue_random": "my review queue: not labelled by me, random order"}
+SHORTCUTS = {"keep": "K", "drop": "D", "flag": "F"}
+
+state = st.session_state
 store, run = shared.page_run("Explore")
 done = runs.count_done(store, run.id)
 if done == 0:
     st.info("This run has no scores yet; watch its progress on the Rank page.")
     st.stop()
+me = shared.annotator()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -29,10 +42,75 @@ def run_parts(url: str, run_id: int, rows: int) -> dict:
     return runs.run_figures(store, run_id, PARTS[1:])
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def data_set_figures(url: str, run_id: int, rows: int, names: tuple[str, ...]) -> dict:
+    """Every row's value of these figures, to set one example's beside (cached until the run gains rows)."""
+    return runs.run_figures(store, run_id, names)
+
+
+def open_example(example_id: int, position: int, size: int) -> None:
+    """Show this example, on the table page that holds it, with no row picked in the table."""
+    state["open_id"], state["opened_on_map"] = example_id, False
+    state["page"] = position // size + 1
+    state["grid_generation"] = state.get("grid_generation", 0) + 1
+
+
+def map_selected(space: str, key: str) -> None:
+    """A map's box, lasso or click: one point opens that example, more filter the table."""
+    picked = sorted({int(p["customdata"]) for p in state[key]["selection"]["points"] if "customdata" in p})
+    if len(picked) == 1:
+        state["open_id"], state["opened_on_map"] = picked[0], True
+    elif picked:
+        state["map_pick"] = {"space": space, "ids": picked}
+    elif state.get("map_pick", {}).get("space") == space:
+        state.pop("map_pick")
+
+
+def clear_map_selection() -> None:
+    state.pop("map_pick", None)
+    state["map_generation"] = state.get("map_generation", 0) + 1  # new chart keys drop their selections
+
+
+def row_picked(key: str) -> None:
+    rows, shown = state[key]["selection"]["rows"], state.get("shown_ids", [])
+    if rows and rows[0] < len(shown):  # the row index refers to the table the user saw
+        state["open_id"], state["opened_on_map"] = shown[rows[0]], False
+
+
+def save_labels(example_ids: list[int], label: str, note: str | None, what: str) -> bool:
+    """Label these examples under the annotator's name, keeping what they replaced for Undo."""
+    if not me:
+        state["label_message"] = "Set your name in the sidebar first: labels are kept per annotator."
+        return False
+    before = labels.set_labels(store, example_ids, label, me, note)
+    state["last_labelling"] = {"annotator": me, "before": before, "what": what}
+    state.pop("label_message", None)
+    return True
+
+
+def label_and_next(example_id: int, label: str, following: tuple[int, int, int] | None) -> None:
+    note = (state.get(f"note_{example_id}") or "").strip() or None
+    if save_labels([example_id], label, note, f"labelled 1 example {label}") and following:
+        open_example(*following)
+
+
+def undo() -> None:
+    last = state.pop("last_labelling")
+    labels.restore_labels(store, last["annotator"], last["before"])
+    state["label_message"] = f"Undone: {last['what']}."
+
+
+def confirm_bulk() -> None:
+    pending = state.pop("bulk_pending")
+    ids, label = pending["ids"], pending["label"]
+    save_labels(ids, label, None, f"labelled {len(ids)} examples {label}")
+
+
 table = shared.run_table(store, run.id)
-table["label"] = table["example_id"].map(browse.run_labels(store, run.id))
+label_of = browse.run_labels(store, run.id)
 scores = table["score"].to_numpy()
 run_flags = dict(zip(table["example_id"], table["flags"]))
+map_pick = state.get("map_pick")
 
 # ---- maps -----------------------------------------------------------------------------------------
 st.subheader("Style maps")
@@ -60,10 +138,10 @@ elif map_state.status in ("queued", "running"):
     map_progress()
 else:
     st.caption(f"Maps stored by job {map_state.id} ({map_state.result.get('method', '?')}, "
-               f"{map_state.result.get('rows', '?')} rows). Draw a box or lasso on a map to filter the table.")
+               f"{map_state.result.get('rows', '?')} rows). Draw a box or lasso on a map to filter the table "
+               "and highlight the same rows on the other map; click a point to open it.")
     in_selection = set(selections.get_selection(store, chosen_selection).example_ids) if chosen_selection else set()
-    label_of = browse.run_labels(store, run.id)
-    generation = st.session_state.get("map_generation", 0)  # a new key resets the charts' selections
+    generation = state.get("map_generation", 0)
     for space, column in zip(("lf", "is"), st.columns(2)):
         points = layout(store.url, run.id, space, map_state.id)
         ids = points["example_id"]
@@ -76,19 +154,16 @@ else:
         else:
             values, continuous = np.where(np.isin(ids, list(in_selection)), "selected", "not selected"), False
         title = "Linguistic form (v_lf)" if space == "lf" else "Instructional surprisal (v_is)"
+        other_pick = map_pick["ids"] if map_pick and map_pick["space"] != space else ()
+        figure = plots.style_map(points["x"], points["y"], ids, values, title, continuous,
+                                 hover=plots.point_hover(points["instruction"], points["response"], points["score"]),
+                                 labelled=label_of if colour != "label" else (), highlighted=other_pick)
+        key = f"map_{space}_{generation}"
         with column:
-            hover = plots.point_hover(points["instruction"], points["response"], points["score"])
-            event = st.plotly_chart(plots.style_map(points["x"], points["y"], ids, values, title, continuous,
-                                                    hover=hover, labelled=label_of if colour != "label" else ()),
-                                    on_select="rerun", selection_mode=("box", "lasso"),
-                                    key=f"map_{space}_{generation}", config={"displaylogo": False})
-            picked = [int(p["customdata"]) for p in event.selection.points if "customdata" in p]
-            if picked:
-                st.session_state["map_ids"] = picked
-    if st.session_state.get("map_ids") and st.button("Clear map selection", key="clear_map"):
-        st.session_state.pop("map_ids")
-        st.session_state["map_generation"] = generation + 1
-        st.rerun()
+            st.plotly_chart(figure, on_select=partial(map_selected, space, key), key=key,
+                            selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+    if map_pick:
+        st.button("Clear map selection", key="clear_map", on_click=clear_map_selection)
 
 # ---- table ----------------------------------------------------------------------------------------
 st.subheader("Ranked examples")
@@ -100,7 +175,7 @@ flag = f3.selectbox("Cleaning flag", ["(any)", *selection.flag_names(table)], ke
 label = f4.selectbox("Label", ["(any)", "keep", "drop", "flag", "none"], key="label_filter")
 low, high = float(scores.min()), float(scores.max())
 score_range = st.slider("Score range", low, max(high, low + 1e-6), (low, max(high, low + 1e-6)), key="score_range")
-map_ids = st.session_state.get("map_ids")
+map_ids = map_pick["ids"] if map_pick else None
 if flag != "(any)":
     flagged = selection.flagged_ids(table, flag)
     map_ids = flagged if map_ids is None else sorted(set(map_ids) & set(flagged))
@@ -108,33 +183,135 @@ where = runs.ResultFilter(search=search, score_min=score_range[0] if score_range
                           score_max=score_range[1] if score_range[1] < high else None,
                           source=None if source == "(all)" else source,
                           label=None if label == "(any)" else label, ids=map_ids)
-s1, s2, s3 = st.columns(3)
-sort = s1.selectbox("Sort", runs.SORTS, format_func={"score_desc": "best first", "score_asc": "worst first",
-                                                      "position": "file order"}.get, key="sort")
+s1, s2, s3 = st.columns([3, 1, 1])
+order = s1.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="sort")
+if order.startswith("queue") and not me:
+    s1.warning("Set your name in the sidebar for a review queue of your own; showing best first.")
+    order = "score_desc"
+if order.startswith("queue"):
+    nav = review_queue(runs.result_ids(store, run.id, where), labels.labelled_by(store, run.id, me),
+                       order.removeprefix("queue_"), seed=run.id)
+else:
+    nav = runs.result_ids(store, run.id, where, sort=order)
 size = s2.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="page_size")
-matching = runs.count_results(store, run.id, where)
-pages = max(1, -(-matching // size))
-page = s3.number_input(f"Page (of {pages})", 1, pages, 1, key="page")
-st.caption(f"{matching} of {done} scored examples match" + (f" ({len(map_ids)} picked on a map)" if map_ids else ""))
-rows = runs.results_page(store, run.id, where, sort=sort, offset=(page - 1) * size, limit=size)
+pages = max(1, -(-len(nav) // size))
+state["page"] = min(max(int(state.get("page", 1)), 1), pages)
+page = s3.number_input(f"Page (of {pages})", 1, pages, key="page")
+st.caption(f"{len(nav)} of {done} scored examples match" + (f" ({len(map_ids)} picked on a map)" if map_pick else "")
+           + (", not yet labelled by you" if order.startswith("queue") else ""))
+shown_ids = nav[(page - 1) * size: page * size]
+by_id = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(ids=shown_ids),
+                                                       limit=len(shown_ids))} if shown_ids else {}
+rows = [by_id[i] for i in shown_ids]
+state["shown_ids"] = shown_ids
+open_id = state.get("open_id")  # a point clicked on a map stays open whatever the filters
+if open_id not in nav and not (open_id is not None and state.get("opened_on_map")):
+    open_id = nav[0] if nav else None
 ranked = rank_and_percentile(scores, [r["score"] for r in rows])
-grid = pd.DataFrame([{"rank": rk, "percentile": round(pct, 1), "score": r["score"], "source": r["source"],
-                      "label": r["label"], "flags": run_flags.get(r["example_id"], ""),
-                      "instruction": snippet(r["instruction"], 120), "response": snippet(r["response"], 160)}
-                     for r, (rk, pct) in zip(rows, ranked)])
-picked_row = st.dataframe(grid, hide_index=True, on_select="rerun", selection_mode="single-row", key="grid")
+grid = pd.DataFrame([{"open": "▶" if r["example_id"] == open_id else "", "rank": rk, "percentile": round(pct, 1),
+                      "score": r["score"], "source": r["source"], "label": r["label"],
+                      "flags": run_flags.get(r["example_id"], ""), "instruction": snippet(r["instruction"], 120),
+                      "response": snippet(r["response"], 160)} for r, (rk, pct) in zip(rows, ranked)])
+grid_key = f"grid_{state.get('grid_generation', 0)}"
+st.dataframe(grid, hide_index=True, on_select=partial(row_picked, grid_key), selection_mode="single-row",
+             key=grid_key)
+
+# ---- labelling many at once -----------------------------------------------------------------------
+with st.expander("Label many at once, and agreement between annotators"):
+    target = map_pick["ids"] if map_pick else nav
+    what = "picked on a map" if map_pick else "matching the filters (all pages)"
+    b1, b2 = st.columns([1, 3])
+    bulk_label = b1.selectbox("Label", LABELS, key="bulk_label")
+    if b2.button(f"Label these {len(target)} as {bulk_label}…", key="bulk_start", disabled=not target):
+        state["bulk_pending"] = {"ids": list(target), "label": bulk_label}
+    st.caption(f"The {len(target)} examples {what}.")
+    pending = state.get("bulk_pending")
+    if pending:
+        st.warning(f"Label {len(pending['ids'])} examples as {pending['label']} under your name? Your own "
+                   "earlier labels on them are replaced; Undo puts them back.")
+        c1, c2 = st.columns(2)
+        c1.button("Confirm", key="bulk_confirm", type="primary", on_click=confirm_bulk)
+        c2.button("Cancel", key="bulk_cancel", on_click=lambda: state.pop("bulk_pending", None))
+    pairs = agreement(labels.run_annotations(store, run.id))
+    if pairs:
+        st.dataframe(pd.DataFrame([{"annotators": f"{snippet(p.first, 40)} · {snippet(p.second, 40)}",
+                                    "both labelled": p.shared, "same label": f"{p.agreement:.0%}",
+                                    "Cohen's kappa": "n/a" if p.kappa is None else f"{p.kappa:.2f}"}
+                                   for p in pairs]), hide_index=True, key="agreement")
+        st.caption("Kappa corrects the raw agreement for the agreement chance alone would give (1: perfect, "
+                   "0: chance); n/a where both annotators only ever gave one and the same label.")
+    else:
+        st.caption("No example has labels from two annotators yet.")
+if state.get("label_message"):
+    st.info(state["label_message"])
+if state.get("last_labelling"):
+    st.button(f"Undo: {state['last_labelling']['what']}", key="undo", on_click=undo, shortcut="U")
 
 # ---- one example ----------------------------------------------------------------------------------
-chosen_rows = [i for i in picked_row.selection.rows if i < len(rows)]  # a pick made on a longer table
-if rows:
-    row = rows[chosen_rows[0]] if chosen_rows else rows[0]
-    rank, percentile = ranked[rows.index(row)]
+if open_id is not None:
+    position = nav.index(open_id) if open_id in nav else -1  # -1: opened on a map, outside this order
+    row = by_id.get(open_id) or runs.results_page(store, run.id, runs.ResultFilter(ids=[open_id]), limit=1)[0]
+    rank, percentile = rank_and_percentile(scores, [row["score"]])[0]
+    mine = labels.labelled_by(store, run.id, me) if me else set()
+    after = nav[position + 1:]
+    following = (after[0], position + 1, size) if after else None
+    unlabelled = next((k for k, i in enumerate(after) if i not in mine), None)
     st.subheader(f"Example at rank {rank}")
-    figures = {"score": row["score"], **runs.result_diagnostics(row)}
+    st.caption((f"{position + 1} of {len(nav)} in this order." if position >= 0 else
+                "Opened on a map; not in the table's order.") +
+               (f" Labelling as {markdown_escape(snippet(me, 60))}." if me else " Set your name in the sidebar to label.") +
+               " Keys: K keep, D drop, F flag (each saves and moves on), J next, N next you have not labelled, "
+               "P previous, U undo.")
+    buttons = st.columns(7)
+    for column, verdict in zip(buttons, LABELS):
+        column.button(verdict.capitalize(), key=f"label_{verdict}", shortcut=SHORTCUTS[verdict],
+                      on_click=label_and_next, args=(open_id, verdict, following), width="stretch")
+    buttons[3].button("Previous", key="previous", shortcut="P", disabled=position <= 0, width="stretch",
+                      on_click=open_example, args=(nav[position - 1], position - 1, size) if position > 0 else None)
+    buttons[4].button("Next", key="next", shortcut="J", disabled=following is None, width="stretch",
+                      on_click=open_example, args=following)
+    buttons[5].button("Next unlabelled", key="next_unlabelled", shortcut="N", disabled=unlabelled is None,
+                      width="stretch", on_click=open_example,
+                      args=None if unlabelled is None else (after[unlabelled], position + 1 + unlabelled, size))
+    raw = buttons[6].toggle("Raw text", key="raw_text", help="Show the texts exactly as stored, unrendered")
+    existing = labels.labels_for(store, [open_id])
+    my_note = next((x.note for x in existing if x.annotator == me), None)
+    st.text_area("Note (saved with your verdict)", value=my_note or "", key=f"note_{open_id}", max_chars=2000,
+                 height=68)
     m1, m2, m3 = st.columns(3)
     m1.metric("Score", f"{row['score']:.4f}")
     m2.metric("Rank", f"{rank} / {done}")
     m3.metric("Percentile", f"{percentile:.1f}")
+
+    def show(text: str | None, key: str) -> None:
+        if raw:
+            st.code(visible(text), language=None, wrap_lines=True)
+        else:
+            st.html(f'<div class="scar-markdown" data-testid="scar-{key}">{render_markdown(text)}</div>')
+    if not raw:
+        st.html(f"<style>{code_css()} .scar-markdown pre {{padding: .5em; overflow-x: auto;}}</style>")
+    left, right = st.columns(2)
+    with left:
+        context = row["context"] or []
+        if row["system"] or context:
+            with st.expander(f"Earlier turns ({len(context)})" + (" and the system prompt" if row["system"] else "")):
+                if row["system"]:
+                    st.caption("System prompt")
+                    show(row["system"], "system")
+                for k, turn in enumerate(context):
+                    st.caption(f"Earlier turn ({'user' if turn.get('role') == 'user' else 'assistant'})")
+                    show(turn.get("content"), f"turn-{k}")
+        st.caption("Instruction" + (" (truncated for the ranker)" if row["truncated_instruction"] else ""))
+        show(row["instruction"], "instruction")
+    with right:
+        st.caption("Response" + (" (truncated for the ranker)" if row["truncated_response"] else ""))
+        show(row["response"], "response")
+    if existing:
+        st.dataframe(pd.DataFrame([{"annotator": snippet(x.annotator, 60), "label": x.label,
+                                    "note": snippet(x.note, 200), "when": x.created_at} for x in existing]),
+                     hide_index=True, key="example_labels")
+
+    figures = {"score": row["score"], **runs.result_diagnostics(row)}
     parts = score_parts(figures)
     if parts:
         st.caption(f"The score is the sum of these parts: {parts_equation(parts, row['score'])}")
@@ -152,35 +329,13 @@ if rows:
         st.caption(f"This ranker also scores by its LM's surprisal: {measured}. The form and surprisal "
                    "parts split the rest of the score around the starting point; the LM term's part is 0 "
                    "for a response of average NLL.")
-    left, right = st.columns(2)
-    with left:
-        if row["system"]:
-            st.caption("System prompt")
-            st.code(visible(row["system"]), language=None, wrap_lines=True)
-        for turn in row["context"] or []:
-            st.caption(f"Earlier turn ({'user' if turn.get('role') == 'user' else 'assistant'})")
-            st.code(visible(turn.get("content")), language=None, wrap_lines=True)
-        st.caption("Instruction" + (" (truncated for the ranker)" if row["truncated_instruction"] else ""))
-        st.code(visible(row["instruction"]), language=None, wrap_lines=True)
-    with right:
-        st.caption("Response" + (" (truncated for the ranker)" if row["truncated_response"] else ""))
-        st.code(visible(row["response"]), language=None, wrap_lines=True)
-    with st.expander("Diagnostics and cleaning flags"):
-        st.json({"diagnostics": ordered(figures), "flags": row["flags"] or {}})
-    with st.form(f"label_{row['example_id']}", clear_on_submit=False):
-        verdict = st.radio("Your verdict", ["keep", "drop", "flag"], horizontal=True, key="verdict")
-        note = st.text_area("Note", key="note", max_chars=2000)
-        if st.form_submit_button("Save label"):
-            if not shared.annotator():
-                st.warning("Set your name in the sidebar first.")
-            else:
-                labels.set_label(store, row["example_id"], verdict, shared.annotator(), note or None)
-                st.rerun()
-    existing = labels.labels_for(store, [row["example_id"]])
-    if existing:
-        st.dataframe(pd.DataFrame([{"annotator": snippet(x.annotator, 60), "label": x.label,
-                                    "note": snippet(x.note, 200), "when": x.created_at} for x in existing]),
-                     hide_index=True)
+    names = tuple(name for name, value in figures.items() if isinstance(value, (int, float)) and name != "score")
+    data_set = {**data_set_figures(store.url, run.id, done, names), "score": scores}
+    st.caption("Diagnostics: this example beside the data set (percentile: share of its rows at or below)")
+    st.dataframe(against_data_set(figures, data_set), hide_index=True, key="diagnostics")
+    for kind, detail in (row["flags"] or {}).items():
+        facts = ", ".join(f"{k} {v}" for k, v in detail.items()) if isinstance(detail, dict) else str(detail)
+        st.caption(snippet(f"Cleaning flag {kind}: {facts}", 300))
 
 # ---- distributions --------------------------------------------------------------------------------
 st.subheader("Distributions")

@@ -11,12 +11,11 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from db import datasets, jobs, labels, maps, rankers, runs, selections
+from db import datasets, jobs, labels, rankers, runs, selections
 from scar_core.jobs import datasets as importing
 from db.store import open_store
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
-from scar_core.jobs.map import submit_map
 from scar_core.export import file_sha256
 from scar_core.ranker import WEIGHTS
 
@@ -141,39 +140,6 @@ def test_rank_page_refuses_bad_choices_then_scores_in_background(store, data_fil
     at.run()
     history = at.dataframe[-1].value
     assert history.loc[0, "status"] == "done" and history.loc[0, "scored"] == "6/6"
-    assert not at.exception
-
-
-def test_explore_shows_data_inert_filters_and_labels(store, scored):
-    at = app("explore")
-    grid = at.dataframe[0].value
-    assert len(grid) == 6 and grid["score"].is_monotonic_decreasing
-    at.text_input(key="search").set_value("Say hello").run()
-    response = at.code[-1].value  # the example view shows the only match as literal text
-    assert response.startswith("<script>window.__pwned=1</script><img src=x onerror=")
-    assert "\\u202e" in response and "\u202e" not in response and "\x1b" not in response
-    at.text_input(key="search").set_value("colour").run()
-    assert at.dataframe[0].value["instruction"].tolist() == ["Name a colour."]
-    at.session_state["annotator"] = "ann"  # the sidebar name (AppTest drops the sidebar after switch_page)
-    at.radio(key="verdict").set_value("drop")
-    at.text_area(key="note").set_value("too short")
-    next(b for b in at.button if b.label == "Save label").click().run()
-    stored = labels.labels_for(store, [runs.results_page(store, scored.id, runs.ResultFilter(search="colour"))[0]
-                                       ["example_id"]])
-    assert [(x.label, x.note, x.annotator) for x in stored] == [("drop", "too short", "ann")]
-    assert not at.exception
-
-
-def test_explore_maps_from_a_stored_layout_filter_the_table(store, scored):
-    job = submit_map(store, scored.id, launch=False)
-    assert run_job(store, job.id).status == "done"
-    assert len(maps.map_points(store, scored.id, "is")["x"]) == 6
-    at = app("explore")
-    assert len(at.get("plotly_chart")) >= 2
-    ids = runs.run_scores(store, scored.id)[0][:2].tolist()
-    at.session_state["map_ids"] = ids
-    at.run()
-    assert len(at.dataframe[0].value) == 2
     assert not at.exception
 
 

@@ -116,7 +116,12 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
         page.get_by_role("heading", name="Ranked examples").wait_for()
         page.get_by_label("Search instruction and response").fill("Say hello")
         page.get_by_label("Search instruction and response").press("Enter")
+        rendered = page.locator(".scar-markdown", has_text="onerror")  # the markdown view shows tags as text
+        rendered.first.wait_for()
+        expect(rendered.first).to_contain_text('<script>window.__pwned="script"</script>')
+        page.get_by_text("Raw text", exact=True).click()
         shown = page.locator('[data-testid="stCode"]', has_text="onerror")
+        shown.first.wait_for()
         expect(shown.first).to_contain_text('<script>window.__pwned="script"</script>')
         expect(shown.first).to_contain_text("\\u202e")
         page.get_by_role("button", name="Compute maps (UMAP of v_lf and v_is, stored for later visits)").click()

@@ -20,9 +20,12 @@ from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
+HOSTILE = ('<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> '
+           '[click](javascript:window.__pwned=3) ![x](http://evil.example.com/x.png) '
+           '\x1b[31mred\x1b[0m zero\u200bwidth \u202eevil')
 ROWS = [{"instruction": f"Question {i}: how do I do task {i}?",
          "output": (f"Sure! Here is how:\n\n1. First step of {i}.\n2. Second step.\n" if i % 2 else
-                    f"You could try doing it slowly, I think. It took me {i} days."),
+                    f"You could try doing it slowly, I think. It took me {i} days." + (HOSTILE if i == 0 else "")),
          "source": "web" if i % 3 else "chat"} for i in range(12)]
 
 
@@ -70,6 +73,16 @@ def table(at: AppTest):
     return at.dataframe[0].value
 
 
+def frame(at: AppTest, *columns: str):
+    """The first table on the page with these columns."""
+    return next(d.value for d in at.dataframe if set(columns) <= set(d.value.columns))
+
+
+def shown_text(at: AppTest) -> str:
+    """The example view's rendered texts (st.html bodies) and raw texts (st.code) together."""
+    return " ".join([h.proto.body for h in at.get("html")] + [c.value for c in at.code])
+
+
 def texts(elements) -> list[str]:
     """Element values; messages are markdown-escaped by the app, so the escapes are removed here."""
     return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
@@ -86,7 +99,7 @@ def test_a_picked_row_survives_the_table_shrinking(store, scored):
     assert not at.exception, at.exception
     assert not at.error, texts(at.error)
     assert len(table(at)) == 1
-    assert any(kept["instruction"] in c.value for c in at.code), [c.value for c in at.code]
+    assert kept["instruction"] in shown_text(at)
 
 
 def test_clearing_the_map_selection_unfilters_the_table(store, scored):
@@ -117,3 +130,177 @@ def test_colour_by_label_names_the_unlabelled_and_hover_shows_the_text(store, sc
     assert "Question 1" in hover or "Question 0" in hover
     assert f"{first['score']:.3f}" in hover
     assert "id " not in hover
+
+
+def best_first(store, run) -> list[dict]:
+    return runs.results_page(store, run.id, limit=12)
+
+
+def named(at: AppTest, name: str = "ann") -> AppTest:
+    at.session_state["annotator"] = name  # the sidebar name (AppTest drops the sidebar after switch_page)
+    return at.run()
+
+
+def test_keys_label_save_and_move_on_without_carrying_the_note_over(store, scored):
+    at = named(explore())
+    shortcuts = {b.key: b.proto.shortcut for b in at.button if b.proto.shortcut}
+    assert shortcuts == {"label_keep": "k", "label_drop": "d", "label_flag": "f", "previous": "p", "next": "j",
+                         "next_unlabelled": "n"}
+    ordered = best_first(store, scored)
+    first, second = ordered[0]["example_id"], ordered[1]["example_id"]
+    at.text_area(key=f"note_{first}").set_value("list-like")
+    at.button(key="label_drop").click().run()
+    assert [(x.label, x.note) for x in labels.labels_for(store, [first])] == [("drop", "list-like")]
+    assert at.text_area(key=f"note_{second}").value == ""  # the next example starts blank
+    assert ordered[1]["instruction"] in shown_text(at)
+    at.button(key="label_keep").click().run()  # no note typed: none saved
+    assert [(x.label, x.note) for x in labels.labels_for(store, [second])] == [("keep", None)]
+    at.button(key="previous").click().run()
+    assert ordered[1]["instruction"] in shown_text(at)
+    at.button(key="undo").click().run()  # undoes the last save only
+    assert labels.labels_for(store, [second]) == [] and len(labels.labels_for(store, [first])) == 1
+    at.button(key="previous").click().run()
+    at.button(key="next_unlabelled").click().run()  # skips nothing: the second is unlabelled again
+    assert ordered[1]["instruction"] in shown_text(at)
+    assert not at.exception, at.exception
+
+
+def test_labels_need_a_name(store, scored):
+    at = explore()
+    at.button(key="label_keep").click().run()
+    assert any("Set your name" in m for m in texts(at.info))
+    assert labels.run_annotations(store, scored.id) == []
+
+
+def test_bulk_label_a_lasso_with_confirmation_then_undo(store, scored):
+    ids = runs.run_scores(store, scored.id)[0][:4].tolist()
+    labels.set_label(store, ids[0], "keep", "ann", "mine before")
+    labels.set_label(store, ids[1], "flag", "other")
+    at = lasso(named(explore()), 0, ids)
+    at.button(key="bulk_start").click().run()
+    assert at.button(key="bulk_start").label == "Label these 4 as keep…"
+    at.selectbox(key="bulk_label").set_value("drop").run()
+    at.button(key="bulk_start").click().run()
+    assert any("Label 4 examples as drop" in w for w in texts(at.warning))
+    assert {x.label for x in labels.labels_for(store, ids) if x.annotator == "ann"} == {"keep"}  # not yet
+    at.button(key="bulk_confirm").click().run()
+    mine = {x.example_id: x.label for x in labels.labels_for(store, ids) if x.annotator == "ann"}
+    assert mine == dict.fromkeys(ids, "drop")
+    at.button(key="undo").click().run()
+    assert [(x.example_id, x.label, x.note, x.annotator) for x in labels.labels_for(store, ids)] == \
+        [(ids[1], "flag", None, "other"), (ids[0], "keep", "mine before", "ann")]
+    assert not at.exception, at.exception
+
+
+def test_review_queue_leaves_out_what_i_labelled(store, scored):
+    ordered = [r["example_id"] for r in best_first(store, scored)]
+    labels.set_label(store, ordered[0], "keep", "ann")
+    labels.set_label(store, ordered[1], "keep", "other")
+    at = named(explore())
+    at.selectbox(key="sort").set_value("queue_best").run()
+    assert len(table(at)) == 11 and table(at)["open"].tolist()[0] == "▶"
+    assert table(at)["rank"].tolist()[:2] == [2, 3]
+    at.selectbox(key="sort").set_value("queue_random").run()
+    shuffled = table(at)["rank"].tolist()
+    assert sorted(shuffled) == list(range(2, 13)) and shuffled != sorted(shuffled)
+    at.button(key="label_flag").click().run()  # the queue shrinks; the rest keeps its order
+    assert table(at)["rank"].tolist() == shuffled[1:]
+    assert not at.exception, at.exception
+
+
+def test_agreement_between_two_annotators(store, scored):
+    ids = runs.run_scores(store, scored.id)[0][:4].tolist()
+    for example_id, a, b in zip(ids, ["keep", "drop", "drop", "keep"], ["keep", "keep", "drop", "keep"]):
+        labels.set_label(store, example_id, a, "ann")
+        labels.set_label(store, example_id, b, "bob")
+    at = explore()
+    shown = frame(at, "Cohen's kappa")
+    assert shown.to_dict("records") == [{"annotators": "ann · bob", "both labelled": 4, "same label": "75%",
+                                         "Cohen's kappa": "0.50"}]
+
+
+def test_example_view_renders_markdown_inert_and_raw_on_request(store, scored, tmp_path):
+    at = explore()
+    at.text_input(key="search").set_value("Question 1:").run()
+    body = shown_text(at)
+    assert "<ol>" in body and "<li>First step of 1.</li>" in body
+    diagnostics = frame(at, "percentile", "meaning")
+    assert {"figure", "value", "median", "percentile", "meaning"} <= set(diagnostics)
+    assert "words" in diagnostics["figure"].tolist() and diagnostics["percentile"].between(0, 100).all()
+    at.toggle(key="raw_text").set_value(True).run()
+    assert any(c.value.startswith("Sure! Here is how:\n\n1. First step of 1.") for c in at.code)
+    at.text_input(key="search").set_value("Question 0:").run()  # hostile markup: shown literally, never run
+    raw = next(c.value for c in at.code if "days." in c.value)
+    assert raw.endswith('days.<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> '
+                        "[click](javascript:window.__pwned=3) ![x](http://evil.example.com/x.png) "
+                        "\\x1b[31mred\\x1b[0m zero\\u200bwidth \\u202eevil")
+    at.toggle(key="raw_text").set_value(False).run()
+    rendered = shown_text(at)
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in rendered and "[image: x]" in rendered
+    assert "<script" not in rendered and "<img" not in rendered and "<a " not in rendered
+    assert "evil.example.com" not in rendered  # the image is its alt text: nothing to fetch
+    assert "\\u202e" in rendered and "\u202e" not in rendered and "\x1b" not in rendered
+    assert not at.exception, at.exception
+
+
+def test_a_lasso_on_one_map_highlights_the_other_and_a_click_opens_a_point(store, scored):
+    ordered = best_first(store, scored)
+    at = lasso(explore(), 0, [r["example_id"] for r in ordered[:3]])
+    other = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert [t["name"] for t in other["data"]][-1] == "picked on the other map (3)"
+    assert len(table(at)) == 3
+    at = lasso(at, 1, [ordered[5]["example_id"]])  # one point: opened, the table stays as it was
+    assert len(table(at)) == 3 and ordered[5]["instruction"] in shown_text(at)
+    assert not at.exception, at.exception
+
+
+def test_agreement_and_kappa_by_hand():
+    from scar_core.labels import agreement
+
+    rows = [(1, "a", "keep"), (2, "a", "drop"), (3, "a", "drop"), (1, "b", "keep"), (2, "b", "keep"),
+            (3, "b", "drop"), (9, "c", "flag")]
+    (pair,) = agreement(rows)  # c shares no example: no pair
+    # observed 2/3; chance: a keeps 1/3, b keeps 2/3 -> 1/3*2/3 + 2/3*1/3 = 4/9; kappa = (2/3-4/9)/(1-4/9)
+    assert (pair.first, pair.second, pair.shared) == ("a", "b", 3)
+    assert pair.agreement == pytest.approx(2 / 3) and pair.kappa == pytest.approx(0.4)
+    assert agreement([(1, "a", "keep"), (1, "b", "keep")])[0].kappa is None  # one label only: undefined
+
+
+def test_review_queue_orders():
+    from scar_core.errors import ScarError
+    from scar_core.labels import review_queue
+
+    best = list(range(100, 120))
+    assert review_queue(best, {100, 105}) == [i for i in best if i not in (100, 105)]
+    shuffled = review_queue(best, set(), "random", seed=3)
+    assert sorted(shuffled) == best and shuffled != best
+    assert review_queue(best, {shuffled[0]}, "random", seed=3) == shuffled[1:]  # the rest stays in place
+    with pytest.raises(ScarError, match="unknown queue order"):
+        review_queue(best, set(), "worst")
+
+
+def test_markdown_is_rendered_highlighted_and_sanitised():
+    from scar_core.display import render_markdown
+
+    html = render_markdown("**bold** [site](https://example.org) [bad](javascript:alert(1)) <b onclick=x>raw</b>"
+                           "\n\n```python\nprint('<i>')\n```")
+    assert "<strong>bold</strong>" in html and 'href="https://example.org"' in html and 'rel="noopener' in html
+    assert "javascript" not in html.split("[bad]")[0] and 'href="javascript' not in html
+    assert "&lt;b onclick=x&gt;raw&lt;/b&gt;" in html
+    assert '<span class="tok-nb">print</span>' in html and "&lt;i&gt;" in html
+
+
+def test_bulk_labels_are_one_transaction_and_undo_restores(store, scored):
+    from scar_core.errors import ScarError
+
+    ids = runs.run_scores(store, scored.id)[0][:3].tolist()
+    labels.set_label(store, ids[0], "flag", "ann", "unsure")
+    before = labels.set_labels(store, ids, "keep", "ann")
+    assert [(r.example_id, r.label, r.note) for r in before] == [(ids[0], "flag", "unsure"), (ids[1], None, None),
+                                                                  (ids[2], None, None)]
+    assert labels.labelled_by(store, scored.id, "ann") == set(ids)
+    labels.restore_labels(store, "ann", before)
+    assert [(x.example_id, x.label, x.note) for x in labels.labels_for(store, ids)] == [(ids[0], "flag", "unsure")]
+    with pytest.raises(ScarError, match="unknown label"):
+        labels.set_labels(store, ids, "maybe", "ann")
+    assert labels.labelled_by(store, scored.id, "ann") == {ids[0]}

@@ -1,0 +1,74 @@
+"""Labelling at speed in a real headless browser: ten examples labelled with the keyboard alone, then a
+lasso on a map labelled in bulk, confirmed and undone. Uses test_browser's server and Chromium; the
+store is filled (imported, scored, mapped) in this process first. Screenshots go to test-artifacts/."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from db import labels, runs
+from db.store import open_store
+from scar_core.jobs import datasets as importing
+from scar_core.jobs.map import submit_map
+from scar_core.jobs.runner import run_job
+from scar_core.jobs.score import submit_score
+from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, server  # noqa: F401 (server is a fixture)
+from tests.test_explore import ROWS
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+
+
+def test_label_ten_by_keyboard_then_a_lasso_in_bulk(server, tmp_path, tiny_checkpoint):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    store = open_store(str(tmp_path / "studio.db"))
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    dataset = importing.import_file(store, data)
+    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    assert run_job(store, submit_map(store, run.id, launch=False).id).status == "done"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(60_000)
+        page.goto(server + "/explore")
+        page.get_by_text("1 of 12 in this order").wait_for()
+        name = page.get_by_label("Your name (for labels)")
+        name.fill("ann")
+        name.press("Enter")
+        page.get_by_text("Labelling as ann").wait_for()
+        page.get_by_role("heading", name="Ranked examples").click()  # focus on the page, not in a text box
+        for k, key in enumerate("kdfkdfkdfk"):
+            page.keyboard.press(key)
+            page.get_by_text(f"{k + 2} of 12 in this order").wait_for()
+        page.keyboard.press("p")
+        page.get_by_text("10 of 12 in this order").wait_for()
+        page.keyboard.press("j")
+        page.get_by_text("11 of 12 in this order").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "label-1-keyboard.png"), full_page=True)
+        mine = {x[0]: x[2] for x in labels.run_annotations(store, run.id) if x[1] == "ann"}
+        best = runs.result_ids(store, run.id)
+        assert [mine.get(i) for i in best[:10]] == [{"k": "keep", "d": "drop", "f": "flag"}[c] for c in "kdfkdfkdfk"]
+        assert len(mine) == 10  # p and j only moved
+
+        area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        page.mouse.move(area["x"] + 2, area["y"] + 2)
+        page.mouse.down()
+        for fx, fy in ((0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)):
+            page.mouse.move(area["x"] + fx * area["width"], area["y"] + fy * area["height"], steps=8)
+        page.mouse.up()
+        page.get_by_text("(12 picked on a map)").wait_for()
+        page.get_by_text("Label many at once").click()
+        page.get_by_role("button", name="Label these 12 as keep…").click()
+        page.get_by_role("button", name="Confirm").click()
+        page.get_by_role("button", name="Undo: labelled 12 examples keep").wait_for()
+        assert sorted(x[2] for x in labels.run_annotations(store, run.id)) == ["keep"] * 12
+        page.screenshot(path=str(ARTIFACTS / "label-2-bulk.png"), full_page=True)
+        page.keyboard.press("u")
+        page.get_by_text("Undone: labelled 12 examples keep.").wait_for()
+        expect(page.get_by_role("button", name="Confirm")).to_have_count(0)
+        browser.close()
+    assert {x[0]: x[2] for x in labels.run_annotations(store, run.id) if x[1] == "ann"} == mine
