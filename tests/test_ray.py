@@ -18,13 +18,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from ray.exceptions import RayError
 from streamlit.testing.v1 import AppTest
 
 from db import jobs, open_store, runs
 from scar_core.cli import main
+from scar_core.errors import ScarError
+from scar_core.export import write_parquet_shards
 from scar_core.jobs import datasets as importing, runner as background
-from scar_core.jobs.ray import RayCluster, iter_ray_scores
+from scar_core.jobs.ray import RayCluster, failure_reason, iter_ray_scores
 from scar_core.jobs.runner import resume, run_job
 from scar_core.load import load
 from scar_core.ranker import load_ranker
@@ -125,8 +129,11 @@ def test_ray_scores_equal_the_local_engine_row_by_row(cluster, pool, tiny_checkp
     base = [str(pool), "--model", str(tiny_checkpoint), "--precision", "fp32", "--device", "cpu"]
     local = score_lines([*base, "--out", str(tmp_path / "local.jsonl")], capsys)
     assert any(row["flags"] for row in local)  # near duplicates across blocks are flagged
-    on_ray = score_lines([*base, "--out", str(tmp_path / "ray.jsonl"), "--engine", "ray", "--address", address,
-                          "--workers", "1", "--block-rows", "7"], capsys)
+    shards = tmp_path / "ray_shards"  # the same records as Parquet shards
+    assert main(["score", *base, "--out", str(shards), "--out-format", "parquet", "--engine", "ray",
+                 "--address", address, "--workers", "1", "--block-rows", "7"]) == 0, capsys.readouterr().err
+    on_ray = [{**row, "flags": json.loads(row["flags"])}
+              for row in pq.read_table(shards / "part-00000.parquet").to_pylist()]
     assert [r["id"] for r in on_ray] == [r["id"] for r in local]
     assert max(abs(a["score"] - b["score"]) for a, b in zip(on_ray, local)) <= 1e-5
     assert [r["flags"] for r in on_ray] == [r["flags"] for r in local]
@@ -212,3 +219,30 @@ def test_an_unreachable_cluster_gives_one_paragraph_naming_the_address(pool, tmp
     assert f"could not reach a Ray cluster at {address}" in err
     assert "Traceback" not in err and err.count("\n") == 1
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_bad_engine_options_are_refused_before_any_work(pool, tmp_path, capsys):
+    out = str(tmp_path / "x.jsonl")
+    assert main(["score", str(pool), "--out", out, "--workers", "2"]) == 2
+    assert "--workers and --block-rows apply only with --engine ray" in capsys.readouterr().err
+    assert main(["score", str(pool), "--out", out, "--engine", "ray", "--block-rows", "0"]) == 2
+    assert "--block-rows must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_parquet_shards_keep_the_order_and_refuse_a_folder_of_other_files(tmp_path):
+    write_parquet_shards(tmp_path / "shards", ({"row": i, "flags": [i]} for i in range(20)), shard_rows=7)
+    parts = sorted((tmp_path / "shards").iterdir())
+    assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    rows = [r for p in parts for r in pq.read_table(p).to_pylist()]
+    assert rows == [{"row": i, "flags": json.dumps([i])} for i in range(20)]
+    (tmp_path / "shards" / "notes.txt").write_text("mine")
+    with pytest.raises(ScarError, match="is not a folder of Parquet shards"):
+        write_parquet_shards(tmp_path / "shards", [{"row": 0}])
+
+
+def test_an_actors_own_error_is_the_message():
+    raised = RayError("The actor died because of an error raised in its creation task, \x1b[36mray::MapWorker"
+                      "(MapBatches(RankerActor)).__init__()\x1b[39m (pid=1)\nTraceback (most recent call last):\n"
+                      "scar_core.errors.ScarError: /models/mine: not a ranker checkpoint (no config.json)")
+    assert failure_reason(raised) == "/models/mine: not a ranker checkpoint (no config.json)"
+    assert failure_reason(RayError("\x1b[36mray::Task\x1b[39m lost\nmore")) == "ray::Task lost"

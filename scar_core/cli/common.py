@@ -103,9 +103,10 @@ def score_with_progress(args: argparse.Namespace, ranker: StyleRanker, examples:
     cluster = ray_cluster(args)
     with bar:
         if cluster is not None:
+            precision = ray_device_precision(args.device, args.precision)[1]
             return ray_score_examples(ranker, args.model, examples, cluster=cluster, encoder=args.encoder,
-                                      device=args.device, precision=ray_device_precision(args.device, args.precision)[1],
-                                      batch_size=args.batch_size, progress=update)
+                                      device=args.device, precision=precision, batch_size=args.batch_size,
+                                      progress=update)
         return score_examples(ranker, examples, device=args.device, precision=args.precision,
                               batch_size=args.batch_size, progress=update)
 

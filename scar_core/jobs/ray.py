@@ -16,6 +16,7 @@ Every node needs SCAR Studio installed and the checkpoint folder at the path the
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,8 @@ ADDRESS_ENV = "SCAR_RAY_ADDRESS"
 PROBE_TIMEOUT_S = 5.0
 RESULT_FIELDS = ("score", "v_lf", "v_is", "truncated_instruction", "truncated_response")
 LM_FIELDS = ("lm_nll", "lm_part")
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+SCAR_ERROR = f"{ScarError.__module__}.{ScarError.__name__}"
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def iter_ray_scores(model: str, instructions: Sequence[str], responses: Sequence
         if not seen.all():
             raise ScarError(f"the Ray job returned {int(seen.sum())} of {n} rows; run it again")
     except ray.exceptions.RayError as e:
-        raise ScarError(f"the Ray job failed: {first_line(str(e))}") from None
+        raise ScarError(f"the Ray job failed: {failure_reason(e)}") from None
     finally:
         ray.shutdown()
 
@@ -191,9 +194,17 @@ def ray_score_examples(ranker: StyleRanker, model: str, examples: Sequence[Examp
     return Scores(**{f: np.concatenate([getattr(p, f) for p in parts])[order] for f in fields})
 
 
-def first_line(text: str) -> str:
-    """The first non-empty line of a (possibly long, traceback-carrying) Ray error."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), text)
+def failure_reason(error: BaseException) -> str:
+    """One line for a Ray error: the ScarError an actor raised (e.g. a node without the checkpoint),
+    else the error's first line without the terminal colours Ray adds."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ScarError):
+            return str(cause)
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    text = ANSI_COLOUR.sub("", str(error))
+    raised = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith(f"{SCAR_ERROR}: ")]
+    return raised[-1] if raised else next((line.strip() for line in text.splitlines() if line.strip()), text)
 
 
 def default_address() -> str | None:
