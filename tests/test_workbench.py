@@ -145,13 +145,15 @@ def test_scoring_cleans_in_the_worker_in_named_phases_with_an_early_first_chunk(
     monkeypatch.setattr(jobs, "report", recorded)
     run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
                        clean={"dedup": "near", "lang": "any"}, launch=False)
-    assert jobs.get_job(store, run.job_id).params["clean"] is None  # the page did not wait for cleaning
+    queued = jobs.get_job(store, run.job_id)
+    assert queued.params["clean"] is None  # the page did not wait for cleaning
+    assert (queued.message, queued.done, queued.total) == ("starting the worker", 0, len(LENGTHS))  # not 0/0
     committed = []
     job = run_job(store, run.job_id, progress=lambda done, total, rate: committed.append(done))
     assert job.status == "done", job.error
     assert job.params["clean"]["options"]["dedup"] == "near"
     phases = list(dict.fromkeys(m for m, *_ in reports))
-    assert phases[:4] == ["cleaning", "reading the rows", "loading the ranker", "scoring"]
+    assert phases[:5] == ["starting the worker", "cleaning", "reading the rows", "loading the ranker", "scoring"]
     first_commit = next(k for k, (m, done, *_) in enumerate(reports) if m == "scoring" and done)
     # no rate until one is measured: the first chunk pays the start-up costs, rates count from its end
     assert all(rate is None for _, _, rate, _ in reports[:first_commit + 1])

@@ -65,8 +65,11 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
     if done == total and clean is None and not sample:
         store.transact(lambda s: jobs.report(s, job.id, done, total, None, "answered from the store"))
         jobs.finish(store, job.id, "done", result={"scored": 0, "from_cache": done})
-    elif launch:
-        start_worker(store, job.id)
+    else:  # the page's progress and history show the run's size while the worker starts
+        size = min(sample, total) if sample else total
+        store.transact(lambda s: jobs.report(s, job.id, 0 if sample else done, size, None, "starting the worker"))
+        if launch:
+            start_worker(store, job.id)
     return runs.get_run(store, run.id)
 
 
