@@ -73,7 +73,9 @@ with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
 
 
 def duration(seconds: float) -> str:
-    """A time in words: '45 seconds', '12 minutes', '3.5 hours'."""
+    """A time in words: 'a few seconds', '45 seconds', '12 minutes', '3.5 hours'."""
+    if seconds < 10:
+        return "a few seconds"
     if seconds < 90:
         return f"{seconds:.0f} seconds"
     return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
@@ -93,12 +95,11 @@ if model is not None and not on_ray:
         st.info(f"Scoring all {guess.rows:,} pairs: about {duration(guess.seconds)} on this {where} "
                 f"(run {guess.run_id} measured {guess.rows_per_s:.1f} pairs/s).{faster}")
 
-start_col, sample_col, size_col = st.columns([1, 1, 1])
+start_col, sample_col, size_col = st.columns([1, 1, 1], vertical_alignment="bottom")
 start_all = start_col.button("Start scoring", type="primary", disabled=model is None, key="start")
 start_sample = sample_col.button("Score a random sample first", disabled=model is None, key="start_sample",
                                  help="a seeded random sample of the rows, to measure the rate on this machine")
-sample_rows = size_col.number_input("Sample rows", 10, 100_000, 200, step=50, key="sample_rows",
-                                    label_visibility="collapsed")
+sample_rows = size_col.number_input("Sample rows", 10, 100_000, 200, step=50, key="sample_rows")
 if start_all or start_sample:
     try:
         location = str(hub.fetch(model)) if choice == "hub id" else model
