@@ -155,10 +155,10 @@ def test_scoring_cleans_in_the_worker_in_named_phases_with_an_early_first_chunk(
     phases = list(dict.fromkeys(m for m, *_ in reports))
     assert phases[:5] == ["starting the worker", "cleaning", "reading the rows", "loading the ranker", "scoring"]
     first_commit = next(k for k, (m, done, *_) in enumerate(reports) if m == "scoring" and done)
-    # no rate until one is measured: the first chunk pays the start-up costs, rates count from its end
-    assert all(rate is None for _, _, rate, _ in reports[:first_commit + 1])
+    assert all(rate is None for _, _, rate, _ in reports[:first_commit])  # no rate before one is measured
     assert committed[:2] == [FIRST_CHUNK_ROWS, len(LENGTHS)]
-    second = reports[first_commit + 1]
+    first, second = reports[first_commit:first_commit + 2]
+    assert first[1] == FIRST_CHUNK_ROWS and first[2] > 0 and first[3] > 0  # a first estimate, within seconds
     assert second[1] == len(LENGTHS) and second[2] > 0 and second[3] == 0 and job.result["chars_per_s"] > 0
 
 
@@ -219,3 +219,32 @@ def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_
     assert history_in_fragment == [True]  # the History table reruns with the progress bar, every second
     assert not at.exception and jobs.get_job(store, sample.job_id).params["sample_ids"] == sorted(
         jobs.get_job(store, sample.job_id).params["sample_ids"])
+
+
+def test_the_lm_term_loads_in_the_loading_phase_not_in_the_first_chunk(store, tmp_path, tiny_lm, monkeypatch):
+    from db import jobs
+    from scar_core.jobs.runner import run_job
+    from scar_core.jobs.score import submit_score
+    from scar_core.ranker import LMTerm, StyleRanker
+    from tests.conftest import tiny_ranker
+
+    ranker = tiny_ranker()
+    ranker.add_lm_term(LMTerm(str(tiny_lm), mean=5.0, std=1.0))
+    ranker.save(tmp_path / "lm-ranker")
+    dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl"))
+    phases, loaded_during, report, load = [], [], jobs.report, StyleRanker.language_model
+
+    def recorded(session, job_id, done, total, rate, message=None, eta_s=None):
+        phases.append(message)
+        return report(session, job_id, done, total, rate, message, eta_s=eta_s)
+
+    def language_model(self, device, dtype):
+        loaded_during.append(phases[-1])
+        return load(self, device, dtype)
+
+    monkeypatch.setattr(jobs, "report", recorded)
+    monkeypatch.setattr(StyleRanker, "language_model", language_model)
+    run = submit_score(store, dataset.id, model=str(tmp_path / "lm-ranker"), device="cpu", precision="fp32",
+                       launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    assert loaded_during[0] == "loading the ranker"  # the bar said "scoring" while the LM loaded

@@ -97,8 +97,12 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     if ranker.identity != expected.identity:
         raise ScarError(f"the checkpoint at {run.params['model']} changed since run {run.id} was created; "
                         "start a new run")
+    if todo and ranker.lm_term is not None and not job.params.get("engine"):
+        ranker.language_model(*resolve(run.device, run.precision))  # loaded now, not inside the first chunk
     examples = [datasets.to_core(row) for row in todo]
-    scored, measured, warm = 0, {}, None  # warm: (time, rows, characters) once the first chunk is in
+    scored, measured = 0, {}
+    # the first chunk's rate is a first estimate (it pays the start-up costs); later rates count from its end
+    warm = (time.perf_counter(), 0, 0)
     sizes = [len(e.ranker_instruction()) + len(e.response) for e in examples]
     chars_done, chars_left = 0, sum(sizes)
     store.transact(lambda s: jobs.report(s, job.id, done, total, None, "scoring"))
@@ -122,14 +126,12 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
                 for k, i in enumerate(part.index.tolist())]
         scored += len(rows)
         chars_done += sum(sizes[i] for i in part.index.tolist())
-        rate = eta = None  # the first chunk pays the start-up costs: rates count from its end
-        if warm is None:
+        elapsed = max(time.perf_counter() - warm[0], 1e-9)
+        speed = (chars_done - warm[2]) / elapsed
+        rate, eta = (scored - warm[1]) / elapsed, (chars_left - chars_done) / max(speed, 1e-9)
+        measured = {"rows_per_s": round(rate, 4), "chars_per_s": round(speed, 2)}
+        if warm[1] == 0:
             warm = (time.perf_counter(), scored, chars_done)
-        else:
-            elapsed = max(time.perf_counter() - warm[0], 1e-9)
-            speed = (chars_done - warm[2]) / elapsed
-            rate, eta = (scored - warm[1]) / elapsed, (chars_left - chars_done) / max(speed, 1e-9)
-            measured = {"rows_per_s": round(rate, 4), "chars_per_s": round(speed, 2)}
 
         def commit(session, rows=rows, rate=rate, eta=eta) -> bool:
             runs.add_results(session, run.id, rows)
@@ -138,7 +140,7 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
         cancel_requested = store.transact(commit)
         beat.result = {"scored": scored, "from_cache": from_cache, **measured}
         if beat.progress:
-            beat.progress(done + scored, total, rate or 0.0)
+            beat.progress(done + scored, total, rate)
         if cancel_requested or beat.cancel_requested:
             raise Cancelled
     store.transact(lambda s: jobs.report(s, job.id, total, total, None, "score breakdown"))
