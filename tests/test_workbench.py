@@ -194,7 +194,7 @@ def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_
                                                                      monkeypatch):
     from db import datasets, jobs, runs
     from scar_core.jobs.runner import run_job
-    from scar_core.jobs.score import estimate, submit_score
+    from scar_core.jobs.score import WORK_CHARS, estimate, submit_score
 
     dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl", LENGTHS))
     model = str(tiny_checkpoint)
@@ -212,7 +212,9 @@ def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_
     assert job.status == "done" and job.total == 12 and runs.count_done(store, sample.id) == 12
     guess = estimate(store, dataset.id, model, "cpu", "auto")
     assert guess.rows == 20 and guess.run_id == sample.id
-    assert guess.seconds == pytest.approx(datasets.text_size(store, dataset.id) / job.result["chars_per_s"])
+    assert datasets.text_size(store, dataset.id, 20) == sum(min(len(r["instruction"]), 20) + min(len(r["output"]), 20)
+                                                            for r in LENGTHS)  # texts count up to the cap
+    assert guess.seconds == pytest.approx(datasets.text_size(store, dataset.id, WORK_CHARS) / job.result["chars_per_s"])
     at.run()
     assert any(i.startswith("Scoring all 20 pairs: about ") and f"run {sample.id} measured" in i
                for i in texts(at.info)), texts(at.info)

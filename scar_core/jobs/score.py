@@ -28,6 +28,7 @@ from scar_core.score import Scores, default_chunk_rows, iter_scores
 
 FIRST_CHUNK_ROWS = 8  # rows of the first chunk a worker commits
 SAMPLE_SEED = 0
+WORK_CHARS = 2048  # about 512 tokens: a text's share of scoring time stops growing where models truncate it
 
 
 def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
@@ -103,7 +104,7 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     scored, measured = 0, {}
     # the first chunk's rate is a first estimate (it pays the start-up costs); later rates count from its end
     warm = (time.perf_counter(), 0, 0)
-    sizes = [len(e.ranker_instruction()) + len(e.response) for e in examples]
+    sizes = [work_size(e.ranker_instruction()) + work_size(e.response) for e in examples]
     chars_done, chars_left = 0, sum(sizes)
     store.transact(lambda s: jobs.report(s, job.id, done, total, None, "scoring"))
     texts = ([e.ranker_instruction() for e in examples], [e.response for e in examples])
@@ -145,6 +146,11 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
             raise Cancelled
     store.transact(lambda s: jobs.report(s, job.id, total, total, None, "score breakdown"))
     save_run_figures(store, run.id, ranker)
+
+
+def work_size(text: str) -> int:
+    """A text's share of scoring time, in characters up to WORK_CHARS (rates and estimates use it)."""
+    return min(len(text), WORK_CHARS)
 
 
 def work_left(store: Store, job_id: int, run_id: int) -> tuple[list, int]:
@@ -189,7 +195,7 @@ def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", pr
             continue
         speed = (job.result or {}).get("chars_per_s")
         if speed:
-            return Estimate(seconds=datasets.text_size(store, dataset_id) / speed,
+            return Estimate(seconds=datasets.text_size(store, dataset_id, WORK_CHARS) / speed,
                             rows=datasets.count_examples(store, dataset_id),
                             rows_per_s=float(job.result["rows_per_s"]), run_id=run.id, device=dev.type)
     return None
