@@ -15,6 +15,7 @@ Every node needs SCAR Studio installed and the checkpoint folder at the path the
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -120,8 +121,9 @@ def connect(address: str | None, cpus: int | None = None) -> None:
     except (ConnectionError, RuntimeError, ImportError, ValueError) as e:
         raise ScarError(unreachable(address or "a local instance", f"{type(e).__name__}: {e}")) from None
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
+    context.enable_progress_bars = False  # the commands and the app show their own progress
     context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def iter_ray_scores(model: str, instructions: Sequence[str], responses: Sequence[str], *,
