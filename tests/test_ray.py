@@ -1,7 +1,8 @@
 """The Ray engine on a real two-node Ray cluster on loopback (a head and a worker node started with
 `ray start`, token authentication on, session files in a temporary folder), with the tiny random
 ranker: the same scores as the local engine whatever the workers and block size, an actor killed
-mid-run, a store run resumed after a cancel, the Rank page's Ray choice, an unreachable address.
+mid-run, the Rank page starting a Ray run, cancelling it and resuming it (the store on PostgreSQL where the
+suite has one), an unreachable address.
 The cluster starts once for the module and every process of it is stopped at the end."""
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import create_engine, text
 from streamlit.testing.v1 import AppTest
 
 from db import jobs, open_store, runs
@@ -29,7 +32,6 @@ from scar_core.errors import ScarError
 from scar_core.export import write_parquet_shards
 from scar_core.jobs import datasets as importing, runner as background
 from scar_core.jobs.ray import RayCluster, failure_reason, iter_ray_scores
-from scar_core.jobs.runner import resume, run_job
 from scar_core.load import load
 from scar_core.ranker import load_ranker
 from scar_core.score import score_examples
@@ -170,10 +172,27 @@ def test_an_actor_killed_mid_run_is_replaced_and_every_row_comes_once(cluster, p
     assert np.abs(np.concatenate([p.score for p in parts]) - expected[index]).max() <= 1e-5
 
 
+@pytest.fixture
+def team_store_url(tmp_path):
+    """A fresh database on the test PostgreSQL server where there is one (CI), else a SQLite file."""
+    server = os.environ.get("SCAR_TEST_POSTGRES_URL")
+    if not server:
+        yield f"sqlite:///{tmp_path / 'studio.db'}"
+        return
+    name = f"scar_ray_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))  # a generated identifier, never user input
+    yield server.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def test_the_rank_page_scores_on_ray_cancel_stops_the_job_and_a_rerun_scores_only_the_rest(
-        cluster, tiny_checkpoint, tmp_path, monkeypatch):
+        cluster, tiny_checkpoint, tmp_path, monkeypatch, team_store_url):
     address, sessions = cluster
-    url = f"sqlite:///{tmp_path / 'studio.db'}"
+    url = team_store_url
     monkeypatch.setenv("SCAR_DB_URL", url)
     monkeypatch.setenv("SCAR_RAY_ADDRESS", address)
     store = open_store(url)
@@ -203,8 +222,11 @@ def test_the_rank_page_scores_on_ray_cancel_stops_the_job_and_a_rerun_scores_onl
     first = runs.count_done(store, run.id)
     assert 0 < first < dataset.example_count
 
-    resume(store, run.job_id, launch=False)
-    job = run_job(store, run.job_id)
+    at.run()
+    at.selectbox(key="resume_pick").set_value(run.id)
+    at.button(key="resume").click().run()  # a new worker process, as on the page
+    wait_for(lambda: jobs.get_job(store, run.job_id).status not in ("queued", "running"))
+    job = jobs.get_job(store, run.job_id)
     assert job.status == "done", job.error
     assert job.result["scored"] == dataset.example_count - first  # the rerun scored only the missing rows
     stored = runs.run_results(store, run.id)
