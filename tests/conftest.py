@@ -81,3 +81,30 @@ def shared_file(relative: str) -> Path:
     if not path.is_file():
         pytest.skip(f"needs ../shared/data/{relative} (shared data is not part of a fresh clone)")
     return path
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh SQLite store, also named in $SCAR_DB_URL so an app under AppTest opens the same one."""
+    from db.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'studio.db'}"
+    monkeypatch.setenv("SCAR_DB_URL", url)
+    return open_store(url)
+
+
+def score_file(store, path: Path, model: Path, *, lenient: bool = False, mapped: bool = False):
+    """Import `path` and score it with `model` in this process (the job a worker runs), then map it
+    when `mapped`; the finished scoring run."""
+    from db import runs
+    from scar_core.jobs import datasets as importing
+    from scar_core.jobs.map import submit_map
+    from scar_core.jobs.runner import run_job
+    from scar_core.jobs.score import submit_score
+
+    dataset = importing.import_file(store, path, lenient=lenient)
+    run = submit_score(store, dataset.id, model=str(model), device="cpu", precision="fp32", launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    if mapped:
+        assert run_job(store, submit_map(store, run.id, launch=False).id).status == "done"
+    return runs.get_run(store, run.id)

@@ -13,11 +13,11 @@ from streamlit.testing.v1 import AppTest
 
 from db import datasets, jobs, labels, rankers, runs, selections
 from scar_core.jobs import datasets as importing
-from db.store import open_store
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from scar_core.export import file_sha256
 from scar_core.ranker import WEIGHTS
+from tests.conftest import score_file
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -41,19 +41,9 @@ def data_file(tmp_path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'studio.db'}"
-    monkeypatch.setenv("SCAR_DB_URL", url)
-    return open_store(url)
-
-
-@pytest.fixture
 def scored(store, data_file, tiny_checkpoint):
     """A dataset scored by the tiny ranker in this process (the job code the worker runs)."""
-    dataset = importing.import_file(store, data_file, lenient=True)
-    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
-    assert run_job(store, run.job_id).status == "done"
-    return runs.get_run(store, run.id)
+    return score_file(store, data_file, tiny_checkpoint, lenient=True)
 
 
 def app(page: str | None = None) -> AppTest:

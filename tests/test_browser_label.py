@@ -9,10 +9,7 @@ import pytest
 
 from db import labels, runs
 from db.store import open_store
-from scar_core.jobs import datasets as importing
-from scar_core.jobs.map import submit_map
-from scar_core.jobs.runner import run_job
-from scar_core.jobs.score import submit_score
+from tests.conftest import score_file
 from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, server  # noqa: F401 (server is a fixture)
 from tests.test_explore import ROWS
 
@@ -25,10 +22,7 @@ def test_label_ten_by_keyboard_then_a_lasso_in_bulk(server, tmp_path, tiny_check
     store = open_store(str(tmp_path / "studio.db"))
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    dataset = importing.import_file(store, data)
-    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
-    assert run_job(store, run.job_id).status == "done"
-    assert run_job(store, submit_map(store, run.id, launch=False).id).status == "done"
+    run = score_file(store, data, tiny_checkpoint, mapped=True)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)

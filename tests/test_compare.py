@@ -17,7 +17,7 @@ from scar_core.jobs import datasets as importing
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from tests.conftest import tiny_ranker
-from tests.test_app import ROWS, app, data_file, store, texts  # noqa: F401 (data_file and store are fixtures)
+from tests.test_app import ROWS, app, data_file, texts  # noqa: F401 (data_file is a fixture)
 
 IDS = np.array([1, 2, 3, 4, 5])
 A = np.array([0.1, 0.2, 0.3, 0.4, 0.5])  # best first: 5 4 3 2 1

@@ -13,11 +13,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
 from db import labels, runs
-from db.store import open_store
-from scar_core.jobs import datasets as importing
-from scar_core.jobs.map import submit_map
-from scar_core.jobs.runner import run_job
-from scar_core.jobs.score import submit_score
+from tests.conftest import score_file
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 HOSTILE = ('<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> '
@@ -30,22 +26,11 @@ ROWS = [{"instruction": f"Question {i}: how do I do task {i}?",
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'studio.db'}"
-    monkeypatch.setenv("SCAR_DB_URL", url)
-    return open_store(url)
-
-
-@pytest.fixture
 def scored(store, tmp_path, tiny_checkpoint):
     """Twelve pairs scored by the tiny ranker and mapped, in this process (the jobs the workers run)."""
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    dataset = importing.import_file(store, path)
-    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
-    assert run_job(store, run.job_id).status == "done"
-    assert run_job(store, submit_map(store, run.id, launch=False).id).status == "done"
-    return runs.get_run(store, run.id)
+    return score_file(store, path, tiny_checkpoint, mapped=True)
 
 
 def explore() -> AppTest:

@@ -8,28 +8,22 @@ import pytest
 
 from db import labels, runs
 from scar_core.errors import ScarError
-from scar_core.jobs import datasets as importing
-from scar_core.jobs.runner import run_job
-from scar_core.jobs.score import submit_score
 from scar_core.select import around_cut, cut, rule_value_at, select
-from tests.conftest import style_pool
-from tests.test_app import app, store, texts  # noqa: F401 (store is a fixture)
+from tests.conftest import score_file, style_pool
+from tests.test_app import app, texts
 
 
 @pytest.fixture
-def scored14(store, tiny_checkpoint, tmp_path):  # noqa: F811 (store: a fixture)
+def scored14(store, tiny_checkpoint, tmp_path):
     """A 14-pair pool scored by the tiny ranker."""
-    dataset = importing.import_file(store, style_pool(tmp_path, rows=14))
-    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
-    assert run_job(store, run.job_id).status == "done"
-    return runs.get_run(store, run.id)
+    return score_file(store, style_pool(tmp_path, rows=14), tiny_checkpoint)
 
 
 def kept(at) -> str:
     return {m.label: m.value for m in at.metric}["Kept"]
 
 
-def test_slider_and_number_box_move_together(store, scored14):  # noqa: F811
+def test_slider_and_number_box_move_together(store, scored14):
     at = app("select")
     assert at.number_input(key="ratio_number").value == at.slider(key="ratio").value == 0.3
     at.slider(key="ratio").set_value(0.5).run()
@@ -47,7 +41,7 @@ def test_slider_and_number_box_move_together(store, scored14):  # noqa: F811
     assert not at.exception and not at.error, texts(at.error)
 
 
-def test_the_rows_either_side_of_the_cut_line(store, scored14):  # noqa: F811
+def test_the_rows_either_side_of_the_cut_line(store, scored14):
     ids, scores = runs.run_scores(store, scored14.id)
     order = np.argsort(-scores, kind="stable")
     labels.set_label(store, int(ids[order[-1]]), "keep", "ann")  # the worst row, forced in by its label

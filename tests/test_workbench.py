@@ -13,19 +13,11 @@ from types import SimpleNamespace
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db.store import open_store
 from scar_core.jobs import datasets as importing
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 ROWS = [{"instruction": f"Question {i}?", "output": f"Answer number {i}, in a short sentence."} for i in range(6)]
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'studio.db'}"
-    monkeypatch.setenv("SCAR_DB_URL", url)
-    return open_store(url)
 
 
 def pool(folder: Path, name: str, rows: list[dict] = ROWS) -> Path:
