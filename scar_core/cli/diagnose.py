@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
-from scar_core.cli.common import (add_input_options, add_model_options, load_inputs, open_ranker, progress_bar,
-                                  score_with_progress)
+from scar_core.cli.common import (add_engine_options, add_input_options, add_model_options, load_inputs, open_ranker,
+                                  progress_bar, score_with_progress)
 from scar_core.diagnostics.report import build_report
 from scar_core.diagnostics.table import example_table
 from scar_core.lm import DEFAULT_LM, measure_surprisal
@@ -21,6 +21,7 @@ def add(sub) -> None:
     p = sub.add_parser("diagnose", help="score a data set and write a JSON report of its style diagnostics")
     add_input_options(p)
     add_model_options(p)
+    add_engine_options(p)
     p.add_argument("--out", required=True, help="output JSON path")
     p.add_argument("--ratio", type=float, default=0.25,
                    help="compare the best RATIO of the pool with the rest (default 0.25)")
