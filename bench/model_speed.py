@@ -21,15 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scar_core.ranker import load_ranker  # noqa: E402
 from scar_core.device import resolve_device, resolve_precision
 from scar_core.score import score_pairs  # noqa: E402
-from throughput import DEFAULT_POOLS, sample_pool  # noqa: E402
+from throughput import add_pool_options, sample_pool  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default")
-    ap.add_argument("--pool", type=Path, nargs="+", default=DEFAULT_POOLS)
-    ap.add_argument("--limit", type=int, default=480)
-    ap.add_argument("--seed", type=int, default=0)
+    add_pool_options(ap)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", nargs="+", default=["auto", "fp32"])
     args = ap.parse_args()

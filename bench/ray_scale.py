@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from scar_core.jobs.ray import RayCluster, iter_ray_scores  # noqa: E402
-from throughput import DEFAULT_POOLS, sample_pool  # noqa: E402
+from throughput import add_pool_options, sample_pool  # noqa: E402
 
 STEADY_FROM = 0.1  # share of the rows after which start-up is over
 
@@ -60,9 +60,7 @@ def timed_run(args: argparse.Namespace, workers: int, instructions: list[str], r
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default")
-    ap.add_argument("--pool", type=Path, nargs="+", default=DEFAULT_POOLS)
-    ap.add_argument("--limit", type=int, default=480)
-    ap.add_argument("--seed", type=int, default=0)
+    add_pool_options(ap)
     ap.add_argument("--workers", type=int, nargs="+")
     ap.add_argument("--address", help="a running cluster (default: a local Ray instance per worker count)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -56,10 +56,7 @@ REF_BATCH = 32
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pool", nargs="+", type=Path, default=DEFAULT_POOLS, help="pool files (any loadable format)")
-    ap.add_argument("--limit", type=int, default=480,
-                    help="pairs to sample from the pools (default 480: about 4 minutes on an idle 2-core machine); 0 = all")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the sample and of the ranker head")
+    add_pool_options(ap)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: every core)")
     ap.add_argument("--segments", type=int, default=4,
@@ -236,6 +233,14 @@ def copy_module(module):
     import copy
 
     return copy.deepcopy(module)
+
+
+def add_pool_options(ap: argparse.ArgumentParser) -> None:
+    """--pool, --limit and --seed: the seeded sample every speed benchmark here scores."""
+    ap.add_argument("--pool", nargs="+", type=Path, default=DEFAULT_POOLS, help="pool files (any loadable format)")
+    ap.add_argument("--limit", type=int, default=480,
+                    help="pairs to sample from the pools (default 480: about 4 minutes on an idle 2-core machine); 0 = all")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the sample (and of throughput's ranker head)")
 
 
 def sample_pool(paths: list[Path], limit: int, seed: int) -> tuple[list[str], list[str]]:
