@@ -17,21 +17,26 @@ from scar_core.select import around_cut, rank_and_percentile, rule_value_at, spl
 store, run = shared.page_run("Select", finished_only=True)
 
 
-def copy_value(source: str, target: str) -> None:
-    """Keep the slider and the number box of one rule in step."""
-    st.session_state[target] = st.session_state[source]
+def copy_value(source: str, target: str, kept: str) -> None:
+    """Keep the slider and the number box of one rule in step, and remember the value across pages."""
+    st.session_state[target] = st.session_state[kept] = st.session_state[source]
 
 
 def cut_value(rule: str, label: str, low: float, high: float, default: float, step: float,
               number_format: str | None = None) -> float:
-    """The rule's value from a slider with a number box beside it; either one moves the other."""
-    number = f"{rule}_number"
-    value = min(max(st.session_state.get(rule, default), low), high)  # another run may have another range
-    st.session_state[rule] = st.session_state[number] = value
+    """The rule's value from a slider with a number box beside it; either one moves the other. A
+    widget's value is written only where it differs from the remembered one (a new page visit,
+    another run's range): writing it on every rerun would reset a slider the user is still moving."""
+    number, kept = f"{rule}_number", f"{rule}_kept"
+    value = min(max(st.session_state.get(kept, default), low), high)  # another run may have another range
+    st.session_state[kept] = value
+    for key in (rule, number):
+        if st.session_state.get(key) != value:
+            st.session_state[key] = value
     left, right = st.columns([5, 1])
-    left.slider(label, low, high, step=step, key=rule, on_change=copy_value, args=(rule, number))
+    left.slider(label, low, high, step=step, key=rule, on_change=copy_value, args=(rule, number, kept))
     right.number_input(f"{label} (type it)", low, high, step=step, key=number, format=number_format,
-                       on_change=copy_value, args=(number, rule))
+                       on_change=copy_value, args=(number, rule, kept))
     return st.session_state[rule]
 
 
@@ -42,7 +47,7 @@ def move_cut(rule: str, pool_scores: np.ndarray) -> None:
         return
     value = rule_value_at(rule, float(points[0]["x"]), pool_scores)
     value = {"ratio": max(0.01, round(value, 2)), "topk": int(value)}.get(rule, value)
-    st.session_state[rule] = st.session_state[f"{rule}_number"] = value
+    st.session_state[rule] = st.session_state[f"{rule}_number"] = st.session_state[f"{rule}_kept"] = value
 
 
 table = shared.run_table(store, run.id)
