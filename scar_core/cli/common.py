@@ -97,10 +97,11 @@ def open_ranker(args: argparse.Namespace) -> StyleRanker:
     return load_ranker(args.model, encoder=args.encoder)
 
 
-def score_with_progress(args: argparse.Namespace, ranker: StyleRanker, examples: list[Example]) -> Scores:
-    """Score examples with the command's engine, device, precision and batch options, showing a progress bar."""
+def score_with_progress(args: argparse.Namespace, ranker: StyleRanker, examples: list[Example],
+                        cluster: RayCluster | None) -> Scores:
+    """Score examples with the command's device, precision and batch options on its engine (`cluster`,
+    from ray_cluster, or None for this process), showing a progress bar."""
     bar, update = progress_bar(len(examples))
-    cluster = ray_cluster(args)
     with bar:
         if cluster is not None:
             precision = ray_device_precision(args.device, args.precision)[1]

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from scar_core.cli.common import (add_engine_options, add_input_options, add_model_options, load_inputs, open_ranker,
-                                  progress_bar, score_with_progress)
+                                  progress_bar, ray_cluster, score_with_progress)
 from scar_core.diagnostics.report import build_report
 from scar_core.diagnostics.table import example_table
 from scar_core.lm import DEFAULT_LM, measure_surprisal
@@ -39,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
         raise ScarError(f"--ratio must be in (0, 1], got {args.ratio}")
     if args.sample is not None and not args.surprisal:
         raise ScarError("--sample applies to the surprisal measurement; add --surprisal")
+    cluster = ray_cluster(args)  # refuse bad engine options before loading anything
     results, examples = load_inputs(args)
     if not examples:
         raise ScarError("no scorable pairs in the input")
     ranker = open_ranker(args)
-    scores = score_with_progress(args, ranker, examples)
+    scores = score_with_progress(args, ranker, examples, cluster)
     table = example_table(ranker, scores, [ex.response for ex in examples])
     extra = {"inputs": [{"path": r.path, "format": r.format, "pairs": len(r.examples)} for r in results],
              "ranker": {"model": str(args.model), "encoder": ranker.encoder_name,

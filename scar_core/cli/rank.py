@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     report = clean_examples(args, examples)
     todo = report.rows("all" if args.keep_flagged else "candidates")  # off-language rows are never scored
     ranker = open_ranker(args)
-    scores = score_with_progress(args, ranker, [examples[i] for i in todo])
+    scores = score_with_progress(args, ranker, [examples[i] for i in todo], cluster)
     score = np.full(len(examples), np.nan)
     score[todo] = scores.score
     chosen = select(score, *rule_of(args.ratio, args.topk, args.threshold), clusters=report.cluster_ids, off_language=report.off_language,

@@ -14,6 +14,7 @@ from scar_core.cli.common import (add_clean_options, add_engine_options, add_inp
 from scar_core.diagnostics.table import example_table, ordered, records
 from scar_core.errors import ScarError
 from scar_core.export import write_atomic, write_parquet_shards
+from scar_core.jobs.ray import RayCluster
 from scar_core.score import Scores
 
 
@@ -34,15 +35,15 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ray_cluster(args)  # refuse bad engine options before loading anything
+    cluster = ray_cluster(args)  # refuse bad engine options before loading anything
     results, examples = load_inputs(args)
     if args.db:
         bar, update = progress_bar(len(examples))
         with bar:
-            scores, diagnostics = stored_scores(args, results, update)
+            scores, diagnostics = stored_scores(args, results, update, cluster)
     else:
         ranker = open_ranker(args)
-        scores = score_with_progress(args, ranker, examples)
+        scores = score_with_progress(args, ranker, examples, cluster)
         diagnostics = records(example_table(ranker, scores, [ex.response for ex in examples]))
     flags = clean_examples(args, examples, scores=scores.score).flags
     rows = ({"id": ex.id, "score": float(scores.score[i]), "source": ex.source, "where": ex.meta.get("where"),
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def stored_scores(args: argparse.Namespace, results: list, update) -> tuple[Scores, list[dict]]:
+def stored_scores(args: argparse.Namespace, results: list, update,
+                  cluster: RayCluster | None) -> tuple[Scores, list[dict]]:
     """Score through the store as jobs (one run per input file), committed chunk by chunk, resumable and
     answered from stored scores where the content, weights and precision match; Scores and each row's
     stored diagnostics, in input order."""
@@ -71,7 +73,6 @@ def stored_scores(args: argparse.Namespace, results: list, update) -> tuple[Scor
     parts, diagnostics, base = [], [], 0
     for result in results:
         dataset = import_loaded(store, result, params)
-        cluster = ray_cluster(args)
         run = submit_score(store, dataset.id, model=args.model, encoder=args.encoder, device=args.device,
                            precision=args.precision, batch_size=args.batch_size,
                            engine=None if cluster is None else cluster.params(), launch=False)
