@@ -195,9 +195,7 @@ else:
     nav = runs.result_ids(store, run.id, where, sort=order)
 size = s2.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="page_size")
 pages = max(1, -(-len(nav) // size))
-on_page = min(max(int(state.get("page", 1)), 1), pages)
-if state.get("page") != on_page:  # written only when it changes, so a box being typed in is not reset
-    state["page"] = on_page
+shared.set_widget("page", min(max(int(state.get("page", 1)), 1), pages))
 page = s3.number_input(f"Page (of {pages})", 1, pages, key="page")
 st.caption(f"{len(nav)} of {done} scored examples match" + (f" ({len(map_ids)} picked on a map)" if map_pick else "")
            + (", not yet labelled by you" if order.startswith("queue") else ""))

@@ -24,15 +24,12 @@ def copy_value(source: str, target: str, kept: str) -> None:
 
 def cut_value(rule: str, label: str, low: float, high: float, default: float, step: float,
               number_format: str | None = None) -> float:
-    """The rule's value from a slider with a number box beside it; either one moves the other. A
-    widget's value is written only where it differs from the remembered one (a new page visit,
-    another run's range): writing it on every rerun would reset a slider the user is still moving."""
+    """The rule's value from a slider with a number box beside it; either one moves the other."""
     number, kept = f"{rule}_number", f"{rule}_kept"
     value = min(max(st.session_state.get(kept, default), low), high)  # another run may have another range
     st.session_state[kept] = value
-    for key in (rule, number):
-        if st.session_state.get(key) != value:
-            st.session_state[key] = value
+    shared.set_widget(rule, value)
+    shared.set_widget(number, value)
     left, right = st.columns([5, 1])
     left.slider(label, low, high, step=step, key=rule, on_change=copy_value, args=(rule, number, kept))
     right.number_input(f"{label} (type it)", low, high, step=step, key=number, format=number_format,

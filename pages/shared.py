@@ -135,13 +135,21 @@ def run_names(store: Store, items: list[runs.Run]) -> dict[int, str]:
                   f"{r.precision} · {r.status}" for r in items}
 
 
+def set_widget(key: str, value) -> None:
+    """Give the widget under `key` this value before it is drawn, writing its state only when it
+    differs: a write on every rerun would reset a widget the user is still moving (a slider's arrow
+    presses lost while the page reruns)."""
+    if st.session_state.get(key) != value:
+        st.session_state[key] = value
+
+
 def _remembered(key: str, label: str, options: list[int], describe: Callable[[int], str]) -> int:
     """A selectbox whose choice survives page switches (widget state alone is dropped on switch) and
     follows a choice made elsewhere (a dataset just imported, a run just started): the remembered
     value, not the widget's own earlier state, decides what it shows."""
     widget = f"_{key}"
     current = st.session_state.get(key)
-    st.session_state[widget] = current if current in options else options[0]
+    set_widget(widget, current if current in options else options[0])
     choice = st.selectbox(label, options, format_func=describe, key=widget,
                           on_change=lambda: st.session_state.update({key: st.session_state[widget]}))
     st.session_state[key] = choice
