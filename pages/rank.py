@@ -6,7 +6,7 @@ import streamlit as st
 
 from db import jobs, rankers, runs
 from pages import shared
-from scar_core import hub
+from scar_core import display, hub
 from scar_core.clean import DEDUP_MODES
 from scar_core.device import PRECISION_CHOICES, gpu_name
 from scar_core.errors import ScarError
@@ -71,16 +71,6 @@ with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
                          disabled=not do_clean)
 
 
-
-def duration(seconds: float) -> str:
-    """A time in words: 'a few seconds', '45 seconds', '12 minutes', '3.5 hours'."""
-    if seconds < 10:
-        return "a few seconds"
-    if seconds < 90:
-        return f"{seconds:.0f} seconds"
-    return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
-
-
 if model is not None and not on_ray:
     try:
         guess = scoring.estimate(store, dataset_id, model, device, precision)
@@ -92,7 +82,7 @@ if model is not None and not on_ray:
     else:
         faster = " A GPU or the Ray engine would be faster." if guess.device == "cpu" else ""
         where = "CPU" if guess.device == "cpu" else "GPU"
-        st.info(f"Scoring all {guess.rows:,} pairs: about {duration(guess.seconds)} on this {where} "
+        st.info(f"Scoring all {guess.rows:,} pairs: about {display.duration(guess.seconds)} on this {where} "
                 f"(run {guess.run_id} measured {guess.rows_per_s:.1f} pairs/s).{faster}")
 
 start_col, sample_col, size_col = st.columns([1, 1, 1], vertical_alignment="bottom")
@@ -140,7 +130,7 @@ def progress() -> None:
         watching.add(job.id)
         fraction = min(job.done / job.total, 1.0) if job.total else 0.0
         known = [f"{job.rate:.1f} pairs/s" if job.rate else "",
-                 f"about {duration(job.eta_s)} left" if job.eta_s else ""]
+                 f"about {display.duration(job.eta_s)} left" if job.eta_s else ""]
         st.progress(fraction, text=" · ".join([f"run {run.id}: {job.message or job.status}",
                                                f"{job.done:,}/{job.total:,}", *filter(None, known)]))
         if st.button("Cancel", key=f"cancel_{job.id}"):

@@ -94,3 +94,11 @@ def _languages() -> frozenset[str]:
 def code_css() -> str:
     """The stylesheet of render_markdown's highlighted code (token classes prefixed `tok-`)."""
     return HtmlFormatter(style=CODE_STYLE, classprefix="tok-").get_style_defs(".scar-markdown pre")
+
+def duration(seconds: float) -> str:
+    """A time in words: 'a few seconds', '45 seconds', '12 minutes', '3.5 hours'."""
+    if seconds < 10:
+        return "a few seconds"
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"

@@ -242,3 +242,9 @@ def test_the_lm_term_loads_in_the_loading_phase_not_in_the_first_chunk(store, tm
                        launch=False)
     assert run_job(store, run.job_id).status == "done"
     assert loaded_during[0] == "loading the ranker"  # the bar said "scoring" while the LM loaded
+
+
+def test_durations_read_as_words():
+    from scar_core.display import duration
+
+    assert [duration(s) for s in (3, 45, 720, 12_600)] == ["a few seconds", "45 seconds", "12 minutes", "3.5 hours"]
