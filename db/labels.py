@@ -15,19 +15,9 @@ from scar_core.errors import ScarError
 from scar_core.labels import LABELS
 
 
-def set_label(store: Store, example_id: int, label: str, annotator: str, note: str | None = None) -> Label:
-    """Record (or replace) this annotator's label on an example."""
-    _check(label, annotator)
-
-    def work(session) -> Label:
-        row = session.scalar(select(Label).where(Label.example_id == example_id, Label.annotator == annotator))
-        if row is None:
-            row = Label(example_id=example_id, annotator=annotator)
-            session.add(row)
-        row.label, row.note, row.created_at = label, note, utcnow()
-        session.flush()
-        return row
-    return store.transact(work)
+def set_label(store: Store, example_id: int, label: str, annotator: str, note: str | None = None) -> None:
+    """Record (or replace) this annotator's label on one example (set_labels for one)."""
+    set_labels(store, [example_id], label, annotator, note)
 
 
 def labels_for(store: Store, example_ids: Sequence[int]) -> list[Label]:
