@@ -15,6 +15,7 @@ from scar_core.diagnostics.table import (PART_LABELS, PARTS, against_data_set, d
 from scar_core.display import code_css, markdown_escape, render_markdown, snippet, visible
 from scar_core.jobs import map as map_job, selection
 from scar_core.labels import LABELS, agreement, review_queue
+from scar_core.ranker import has_predicted_lm_term
 from scar_core.select import rank_and_percentile
 
 ORDERS = {"score_desc": "best first", "score_asc": "worst first", "position": "file order",
@@ -29,6 +30,11 @@ if done == 0:
     st.info("This run has no scores yet; watch its progress on the Rank page.")
     st.stop()
 me = shared.annotator()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def lm_term_predicted(model: str) -> bool:
+    return has_predicted_lm_term(model)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -322,10 +328,15 @@ if open_id is not None:
             st.info(dominance)
     if "lm_nll" in figures:
         nll = figures["lm_nll"]
-        measured = ("too little of it is its own text, not copied from the prompt, to measure, so that part "
-                    "counts it as average" if nll is None else
-                    f"this response's NLL is {nll:.3f} nats per token, text copied from the prompt left out "
-                    "(lower scores higher)")
+        if lm_term_predicted(run.params["model"]):
+            measured = (f"its own encoder estimates this response's NLL at {nll:.3f} nats per token (trained "
+                        "to match a small language model's measurements, so no language model runs when "
+                        "scoring; lower scores higher)")
+        else:
+            measured = ("too little of it is its own text, not copied from the prompt, to measure, so that part "
+                        "counts it as average" if nll is None else
+                        f"this response's NLL is {nll:.3f} nats per token, text copied from the prompt left out "
+                        "(lower scores higher)")
         st.caption(f"This ranker also scores by its LM's surprisal: {measured}. The form and surprisal "
                    "parts split the rest of the score around the starting point; the LM term's part is 0 "
                    "for a response of average NLL.")

@@ -52,7 +52,11 @@ class LMTerm:
     the response counts as average), whether the token ending the turn counts too (after a response
     that fits whole), and the standardisation of its NLL (mean and std over the training responses,
     set when the term is first trained). None for copy_span or min_tokens, False for count_end: as
-    terms saved before these settings existed scored."""
+    terms saved before these settings existed scored.
+
+    `predicted`: the ranker's own head predicts the standardised NLL from the encoder's outputs
+    (trained to match the LM's measurements, "distilled"), so scoring runs no language model; the
+    other settings then say what the prediction was trained on."""
 
     lm: str = "smollm2"
     max_tokens: int = 256
@@ -61,6 +65,7 @@ class LMTerm:
     count_end: bool = True
     mean: float | None = None
     std: float | None = None
+    predicted: bool = False
 
 
 class StyleRanker(nn.Module):
@@ -97,6 +102,15 @@ class StyleRanker(nn.Module):
         """Give the score an LM term with weight 0 (training learns the weight)."""
         self.lm_term = term
         self.lm_weight = nn.Parameter(torch.zeros(()))
+        if term.predicted:
+            self.predict_lm()
+
+    def predict_lm(self) -> None:
+        """Make the LM term predicted (LMTerm.predicted): a fresh MLP over the two representations
+        estimates the standardised NLL; the term's weight and standardisation stay as they are."""
+        self.lm_term.predicted = True
+        self.nll_predictor = nn.Sequential(
+            nn.Linear(2 * self.hidden_dim, self.linear_dim), nn.ReLU(), nn.Linear(self.linear_dim, 1))
 
     def language_model(self, device: torch.device, dtype: torch.dtype):
         """The LM term's language model, loaded once (scar_core.lm.LanguageModel)."""
@@ -125,8 +139,18 @@ class StyleRanker(nn.Module):
         standardisation yet)."""
         if self.lm_term.mean is None or self.lm_term.std is None:
             return torch.zeros_like(nll, dtype=torch.float32)
-        z = ((nll.float() - self.lm_term.mean) / self.lm_term.std).nan_to_num(0.0)
-        return -self.lm_weight * z
+        return -self.lm_weight * self.standardised(nll).nan_to_num(0.0)
+
+    def standardised(self, nll: torch.Tensor) -> torch.Tensor:
+        """NLL in units of the training responses' spread around their mean (the term's z)."""
+        return (nll.float() - self.lm_term.mean) / self.lm_term.std
+
+    def predicted_nll(self, v_is: torch.Tensor, v_lf: torch.Tensor) -> torch.Tensor:
+        """A predicted LM term's estimate of each response's NLL (in nats, as measured ones are)."""
+        z = self.nll_predictor(torch.cat([v_is, v_lf], dim=-1)).squeeze(-1).float()
+        if self.lm_term.mean is None or self.lm_term.std is None:  # untrained: no scale yet
+            return z
+        return z * self.lm_term.std + self.lm_term.mean
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled vector, masked max-pool of last hidden states) for a batch of texts."""
@@ -138,14 +162,21 @@ class StyleRanker(nn.Module):
         masked = states.masked_fill(attention_mask.unsqueeze(-1) == 0, -1e9)
         return pooled, masked.max(dim=1).values
 
+    @property
+    def runs_lm(self) -> bool:
+        """Whether scoring needs the language model (an LM term that is measured, not predicted)."""
+        return self.lm_term is not None and not self.lm_term.predicted
+
     def head(self, e_instruction: torch.Tensor, e_response: torch.Tensor, v_lf: torch.Tensor,
              nll: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(score, v_is) from the pooled vectors and the form representation (and the responses'
-        LM NLL, which a ranker with an LM term needs)."""
+        LM NLL, which a ranker whose LM term is measured needs)."""
         v_is = self.relation_network(torch.cat([e_instruction, e_response], dim=-1))
         score = self.score_from(v_is, v_lf)
         if self.lm_term is not None:
-            if nll is None:
+            if self.lm_term.predicted:
+                nll = self.predicted_nll(v_is, v_lf)
+            elif nll is None:
                 raise ScarError("this ranker has an LM term: pass each response's NLL under its LM")
             score = score + self.lm_score(nll.to(score.device))
         return score, v_is
@@ -189,9 +220,20 @@ class StyleRanker(nn.Module):
 
 def lm_term_of(config: dict) -> LMTerm | None:
     """The LM term a checkpoint config describes; terms saved before copy_span, min_tokens and
-    count_end existed get None / False for them, which scores as those terms always did."""
+    count_end existed get None / False for them, which scores as those terms always did (and
+    `predicted` False: a measured term)."""
     term = config.get("lm_term")
     return LMTerm(**{"copy_span": None, "min_tokens": None, "count_end": False, **term}) if term else None
+
+
+def has_predicted_lm_term(model: str | Path) -> bool:
+    """Whether a checkpoint's LM term is predicted by the ranker itself (LMTerm.predicted); False
+    without a term, or when the checkpoint's config cannot be read."""
+    try:
+        term = lm_term_of(read_config(model)[1])
+    except ScarError:
+        return False
+    return term is not None and term.predicted
 
 
 def scoring_identity(weights_hash: str, lm_term: LMTerm | None) -> str:

@@ -5,8 +5,9 @@ length-sorted batches sized by a token budget, so padding is small; each distinc
 is encoded once; everything runs under `torch.inference_mode`; with bf16/fp16 one autocast region
 spans all batches of a call, so the encoder weights are cast once, not once per batch. On CPU
 small batches (2k tokens) are as fast per token as big ones and waste less padding; GPUs get big
-ones. A ranker with an LM term (scar_core.ranker.LMTerm) also runs its language model over every
-pair, which on a CPU costs several times the encoder's time. Results come back in input order.
+ones. A ranker with a measured LM term (scar_core.ranker.LMTerm) also runs its language model over
+every pair, which on a CPU costs several times the encoder's time; a predicted term costs nothing
+more than the head. Results come back in input order.
 `iter_scores` yields chunk by chunk so callers (background jobs) can commit as they go.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Scores:
     truncated_instruction: np.ndarray  # (N,) bool
     truncated_response: np.ndarray     # (N,) bool
     index: np.ndarray | None = None    # (N,) positions in the input, for a chunk
-    lm_nll: np.ndarray | None = None   # (N,) float64, the LM term's NLL per response (rankers with an LM term)
+    lm_nll: np.ndarray | None = None   # (N,) float64, the LM term's NLL per response, measured or predicted
     lm_part: np.ndarray | None = None  # (N,) float32, the LM term's share of `score` (same rankers)
 
 
@@ -109,7 +110,7 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
         pooled_r, v_lf = encoder.encode([resp_ids[i] for i in idx], want_max=True)
         e_i = np.stack([instr_cache[(instructions[i], left[i])][0] for i in idx])
         nll = None
-        if ranker.lm_term is not None:  # the LM takes most of a chunk's time: report its progress as it goes
+        if ranker.runs_lm:  # the LM takes most of a chunk's time: report its progress as it goes
             def measured(k: int, _total: int, _rate: float, done: int = done) -> None:
                 if progress:
                     progress(done + k, n, (done + k) / max(time.perf_counter() - start, 1e-9))
@@ -117,8 +118,11 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
                                                  dtype, progress=measured))
         with torch.inference_mode():
             head_dev = next(ranker.relation_network.parameters()).device
+            form = torch.from_numpy(v_lf).to(head_dev)
             score, v_is = ranker.head(torch.from_numpy(e_i).to(head_dev), torch.from_numpy(pooled_r).to(head_dev),
-                                      torch.from_numpy(v_lf).to(head_dev), nll)
+                                      form, nll)
+            if ranker.lm_term is not None and ranker.lm_term.predicted:
+                nll = ranker.predicted_nll(v_is, form).double().cpu()
             lm_part = None if nll is None else ranker.lm_score(nll.to(head_dev)).float().cpu().numpy()
         done += len(idx)
         if progress:

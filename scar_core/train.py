@@ -8,9 +8,12 @@ positive referenced, negative human). AdamW, linear warm-up over 10% of the step
 decay, gradient clipping at 1.0, fixed seed, and the checkpoint of the epoch with the best
 validation pairwise accuracy.
 
-A ranker with an LM term (scar_core.ranker.LMTerm) first has its LM measure every response once;
-the term's single weight learns at its own rate (`lm_lr`), since the encoder's 2e-5 would leave it
-near zero. The NLL's standardisation comes from the training responses the first time.
+A ranker with an LM term (scar_core.ranker.LMTerm) first has its LM measure every response once
+(`nll_cache` keeps the measurements in a file for the next run); the term's single weight learns at
+its own rate (`lm_lr`), since the encoder's 2e-5 would leave it near zero. The NLL's
+standardisation comes from the training responses the first time. A predicted term (distilled) adds
+`distil_weight` x the mean squared error between its predicted and the measured standardised NLL
+to the loss, so the encoder learns what the LM measures and scoring no longer needs the LM.
 
 `length_debias` adds training rows whose LLM answer is cut, at a sentence end, to shorter than
 the human answer (see training_data.length_debiased), so that "longer wins" stops paying off.
@@ -34,7 +37,7 @@ from torch import nn
 
 from scar_core.errors import ScarError
 from scar_core.evaluate import pairwise_report, score_rows
-from scar_core.ranker import StyleRanker
+from scar_core.ranker import LMTerm, StyleRanker
 from scar_core.training_data import PAIR_NAMES, PAIRS, ROLES, TrainRow, length_debiased, training_pairs
 
 
@@ -67,6 +70,8 @@ class TrainConfig:
     save_precision: str = "fp32"      # "fp16": store the checkpoint's weights in half precision (half the size)
     length_debias: bool = False       # add training rows whose LLM answer is cut shorter than the human one
     lm_lr: float = 1e-2               # learning rate of an LM term's weight
+    distil_weight: float = 1.0        # a predicted LM term: weight of its regression loss (MSE of the standardised NLL)
+    nll_cache: str | None = None      # JSONL of measured NLLs, read before measuring and written after
 
 
 @dataclass
@@ -162,10 +167,24 @@ def encode_features(ranker: StyleRanker, rows: Sequence[TrainRow], device: str =
 
 
 def start_ranker(init: str | None = None, encoder: str = "minilm", linear_dim: int | None = None,
-                 seed: int = 42, lm: str | None = None, lm_max_tokens: int | None = None) -> StyleRanker:
+                 seed: int = 42, lm: str | None = None, lm_max_tokens: int | None = None,
+                 predict_lm: bool = False) -> StyleRanker:
     """The ranker training starts from: a trained one (`init`: "default" or a folder) or a fresh head
     on `encoder`; `lm` adds an LM term (scar_core.ranker.LMTerm) when the ranker has none, reading at
-    most `lm_max_tokens` tokens per pair (LMTerm's default when None)."""
+    most `lm_max_tokens` tokens per pair (LMTerm's default when None); `predict_lm` makes the term
+    predicted by the ranker itself (distilled), keeping a trained term's weight."""
+    ranker = _start_ranker(init, encoder, linear_dim, seed, lm, lm_max_tokens)
+    if predict_lm:
+        if ranker.lm_term is None:
+            raise ScarError("--predict-lm distils an LM term into the ranker: it needs --lm-surprisal "
+                            "or an --init ranker with an LM term")
+        if not ranker.lm_term.predicted:
+            ranker.predict_lm()
+    return ranker
+
+
+def _start_ranker(init: str | None, encoder: str, linear_dim: int | None, seed: int, lm: str | None,
+                  lm_max_tokens: int | None) -> StyleRanker:
     from scar_core.ranker import LMTerm, load_ranker, new_ranker
 
     if lm_max_tokens and not lm and not init:
@@ -223,6 +242,22 @@ def scar_loss(outputs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]
         form = triplet(d[2][full], r[2][full], h[2][full])
         loss = loss + config.representation_weight * (surprisal + form) / 2
     return loss
+
+
+def distil_loss(ranker: StyleRanker, outputs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                rows: Sequence[TrainRow]) -> torch.Tensor | None:
+    """Mean squared error between a predicted LM term's standardised NLL and the measured one, over
+    the batch's responses that have a measurement (None when none has)."""
+    predicted, measured = [], []
+    for role, (_score, v_is, v_lf) in outputs.items():
+        target = _nll(ranker, rows, role).to(v_is.device)
+        have = ~target.isnan()
+        if have.any():
+            predicted.append(ranker.standardised(ranker.predicted_nll(v_is[have], v_lf[have])))
+            measured.append(ranker.standardised(target[have]))
+    if not predicted:
+        return None
+    return nn.functional.mse_loss(torch.cat(predicted), torch.cat(measured))
 
 
 def train(ranker: StyleRanker, rows: Sequence[TrainRow], config: TrainConfig | None = None,
@@ -368,6 +403,10 @@ def _train_epoch(ranker: StyleRanker, data: _TrainingSet, config: TrainConfig, f
         outputs = (_cached_outputs(ranker, features, batch, device, data.rows) if features is not None
                    else _live_outputs(ranker, [data.rows[i] for i in batch], device, config))
         loss = scar_loss(outputs, [data.selected[i] for i in batch], config)
+        if ranker.lm_term is not None and ranker.lm_term.predicted and config.distil_weight:
+            distil = distil_loss(ranker, outputs, [data.rows[i] for i in batch])
+            if distil is not None:
+                loss = config.distil_weight * distil if loss is None else loss + config.distil_weight * distil
         optimiser.step(loss)
         if loss is not None:
             losses.append(loss.item())
@@ -437,17 +476,58 @@ def measure_lm(ranker: StyleRanker, rows: Sequence[TrainRow], train_idx: Sequenc
     from scar_core.device import resolve_device, resolve_precision
 
     dev = resolve_device(config.device)
+    if config.nll_cache and Path(config.nll_cache).is_file():
+        ranker.known_nll.update(read_nll_cache(config.nll_cache, ranker.lm_term))
     pairs = list(dict.fromkeys((r.instruction, t) for r in rows for t in r.responses.values()))
     report = (lambda done, total, _rate: progress(TrainProgress("lm", 0, 0, done, total))) if progress else None
     nll = ranker.lm_nll([p[0] for p in pairs], [p[1] for p in pairs], dev,
                         resolve_precision(config.encode_precision, dev), report)
     ranker.known_nll.update(zip(pairs, nll.tolist()))
+    if config.nll_cache:
+        write_nll_cache(config.nll_cache, ranker.lm_term, ranker.known_nll)
     term = ranker.lm_term
     if term.mean is None or term.std is None:
         seen = np.array([ranker.known_nll[(rows[i].instruction, t)] for i in train_idx
                          for t in rows[i].responses.values()])
         seen = seen[~np.isnan(seen)]
         term.mean, term.std = float(seen.mean()), float(max(seen.std(), 1e-6))
+
+
+# The LM term's settings that decide a measured NLL: a cache holds values for one combination.
+NLL_SETTINGS = ("lm", "max_tokens", "copy_span", "min_tokens", "count_end")
+
+
+def read_nll_cache(path: str | Path, term: LMTerm) -> dict[tuple[str, str], float]:
+    """Measured NLLs from a cache file (see write_nll_cache) made with `term`'s settings."""
+    import json
+
+    want = {k: getattr(term, k) for k in NLL_SETTINGS}
+    known = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                obj = json.loads(line)
+                if number == 1:
+                    if obj.get("lm_term") != want:
+                        raise ScarError(f"{path}: measured with LM term settings {obj.get('lm_term')}, not "
+                                        f"this ranker's {want}; name another --nll-cache file")
+                    continue
+                known[(obj["instruction"], obj["response"])] = float("nan") if obj["nll"] is None else float(obj["nll"])
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise ScarError(f"{path}, line {number}: not a line of an NLL cache ({e})") from None
+    return known
+
+
+def write_nll_cache(path: str | Path, term: LMTerm, known: dict[tuple[str, str], float]) -> None:
+    """Write measured NLLs as JSONL: a first line with the term's settings, then one line per
+    (instruction, response) with its `nll` (null where the term counts the response as average)."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"lm_term": {k: getattr(term, k) for k in NLL_SETTINGS}}) + "\n")
+        for (instruction, response), nll in known.items():
+            f.write(json.dumps({"instruction": instruction, "response": response,
+                                "nll": None if math.isnan(nll) else nll}) + "\n")
 
 
 def _nll(ranker: StyleRanker, rows: Sequence[TrainRow], role: str) -> torch.Tensor | None:

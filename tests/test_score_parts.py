@@ -121,3 +121,29 @@ def test_explore_shows_the_parts_in_words_and_the_part_that_carries_the_ranking(
     assert any(c.startswith("The score is the sum of these parts") and c.endswith(f"= {best['score']:.4f}")
                for c in texts(at.caption))
     assert [i.value for i in at.info] == [dominance_note({k: [r[k] for r in lines] for k in PARTS})]
+
+
+def test_a_predicted_lm_term_adds_up_and_explore_says_it_is_estimated(pool, tiny_lm, tmp_path, monkeypatch):
+    """A distilled (predicted) LM term is a part of the score like a measured one, and the example view
+    says its NLL is the ranker's own estimate."""
+    from streamlit.testing.v1 import AppTest
+
+    from scar_core.ranker import LMTerm, has_predicted_lm_term
+    from tests.conftest import tiny_ranker
+    from tests.test_app import APP, texts
+
+    ranker = tiny_ranker()
+    ranker.add_lm_term(LMTerm(str(tiny_lm), mean=3.0, std=0.05, predicted=True))
+    ranker.lm_weight.data.fill_(5.0)
+    checkpoint = ranker.save(tmp_path / "predicted")
+    assert has_predicted_lm_term(checkpoint) and not has_predicted_lm_term(tmp_path / "missing")
+    db = tmp_path / "store.db"
+    lines = score_lines(pool, checkpoint, tmp_path / "scores.jsonl", "--db", str(db))
+    assert_parts_add_up(lines, with_lm=True)
+    assert all(np.isfinite(r["lm_nll"]) for r in lines)
+    monkeypatch.setenv("SCAR_DB_URL", f"sqlite:///{db}")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception, at.exception
+    best = max(lines, key=lambda r: r["score"])
+    assert any(f"its own encoder estimates this response's NLL at {best['lm_nll']:.3f}" in c for c in texts(at.caption))

@@ -336,3 +336,72 @@ def test_train_command_adds_an_lm_term(tmp_path, tiny_checkpoint, tiny_lm, capsy
     assert "cannot change to 128" in capsys.readouterr().err
     assert main(["train", path, "--lm-max-tokens", "128", "--out", str(tmp_path / "x"), "--epochs", "1"]) == 2
     assert "needs --lm-surprisal" in capsys.readouterr().err
+
+
+def test_predicted_lm_term_learns_the_nll_and_scores_without_the_lm(tmp_path, tiny_lm, monkeypatch):
+    """--predict-lm: the head learns to predict the LM's standardised NLL, and scoring never loads the LM;
+    the known NLLs go to the cache file, from which a second run takes them without the LM."""
+    import scar_core.ranker as ranker_module
+    from scar_core.score import score_pairs
+    from scar_core.train import distil_loss, measure_lm, start_ranker
+
+    rows = read_training_rows([rows_file(tmp_path)])
+    cache = tmp_path / "nll.jsonl"
+    # one epoch: the best epoch is chosen by validation accuracy, which these easy rows max out at once
+    config = TrainConfig(epochs=1, batch_size=1, lr=3e-2, val_ratio=0.25, freeze_encoder=True, save_encoder=True,
+                         device="cpu", encode_precision="fp32", nll_cache=str(cache))
+    ranker = tiny_ranker()
+    ranker.add_lm_term(ranker_module.LMTerm(str(tiny_lm), predicted=True))
+    # The tiny LM's NLLs mean nothing; stand in NLLs that follow the style, as a real LM's do.
+    level = {"human": 4.0, "referenced": 3.0, "direct": 2.0}
+    ranker.known_nll.update({(r.instruction, t): level[role] + 0.1 * len(t) / 100
+                             for r in rows for role, t in r.responses.items()})
+    measure_lm(ranker, rows, range(len(rows)), TrainConfig(**{**config.__dict__, "nll_cache": None}))
+    untrained = distil_loss(ranker, _features_outputs(ranker, rows), rows).item()
+    train(ranker, rows, config, out=tmp_path / "model")
+    trained = distil_loss(ranker, _features_outputs(ranker, rows), rows).item()
+    assert trained < 0.5 * untrained, (untrained, trained)
+
+    measured = dict(ranker.known_nll)
+    lines = cache.read_text().splitlines()
+    assert json.loads(lines[0])["lm_term"]["lm"] == str(tiny_lm) and len(lines) == 1 + len(measured)
+
+    def no_lm(*_args, **_kwargs):
+        raise AssertionError("the language model was loaded")
+
+    monkeypatch.setattr(ranker_module, "load_language_model", no_lm)
+    loaded = load_ranker(tmp_path / "model")
+    assert loaded.lm_term.predicted and not loaded.runs_lm
+    scores = score_pairs(loaded, [r.instruction for r in rows], [r.responses["direct"] for r in rows],
+                         device="cpu", precision="fp32")
+    with torch.no_grad():
+        loaded.lm_weight.fill_(0.0)
+    head_only = score_pairs(loaded, [r.instruction for r in rows], [r.responses["direct"] for r in rows],
+                            device="cpu", precision="fp32")
+    np.testing.assert_allclose(scores.score - head_only.score, scores.lm_part, rtol=1e-4, atol=1e-5)
+    z = (scores.lm_nll - loaded.lm_term.mean) / loaded.lm_term.std
+    np.testing.assert_allclose(scores.lm_part, -ranker.lm_weight.item() * z, rtol=1e-4, atol=1e-5)
+
+    # A second training run reads every NLL from the cache: the LM is never loaded.
+    again = start_ranker(str(tmp_path / "model"))
+    train(again, rows, TrainConfig(**{**config.__dict__, "epochs": 1}))
+    assert again.known_nll.keys() == measured.keys()
+    other = tmp_path / "other.jsonl"
+    other.write_text(lines[0].replace('"max_tokens": 256', '"max_tokens": 128') + "\n")
+    with pytest.raises(ScarError, match="other.jsonl: measured with LM term settings"):
+        train(start_ranker(str(tmp_path / "model")), rows, TrainConfig(**{**config.__dict__, "nll_cache": str(other)}))
+
+
+def _features_outputs(ranker, rows):
+    from scar_core.train import _cached_outputs
+
+    features = encode_features(ranker, rows, device="cpu", precision="fp32")
+    with torch.no_grad():
+        return _cached_outputs(ranker, features, list(range(len(rows))), "cpu", rows)
+
+
+def test_train_command_predict_lm_needs_an_lm_term(tmp_path, tiny_checkpoint, capsys):
+    path = rows_file(tmp_path, n=8)
+    assert main(["train", path, "--init", str(tiny_checkpoint), "--predict-lm", "--out", str(tmp_path / "x"),
+                 "--epochs", "1", "--device", "cpu"]) == 2
+    assert "needs --lm-surprisal" in capsys.readouterr().err

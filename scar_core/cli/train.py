@@ -46,6 +46,14 @@ def add(sub) -> None:
                    help="the LM term's token limit per pair, prompt and response together (default 256); fewer "
                         "tokens score faster on a CPU")
     p.add_argument("--lm-lr", type=float, default=d.lm_lr, help="learning rate of the LM term's weight")
+    p.add_argument("--predict-lm", action="store_true",
+                   help="distil the LM term into the ranker: its head learns to predict the LM's NLL from the "
+                        "encoder's outputs, so scoring runs no LM (training still measures every response once)")
+    p.add_argument("--distil-weight", type=float, default=d.distil_weight,
+                   help="with --predict-lm: weight of the NLL regression loss beside SCAR's ranking loss")
+    p.add_argument("--nll-cache", metavar="FILE",
+                   help="JSONL of the LM's measured NLLs: read before measuring (only new responses are "
+                        "measured) and written after, so a second training step skips the LM")
     tune = p.add_mutually_exclusive_group()
     tune.add_argument("--freeze-encoder", action="store_true",
                       help="train only the head (encoder outputs are computed once and cached)")
@@ -82,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
                          device=args.device, encode_precision=args.precision,
                          max_length=args.max_length, train_precision=args.train_precision,
                          save_precision=args.save_precision, length_debias=args.length_debias,
-                         lm_lr=args.lm_lr)
+                         lm_lr=args.lm_lr, distil_weight=args.distil_weight, nll_cache=args.nll_cache)
     ranker = start_ranker(args.init, args.encoder, args.linear_dim, args.seed, args.lm_surprisal,
-                          args.lm_max_tokens)
+                          args.lm_max_tokens, args.predict_lm)
     metadata = {"init": args.init, "data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
                 "sources": args.source, "exclude_sources": args.exclude_source, "rows": len(rows)}
     bars: dict[str, tqdm] = {}

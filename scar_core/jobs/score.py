@@ -98,7 +98,7 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     if ranker.identity != expected.identity:
         raise ScarError(f"the checkpoint at {run.params['model']} changed since run {run.id} was created; "
                         "start a new run")
-    if todo and ranker.lm_term is not None and not job.params.get("engine"):
+    if todo and ranker.runs_lm and not job.params.get("engine"):
         ranker.language_model(*resolve(run.device, run.precision))  # loaded now, not inside the first chunk
     examples = [datasets.to_core(row) for row in todo]
     scored, measured = 0, {}
