@@ -13,7 +13,8 @@ Turbo and Llama-2-70B-chat, ../shared/data/pools/alpacaeval_805_*.json): human v
 
 Recipe: stage 1 trains the head on the frozen encoder's cached outputs; stage 2 (--fine-tune-epochs
 > 0) fine-tunes encoder and head from there; both add length-debiasing rows (--no-length-debias
-turns that off); --lm-surprisal adds the LM term (scar_core.ranker.LMTerm). Scoring runs in the
+turns that off); --lm-surprisal adds the LM term (scar_core.ranker.LMTerm), --predict-lm distils it
+into the ranker. Scoring runs in the
 precision `auto` picks (bf16 on CPUs with native bf16).
 
 Then, for sources no ranker here was trained on, unpaired pool comparisons where length says little:
@@ -71,6 +72,9 @@ def main() -> None:
     ap.add_argument("--no-length-debias", action="store_true")
     ap.add_argument("--lm-surprisal", action="store_true",
                     help="train with the LM term (the bundled SmolLM2's NLL of each response, see LMTerm)")
+    ap.add_argument("--predict-lm", action="store_true",
+                    help="with --lm-surprisal: distil the LM term into the ranker (train --predict-lm)")
+    ap.add_argument("--nll-cache", help="JSONL of measured NLLs shared by both stages (train --nll-cache)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--save", type=Path, help="also save the trained ranker here")
@@ -109,16 +113,19 @@ def main() -> None:
     start = time.perf_counter()
     debias = not args.no_length_debias
     ranker = start_ranker(None, "minilm", seed=args.seed, lm="smollm2" if args.lm_surprisal else None,
-                          lm_max_tokens=args.lm_max_tokens if args.lm_surprisal else None)
+                          lm_max_tokens=args.lm_max_tokens if args.lm_surprisal else None,
+                          predict_lm=args.predict_lm)
     head = train(ranker, train_rows, TrainConfig(epochs=args.head_epochs, lr=args.head_lr, freeze_encoder=True,
-                                                 seed=args.seed, device=args.device, length_debias=debias))
+                                                 seed=args.seed, device=args.device, length_debias=debias,
+                                                 nll_cache=args.nll_cache))
     print(f"head: validation {head.best_val_accuracy} (epoch {head.best_epoch})", file=sys.stderr)
     stages = {"head": head.summary()}
     if args.fine_tune_epochs:
         ranker.encoder.requires_grad_(True)
         tuned = train(ranker, train_rows, TrainConfig(epochs=args.fine_tune_epochs, lr=args.fine_tune_lr,
                                                       seed=args.seed, device=args.device, length_debias=debias,
-                                                      max_length=args.max_length, train_precision="bf16"))
+                                                      max_length=args.max_length, train_precision="bf16",
+                                                      nll_cache=args.nll_cache))
         print(f"fine-tune: validation {tuned.best_val_accuracy} (epoch {tuned.best_epoch})", file=sys.stderr)
         stages["fine_tune"] = tuned.summary()
     train_s = time.perf_counter() - start
@@ -139,6 +146,7 @@ def main() -> None:
               f"({r['human_longer']['n_pairs']} pairs) |")
     pools = compare_pools(ranker, args.data, args.pool_sample, args.pool_seed, args.device)
     print(json.dumps({"held_out": held, "length_debias": debias, "lm_surprisal": args.lm_surprisal,
+                      "predict_lm": args.predict_lm,
                       "train_seconds": round(train_s, 1),
                       "stages": {k: {"best_val_accuracy": v["best_val_accuracy"], "best_epoch": v["best_epoch"]}
                                  for k, v in stages.items()},
