@@ -111,9 +111,16 @@ _open: dict[str, Store] = {}
 _lock = threading.Lock()
 
 
-def open_store(url: str | None = None) -> Store:
-    """The store at `url` (see resolve_url), created or upgraded to the latest schema on first use."""
+def open_store(url: str | None = None, existing: bool = False) -> Store:
+    """The store at `url` (see resolve_url), created or upgraded to the latest schema on first use.
+    With `existing`, a SQLite file that is not there is an error instead of a new empty store: for
+    commands that only look at what a store holds, where a mistyped path would otherwise leave a
+    stray database behind and report nothing found."""
     resolved = resolve_url(url)
+    if existing:
+        path = make_url(resolved).database if make_url(resolved).get_backend_name() == "sqlite" else None
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise ScarError(f"no database at {path} (give --db the store's path, or set ${ENV})")
     with _lock:
         if resolved not in _open:
             store = Store(resolved)

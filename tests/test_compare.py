@@ -114,3 +114,12 @@ def test_compare_page_shows_the_figures_and_refuses_other_datasets(store, two_ru
     at.selectbox(key="compare_b").set_value(elsewhere.id).run()
     assert any("only runs over the same dataset can be compared" in e for e in texts(at.error)), texts(at.error)
     assert not at.exception
+
+
+def test_cli_refuses_a_store_path_that_is_not_there_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "typo" / "studio.db"
+    for command in (["compare", "1", "2", "--db", str(missing)], ["jobs", "--db", str(missing)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"no database at {missing}" in err and "Traceback" not in err
+    assert not missing.parent.exists()

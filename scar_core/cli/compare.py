@@ -22,5 +22,5 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 0:
         raise ScarError(f"--top must be 0 or more, got {args.top}")
-    print(json.dumps(report(open_store(args.db), args.run_a, args.run_b, args.top), indent=2))
+    print(json.dumps(report(open_store(args.db, existing=True), args.run_a, args.run_b, args.top), indent=2))
     return 0

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from scar_core.jobs import runner as workers
     from scar_core.errors import ScarError
 
-    store = open_store(args.db)
+    store = open_store(args.db, existing=True)
     if args.action != "list":
         if args.job_id is None:
             raise ScarError(f"jobs {args.action} needs a job id")
