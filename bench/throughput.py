@@ -20,7 +20,8 @@ precision auto, plus fp32 for the first where auto is not fp32) against scar-too
 on the seeded scar-tool checkpoint, all interleaved on the same sample. A model spec is a
 checkpoint (`default` or a folder) with optional `:`-separated changes to its LM term, for speed
 comparisons only (scores of a changed term are not standardised anew): `lm=N` (LM token limit),
-`int8` (the LM's linear layers dynamically quantised),
+`int8` (the LM's linear layers dynamically quantised), `autocast` (the LM's fp32 weights cast
+under bf16 autocast with fused attention, as this project ran it before holding bf16 weights on CPU),
 `nolm` (no LM term: encoder and head only).
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from scar_core.encoders import bundled_encoder_path  # noqa: E402
+from scar_core.lm import load_language_model  # noqa: E402
 from scar_core.load import load  # noqa: E402
 from scar_core.ranker import load_ranker  # noqa: E402
 from scar_core.device import resolve_device, resolve_precision
@@ -188,21 +190,21 @@ def model_scorer(spec: str, device: torch.device, precision: str, loaded: dict):
         loaded[path] = load_ranker(path)
     ranker = loaded[path]
     base = ranker.lm_term
-    term, int8 = base, False
+    term, swap = base, None
     for change in changes:
         key, _, value = change.partition("=")
         if key == "nolm":
             term = None
         elif key == "lm":
             term = replace(term, max_tokens=int(value))
-        elif key == "int8":
-            int8 = True
+        elif key in ("int8", "autocast"):
+            swap = key
         else:
             sys.exit(f"unknown model change '{change}' in '{spec}'")
 
     def score(ins, res):
         ranker.lm_term = term
-        lm = quantized_lm(ranker, device) if int8 and term is not None else None
+        lm = swapped_lm(ranker, device, swap) if swap and term is not None else None
         saved = ranker._lm
         try:
             if lm is not None:
@@ -215,24 +217,22 @@ def model_scorer(spec: str, device: torch.device, precision: str, loaded: dict):
     return score
 
 
-_INT8: dict = {}
+_SWAPPED: dict = {}
 
 
-def quantized_lm(ranker, device: torch.device):
-    """The ranker's LM (fp32) with its linear layers dynamically quantised to int8, built once."""
+def swapped_lm(ranker, device: torch.device, kind: str):
+    """The ranker's LM loaded in fp32, built once per kind: "int8" quantises its linear layers
+    dynamically; "autocast" runs it as loaded under bf16 autocast (its dtype says bf16)."""
     from dataclasses import replace
 
-    if "lm" not in _INT8:
-        lm = ranker.language_model(device, torch.float32)
-        model = torch.ao.quantization.quantize_dynamic(copy_module(lm.model), {torch.nn.Linear}, dtype=torch.qint8)
-        _INT8["lm"] = replace(lm, model=model)
-    return _INT8["lm"]
-
-
-def copy_module(module):
-    import copy
-
-    return copy.deepcopy(module)
+    if kind not in _SWAPPED:
+        lm = load_language_model(ranker.lm_term.lm, str(device), "fp32")
+        if kind == "int8":
+            model = torch.ao.quantization.quantize_dynamic(lm.model, {torch.nn.Linear}, dtype=torch.qint8)
+            _SWAPPED[kind] = replace(lm, model=model)
+        else:
+            _SWAPPED[kind] = replace(lm, dtype=torch.bfloat16)
+    return _SWAPPED[kind]
 
 
 def add_pool_options(ap: argparse.ArgumentParser) -> None:
