@@ -50,7 +50,7 @@ def timed(what: str, work) -> float:
     start = time.perf_counter()
     at = work()
     seconds = time.perf_counter() - start
-    assert not at.exception, at.exception
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
     charts = at.get("plotly_chart")
     sent = sum(len(c.proto.spec) for c in charts)
     print(f"{what:<52} {seconds:7.2f} s   plot data {sent / 1e3:8.0f} kB in {len(charts)} charts")

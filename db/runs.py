@@ -303,6 +303,8 @@ def run_diagnostics(store: Store, run_id: int) -> list[dict]:
 def run_figures(store: Store, run_id: int, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Named numeric figures of every result of a run as float64 arrays in file order (NaN where a row
     has none), read in the database: from their own column (FIGURE_COLUMNS) or the diagnostics JSON."""
+    if not names:  # a run stored without diagnostics: nothing to read, and no query can select nothing
+        return {}
     cols = [getattr(Result, name) if name in FIGURE_COLUMNS else Result.diagnostics[name].as_float()
             for name in names]
     with store.read() as s:

@@ -289,3 +289,17 @@ def test_bulk_labels_are_one_transaction_and_undo_restores(store, scored):
     with pytest.raises(ScarError, match="unknown label"):
         labels.set_labels(store, ids, "maybe", "ann")
     assert labels.labelled_by(store, scored.id, "ann") == {ids[0]}
+
+
+def test_a_run_stored_without_diagnostics_still_opens(store, scored):
+    """Results from before diagnostics were stored (or written by other tools) carry none of them."""
+    from sqlalchemy import update
+
+    from db.models import Result
+
+    with store.write() as s:
+        s.execute(update(Result).values(diagnostics=None, lf_contribution=None, is_contribution=None))
+    at = explore()
+    assert not at.error, [e.value for e in at.error]
+    assert at.get("metric")[0].value  # the example view is drawn: its score
+    assert not at.exception, at.exception
