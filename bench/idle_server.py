@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -51,20 +53,16 @@ def tree_cpu_seconds(root: psutil.Process) -> float:
     return total
 
 
-def measure(seconds: float, page: str, file_watcher: str | None = None) -> dict:
-    """Start the server, open a tab on `page`, and measure the server tree's CPU while idle
-    (`file_watcher` overrides the config's server.fileWatcherType)."""
-    from playwright.sync_api import sync_playwright
-
-    folder = Path(tempfile.mkdtemp(prefix="idle_server_"))
+@contextmanager
+def serve(env: dict[str, str], log_path: Path, extra: list[str] | None = None) -> Iterator[tuple[str, int]]:
+    """`streamlit run app.py` on a free port with these environment additions; yields (URL, process
+    id) once its health check answers, and stops the whole process group afterwards."""
     port = free_port()
-    env = {**os.environ, "SCAR_DB_URL": str(folder / "studio.db"), "SCAR_DATA_DIR": str(folder / "data"),
-           "HF_HUB_OFFLINE": "1"}
-    watcher = ["--server.fileWatcherType", file_watcher] if file_watcher else []
-    with open(folder / "server.log", "wb") as log:
+    with open(log_path, "wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                   "--server.port", str(port), "--server.address", "127.0.0.1", *watcher],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                   "--server.port", str(port), "--server.address", "127.0.0.1", *(extra or [])],
+                                  cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -75,26 +73,37 @@ def measure(seconds: float, page: str, file_watcher: str | None = None) -> dict:
             except OSError:
                 time.sleep(0.3)
         else:
-            raise SystemExit("streamlit did not start:\n" + (folder / "server.log").read_text()[-2000:])
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            tab = browser.new_page()
-            tab.goto(f"{url}/{page}")
-            tab.wait_for_selector("text=Your name (for labels)", timeout=120_000)
-            tab.wait_for_timeout(5_000)  # let the first run and its fragments settle
-            process = psutil.Process(server.pid)
-            before, started = tree_cpu_seconds(process), time.monotonic()
-            tab.wait_for_timeout(seconds * 1000)
-            used, elapsed = tree_cpu_seconds(process) - before, time.monotonic() - started
-            browser.close()
-        log_text = (folder / "server.log").read_text(errors="replace")
-        return {"seconds": round(elapsed, 1), "server_cpu_seconds": round(used, 3),
-                "cpu_percent_of_one_core": round(100 * used / elapsed, 2), "page": page,
-                "inotify_overflows_in_log": log_text.count("Inotify queue overflowed"),
-                "file_watcher": file_watcher or "as in .streamlit/config.toml"}
+            raise SystemExit("streamlit did not start:\n" + log_path.read_text()[-2000:])
+        yield url, server.pid
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def measure(seconds: float, page: str, file_watcher: str | None = None) -> dict:
+    """Start the server, open a tab on `page`, and measure the server tree's CPU while idle
+    (`file_watcher` overrides the config's server.fileWatcherType)."""
+    from playwright.sync_api import sync_playwright
+
+    folder = Path(tempfile.mkdtemp(prefix="idle_server_"))
+    env = {"SCAR_DB_URL": str(folder / "studio.db"), "SCAR_DATA_DIR": str(folder / "data")}
+    watcher = ["--server.fileWatcherType", file_watcher] if file_watcher else []
+    with serve(env, folder / "server.log", watcher) as (url, pid), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page()
+        tab.goto(f"{url}/{page}")
+        tab.wait_for_selector("text=Your name (for labels)", timeout=120_000)
+        tab.wait_for_timeout(5_000)  # let the first run and its fragments settle
+        process = psutil.Process(pid)
+        before, started = tree_cpu_seconds(process), time.monotonic()
+        tab.wait_for_timeout(seconds * 1000)
+        used, elapsed = tree_cpu_seconds(process) - before, time.monotonic() - started
+        browser.close()
+    log_text = (folder / "server.log").read_text(errors="replace")
+    return {"seconds": round(elapsed, 1), "server_cpu_seconds": round(used, 3),
+            "cpu_percent_of_one_core": round(100 * used / elapsed, 2), "page": page,
+            "inotify_overflows_in_log": log_text.count("Inotify queue overflowed"),
+            "file_watcher": file_watcher or "as in .streamlit/config.toml"}
 
 
 def main() -> None:

@@ -106,6 +106,15 @@ def undo() -> None:
     state["label_message"] = f"Undone: {last['what']}."
 
 
+def opened(nav: list[int]) -> int | None:
+    """The example to show: the one opened last while it is in the order (one clicked on a map stays
+    open whatever the filters), else the first of the order."""
+    open_id = state.get("open_id")
+    if open_id not in nav and not (open_id is not None and state.get("opened_on_map")):
+        open_id = nav[0] if nav else None
+    return open_id
+
+
 def confirm_bulk() -> None:
     pending = state.pop("bulk_pending")
     ids, label = pending["ids"], pending["label"]
@@ -210,9 +219,7 @@ by_id = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.Resul
                                                        limit=len(shown_ids))} if shown_ids else {}
 rows = [by_id[i] for i in shown_ids]
 state["shown_ids"] = shown_ids
-open_id = state.get("open_id")  # a point clicked on a map stays open whatever the filters
-if open_id not in nav and not (open_id is not None and state.get("opened_on_map")):
-    open_id = nav[0] if nav else None
+open_id = opened(nav)
 ranked = rank_and_percentile(scores, [r["score"] for r in rows])
 grid = pd.DataFrame([{"open": "▶" if r["example_id"] == open_id else "", "rank": rk, "percentile": round(pct, 1),
                       "score": r["score"], "source": r["source"], "label": r["label"],
@@ -248,13 +255,25 @@ with st.expander("Label many at once, and agreement between annotators"):
                    "0: chance); n/a where both annotators only ever gave one and the same label.")
     else:
         st.caption("No example has labels from two annotators yet.")
-if state.get("label_message"):
-    st.info(state["label_message"])
-if state.get("last_labelling"):
-    st.button(f"Undo: {state['last_labelling']['what']}", key="undo", on_click=undo, shortcut="U")
+
 
 # ---- one example ----------------------------------------------------------------------------------
-if open_id is not None:
+@st.fragment
+def example_view(nav: list[int], by_id: dict[int, dict], size: int, page: int) -> None:
+    """The open example and its verdict keys. A key press reruns this part alone: redrawing the maps
+    and the table for every verdict made each key wait seconds at 100k rows (bench/label_speed.py).
+    Moving onto another page of the table, and an undo, redraw the whole page."""
+    if state.get("page", page) != page:
+        st.rerun()
+    if state.get("label_message"):
+        st.info(state["label_message"])
+    if state.get("last_labelling") and st.button(f"Undo: {state['last_labelling']['what']}", key="undo",
+                                                 shortcut="U"):
+        undo()
+        st.rerun()
+    open_id = opened(nav)
+    if open_id is None:
+        return
     position = nav.index(open_id) if open_id in nav else -1  # -1: opened on a map, outside this order
     row = by_id.get(open_id) or runs.results_page(store, run.id, runs.ResultFilter(ids=[open_id]), limit=1)[0]
     rank, percentile = rank_and_percentile(scores, [row["score"]])[0]
@@ -347,6 +366,10 @@ if open_id is not None:
     for kind, detail in (row["flags"] or {}).items():
         facts = ", ".join(f"{k} {v}" for k, v in detail.items()) if isinstance(detail, dict) else str(detail)
         st.caption(snippet(f"Cleaning flag {kind}: {facts}", 300))
+
+
+
+example_view(nav, by_id, size, page)
 
 # ---- distributions --------------------------------------------------------------------------------
 st.subheader("Distributions")
