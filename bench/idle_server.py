@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 
@@ -73,7 +73,7 @@ def serve(env: dict[str, str], log_path: Path, extra: list[str] | None = None) -
             except OSError:
                 time.sleep(0.3)
         else:
-            raise SystemExit("streamlit did not start:\n" + log_path.read_text()[-2000:])
+            raise RuntimeError("streamlit did not start:\n" + log_path.read_text()[-2000:])
         yield url, server.pid
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -8,23 +8,15 @@ Screenshots of each page go to test-artifacts/.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
+from bench.idle_server import ARGS, CHROMIUM, serve
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 PAYLOAD = ('<script>window.__pwned="script"</script><img src=x onerror="window.__pwned=\'img\'"> '
            '<a href="javascript:window.__pwned=\'link\'">click</a> [md link](javascript:window.__pwned=\'md\') '
            '![remote](http://evil.example.com/pixel.png) <img src="https://evil.example.com/i.png"> '
@@ -39,37 +31,12 @@ ROWS = [{"instruction": "Say hello <script>alert('instruction')</script>", "outp
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
-    """`streamlit run app.py` on a free port with a fresh store; stopped by its process id."""
-    port = free_port()
-    env = {**os.environ, "SCAR_DB_URL": str(tmp_path / "studio.db"), "HF_HUB_OFFLINE": "1"}
-    log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                "--server.port", str(port), "--server.address", "127.0.0.1",
-                                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("streamlit did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=20)
-    log.close()
+    """`streamlit run app.py` on a free port with a fresh store (bench/idle_server.serve)."""
+    with serve({"SCAR_DB_URL": str(tmp_path / "studio.db")}, tmp_path / "server.log",
+               ["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]) as (url, _):
+        yield url
 
 
 def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoint):
@@ -139,7 +106,10 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
         expect(ratio).to_have_value("0.5")
         # "3 of 6" holds from 0.34 up, so wait for the name the server derives from the value it got: the
         # slider sends its value 200 ms after the last key press, and a save before that saves the old cut
-        expect(page.get_by_label("Save this selection as")).to_have_value("ratio-0.5", timeout=30_000)
+        name_box = page.get_by_label("Save this selection as")  # a rerun briefly shows the old box beside it
+        page.locator('input[aria-label="Save this selection as"][value="ratio-0.5"]').wait_for(timeout=30_000)
+        expect(name_box).to_have_count(1)
+        expect(name_box).to_have_value("ratio-0.5")
         expect(kept).to_contain_text("3 of 6")
         page.get_by_role("button", name="Save selection").click()
         page.get_by_text("with 3 examples").wait_for()
