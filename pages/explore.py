@@ -94,10 +94,32 @@ def save_labels(example_ids: list[int], label: str, note: str | None, what: str)
     return True
 
 
-def label_and_next(example_id: int, label: str, following: tuple[int, int, int] | None) -> None:
+def step(to: str) -> None:
+    """Open the "previous", "next" or "unlabelled" (next not labelled by me) example of the order,
+    counted from the one open when the key is handled, not when its button was drawn: keys pressed
+    faster than the page redraws each act on the example they follow, never again on an earlier one."""
+    nav = state["nav"]
+    current = opened(nav)
+    position = nav.index(current) if current in nav else -1
+    if to == "previous":
+        target = position - 1 if position > 0 else None
+    elif to == "next":
+        target = position + 1 if position + 1 < len(nav) else None
+    else:
+        mine = labels.labelled_by(store, run.id, me) if me else set()
+        target = next((k for k in range(position + 1, len(nav)) if nav[k] not in mine), None)
+    if target is not None:
+        open_example(nav[target], target, state["page_size"])
+
+
+def label_and_next(label: str) -> None:
+    """Save this verdict on the example open when the key is handled (see step), then open the next."""
+    example_id = opened(state["nav"])
+    if example_id is None:
+        return
     note = (state.get(f"note_{example_id}") or "").strip() or None
-    if save_labels([example_id], label, note, f"labelled 1 example {label}") and following:
-        open_example(*following)
+    if save_labels([example_id], label, note, f"labelled 1 example {label}"):
+        step("next")
 
 
 def undo() -> None:
@@ -214,6 +236,7 @@ shared.set_widget("page", min(max(int(state.get("page", 1)), 1), pages))
 page = s3.number_input(f"Page (of {pages})", 1, pages, key="page")
 st.caption(f"{len(nav)} of {done} scored examples match" + (f" ({len(map_ids)} picked on a map)" if map_pick else "")
            + (", not yet labelled by you" if order.startswith("queue") else ""))
+state["nav"] = nav  # the order the example keys move through (step)
 shown_ids = nav[(page - 1) * size: page * size]
 by_id = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(ids=shown_ids),
                                                        limit=len(shown_ids))} if shown_ids else {}
@@ -259,7 +282,7 @@ with st.expander("Label many at once, and agreement between annotators"):
 
 # ---- one example ----------------------------------------------------------------------------------
 @st.fragment
-def example_view(nav: list[int], by_id: dict[int, dict], size: int, page: int) -> None:
+def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
     """The open example and its verdict keys. A key press reruns this part alone: redrawing the maps
     and the table for every verdict made each key wait seconds at 100k rows (bench/label_speed.py).
     Moving onto another page of the table, and an undo, redraw the whole page."""
@@ -279,8 +302,7 @@ def example_view(nav: list[int], by_id: dict[int, dict], size: int, page: int) -
     rank, percentile = rank_and_percentile(scores, [row["score"]])[0]
     mine = labels.labelled_by(store, run.id, me) if me else set()
     after = nav[position + 1:]
-    following = (after[0], position + 1, size) if after else None
-    unlabelled = next((k for k, i in enumerate(after) if i not in mine), None)
+    any_unlabelled = any(i not in mine for i in after)
     st.subheader(f"Example at rank {rank}")
     st.caption((f"{position + 1} of {len(nav)} in this order." if position >= 0 else
                 "Opened on a map; not in the table's order.") +
@@ -290,14 +312,13 @@ def example_view(nav: list[int], by_id: dict[int, dict], size: int, page: int) -
     buttons = st.columns(7)
     for column, verdict in zip(buttons, LABELS):
         column.button(verdict.capitalize(), key=f"label_{verdict}", shortcut=SHORTCUTS[verdict],
-                      on_click=label_and_next, args=(open_id, verdict, following), width="stretch")
+                      on_click=label_and_next, args=(verdict,), width="stretch")
     buttons[3].button("Previous", key="previous", shortcut="P", disabled=position <= 0, width="stretch",
-                      on_click=open_example, args=(nav[position - 1], position - 1, size) if position > 0 else None)
-    buttons[4].button("Next", key="next", shortcut="J", disabled=following is None, width="stretch",
-                      on_click=open_example, args=following)
-    buttons[5].button("Next unlabelled", key="next_unlabelled", shortcut="N", disabled=unlabelled is None,
-                      width="stretch", on_click=open_example,
-                      args=None if unlabelled is None else (after[unlabelled], position + 1 + unlabelled, size))
+                      on_click=step, args=("previous",))
+    buttons[4].button("Next", key="next", shortcut="J", disabled=not after, width="stretch",
+                      on_click=step, args=("next",))
+    buttons[5].button("Next unlabelled", key="next_unlabelled", shortcut="N", disabled=not any_unlabelled,
+                      width="stretch", on_click=step, args=("unlabelled",))
     raw = buttons[6].toggle("Raw text", key="raw_text", help="Show the texts exactly as stored, unrendered")
     existing = labels.labels_for(store, [open_id])
     my_note = next((x.note for x in existing if x.annotator == me), None)
@@ -369,7 +390,7 @@ def example_view(nav: list[int], by_id: dict[int, dict], size: int, page: int) -
 
 
 
-example_view(nav, by_id, size, page)
+example_view(nav, by_id, page)
 
 # ---- distributions --------------------------------------------------------------------------------
 st.subheader("Distributions")

@@ -66,3 +66,34 @@ def test_label_ten_by_keyboard_then_a_lasso_in_bulk(server, tmp_path, tiny_check
         expect(page.get_by_role("button", name="Confirm")).to_have_count(0)
         browser.close()
     assert {x[0]: x[2] for x in labels.run_annotations(store, run.id) if x[1] == "ann"} == mine
+
+
+def test_a_key_pressed_before_the_page_redraws_labels_the_next_example(server, tmp_path, tiny_checkpoint):  # noqa: F811
+    """K then D at once: D is for the example K opened, never a second verdict on the first one (the
+    buttons of the first example may still be on the page when D arrives)."""
+    from playwright.sync_api import sync_playwright
+
+    store = open_store(str(tmp_path / "studio.db"))
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    run = score_file(store, data, tiny_checkpoint, mapped=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(60_000)
+        page.goto(server + "/explore")
+        page.get_by_text("1 of 12 in this order").wait_for()
+        name = page.get_by_label("Your name (for labels)")
+        name.fill("ann")
+        name.press("Enter")
+        page.get_by_text("Labelling as ann").wait_for()
+        page.get_by_role("heading", name="Ranked examples").click()
+        page.keyboard.press("k")
+        page.keyboard.press("d")
+        page.get_by_text("Undo: labelled 1 example").wait_for()
+        page.wait_for_timeout(2_000)  # let a late D land, if it is going to
+        browser.close()
+    best = runs.result_ids(store, run.id)
+    mine = {x[0]: x[2] for x in labels.run_annotations(store, run.id) if x[1] == "ann"}
+    assert mine[best[0]] == "keep"
+    assert set(mine) <= {best[0], best[1]} and mine.get(best[1], "drop") == "drop"
