@@ -16,25 +16,36 @@ from tests.test_explore import ROWS
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
 
 
-def test_label_ten_by_keyboard_then_a_lasso_in_bulk(server, tmp_path, tiny_checkpoint):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
-
+def scored_run(tmp_path, checkpoint):
+    """The test store with Explore's twelve rows scored by the tiny ranker and mapped."""
     store = open_store(str(tmp_path / "studio.db"))
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    run = score_file(store, data, tiny_checkpoint, mapped=True)
+    return store, score_file(store, data, checkpoint, mapped=True)
+
+
+def labelling_as_ann(pw, server: str):
+    """(browser, page) on Explore with the annotator name "ann" set and the page, not a text box, focused."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.set_default_timeout(60_000)
+    page.goto(server + "/explore")
+    page.get_by_text("1 of 12 in this order").wait_for()
+    name = page.get_by_label("Your name (for labels)")
+    name.fill("ann")
+    name.press("Enter")
+    page.get_by_text("Labelling as ann").wait_for()
+    page.get_by_role("heading", name="Ranked examples").click()
+    return browser, page
+
+
+def test_label_ten_by_keyboard_then_a_lasso_in_bulk(server, tmp_path, tiny_checkpoint):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    store, run = scored_run(tmp_path, tiny_checkpoint)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.set_default_timeout(60_000)
-        page.goto(server + "/explore")
-        page.get_by_text("1 of 12 in this order").wait_for()
-        name = page.get_by_label("Your name (for labels)")
-        name.fill("ann")
-        name.press("Enter")
-        page.get_by_text("Labelling as ann").wait_for()
-        page.get_by_role("heading", name="Ranked examples").click()  # focus on the page, not in a text box
+        browser, page = labelling_as_ann(pw, server)
         for k, key in enumerate("kdfkdfkdfk"):
             page.keyboard.press(key)
             page.get_by_text(f"{k + 2} of 12 in this order").wait_for()
@@ -73,21 +84,9 @@ def test_a_key_pressed_before_the_page_redraws_labels_the_next_example(server, t
     buttons of the first example may still be on the page when D arrives)."""
     from playwright.sync_api import sync_playwright
 
-    store = open_store(str(tmp_path / "studio.db"))
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    run = score_file(store, data, tiny_checkpoint, mapped=True)
+    store, run = scored_run(tmp_path, tiny_checkpoint)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.set_default_timeout(60_000)
-        page.goto(server + "/explore")
-        page.get_by_text("1 of 12 in this order").wait_for()
-        name = page.get_by_label("Your name (for labels)")
-        name.fill("ann")
-        name.press("Enter")
-        page.get_by_text("Labelling as ann").wait_for()
-        page.get_by_role("heading", name="Ranked examples").click()
+        browser, page = labelling_as_ann(pw, server)
         page.keyboard.press("k")
         page.keyboard.press("d")
         page.get_by_text("Undo: labelled 1 example").wait_for()
