@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from families import pool_rows  # noqa: E402
 from heldout import DATA, POOL_PAIRS  # noqa: E402
-from scar_core.device import resolve  # noqa: E402
+from scar_core.device import resolve_device  # noqa: E402
 from scar_core.lm import load_language_model, response_nll  # noqa: E402
 from scar_core.ranker import load_ranker  # noqa: E402
 from scar_core.score import score_pairs  # noqa: E402
@@ -45,8 +45,7 @@ def main() -> None:
     term = ranker.lm_term
     if term is None or not term.predicted:
         sys.exit(f"{args.model} has no predicted LM term (train --predict-lm)")
-    dev, dtype = resolve(args.device, "auto")
-    lm = load_language_model(term.lm, str(dev), "auto")
+    lm = load_language_model(term.lm, str(resolve_device(args.device)), "auto")
     pools = pool_rows(args.data, POOL_PAIRS, args.pool_sample, args.pool_seed)
     figures: dict[str, dict[str, np.ndarray]] = {}
     print("| pool | responses | measured | Pearson | Spearman |")

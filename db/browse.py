@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import String, cast, func, literal, select, update
-from sqlalchemy.engine import make_url
 
 from db.models import Dataset, Example, Label, Result
-from db.store import Store
+from db.store import Store, sqlite_file
 from scar_core.errors import ScarError
 
 UPLOADS_ENV = "SCAR_UPLOAD_DIR"
@@ -26,9 +25,9 @@ def data_folder(store: Store) -> Path:
     source tree itself."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser().resolve()
-    database = make_url(store.url).database if store.is_sqlite else None
-    if database and database != ":memory:":
-        path = Path(database).resolve()
+    database = sqlite_file(store.url)
+    if database:
+        path = database.resolve()
         return path.parent / f"{path.stem}-data"
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser() / "scar_studio"
 

@@ -41,6 +41,13 @@ def resolve_url(url: str | None = None) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or another backend."""
+    parsed = make_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    return Path(path) if path and path != ":memory:" else None
+
+
 class Store:
     """A database connection pool plus short transactions: `with store.read() as s`, `with store.write() as s`."""
 
@@ -49,9 +56,9 @@ class Store:
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         try:
             if self.is_sqlite:
-                path = make_url(url).database
-                if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                path = sqlite_file(url)
+                if path:
+                    path.parent.mkdir(parents=True, exist_ok=True)
                 self.engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
                 _configure_sqlite(self.engine)
             else:
@@ -117,10 +124,9 @@ def open_store(url: str | None = None, existing: bool = False) -> Store:
     commands that only look at what a store holds, where a mistyped path would otherwise leave a
     stray database behind and report nothing found."""
     resolved = resolve_url(url)
-    if existing:
-        path = make_url(resolved).database if make_url(resolved).get_backend_name() == "sqlite" else None
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise ScarError(f"no database at {path} (give --db the store's path, or set ${ENV})")
+    path = sqlite_file(resolved)
+    if existing and path and not path.is_file():
+        raise ScarError(f"no database at {path} (give --db the store's path, or set ${ENV})")
     with _lock:
         if resolved not in _open:
             store = Store(resolved)

@@ -106,10 +106,15 @@ def step(to: str) -> None:
     elif to == "next":
         target = position + 1 if position + 1 < len(nav) else None
     else:
-        mine = labels.labelled_by(store, run.id, me) if me else set()
-        target = next((k for k in range(position + 1, len(nav)) if nav[k] not in mine), None)
+        target = next_unlabelled(nav, position)
     if target is not None:
         open_example(nav[target], target, state["page_size"])
+
+
+def next_unlabelled(nav: list[int], position: int) -> int | None:
+    """The position of the first example after `position` in the order that I have not labelled."""
+    mine = labels.labelled_by(store, run.id, me) if me else set()
+    return next((k for k in range(position + 1, len(nav)) if nav[k] not in mine), None)
 
 
 def label_and_next(label: str) -> None:
@@ -300,9 +305,7 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
     position = nav.index(open_id) if open_id in nav else -1  # -1: opened on a map, outside this order
     row = by_id.get(open_id) or runs.results_page(store, run.id, runs.ResultFilter(ids=[open_id]), limit=1)[0]
     rank, percentile = rank_and_percentile(scores, [row["score"]])[0]
-    mine = labels.labelled_by(store, run.id, me) if me else set()
-    after = nav[position + 1:]
-    any_unlabelled = any(i not in mine for i in after)
+    at_end = position + 1 >= len(nav)
     st.subheader(f"Example at rank {rank}")
     st.caption((f"{position + 1} of {len(nav)} in this order." if position >= 0 else
                 "Opened on a map; not in the table's order.") +
@@ -315,9 +318,9 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
                       on_click=label_and_next, args=(verdict,), width="stretch")
     buttons[3].button("Previous", key="previous", shortcut="P", disabled=position <= 0, width="stretch",
                       on_click=step, args=("previous",))
-    buttons[4].button("Next", key="next", shortcut="J", disabled=not after, width="stretch",
+    buttons[4].button("Next", key="next", shortcut="J", disabled=at_end, width="stretch",
                       on_click=step, args=("next",))
-    buttons[5].button("Next unlabelled", key="next_unlabelled", shortcut="N", disabled=not any_unlabelled,
+    buttons[5].button("Next unlabelled", key="next_unlabelled", shortcut="N", disabled=next_unlabelled(nav, position) is None,
                       width="stretch", on_click=step, args=("unlabelled",))
     raw = buttons[6].toggle("Raw text", key="raw_text", help="Show the texts exactly as stored, unrendered")
     existing = labels.labels_for(store, [open_id])
@@ -387,7 +390,6 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
     for kind, detail in (row["flags"] or {}).items():
         facts = ", ".join(f"{k} {v}" for k, v in detail.items()) if isinstance(detail, dict) else str(detail)
         st.caption(snippet(f"Cleaning flag {kind}: {facts}", 300))
-
 
 
 example_view(nav, by_id, page)
