@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import String, cast, func, literal, select, update
 
-from db.models import Dataset, Example, Label, Result
+from db.models import Dataset, Example, Result
 from db.store import Store, sqlite_file
 from scar_core.errors import ScarError
 
@@ -61,7 +61,7 @@ def words(column):
 def run_columns(store: Store, run_id: int) -> pd.DataFrame:
     """One row per scored example in file order: example_id, score, lf/is contributions, source,
     response words, duplicate_cluster and exact_group (-1: none), language (flagged for language),
-    flags (names of the stored cleaning flags joined by ', '), label (latest of any annotator)."""
+    flags (names of the stored cleaning flags joined by ', ')."""
     query = (select(Result.example_id, Result.score, Result.lf_contribution, Result.is_contribution,
                     Example.source, words(Example.response).label("words"), Example.duplicate_cluster,
                     Example.exact_group)
@@ -78,18 +78,7 @@ def run_columns(store: Store, run_id: int) -> pd.DataFrame:
         frame[column] = frame[column].fillna(-1).astype("int64")
     frame["language"] = frame["example_id"].map(lambda i: "language" in stored.get(i, {})).astype(bool)
     frame["flags"] = frame["example_id"].map(lambda i: ", ".join(sorted(stored.get(i, {}))))
-    latest = run_labels(store, run_id)
-    frame["label"] = frame["example_id"].map(latest).astype(object)
-    frame["label"] = frame["label"].where(frame["label"].notna(), None)
     return frame
-
-
-def run_labels(store: Store, run_id: int) -> dict[int, str]:
-    """{example id: latest label by any annotator} for the examples of a run."""
-    query = (select(Label.example_id, Label.label).join(Result, Result.example_id == Label.example_id)
-             .where(Result.run_id == run_id).order_by(Label.created_at, Label.id))
-    with store.read() as s:
-        return {example_id: label for example_id, label in s.execute(query)}
 
 
 def selected_rows(store: Store, run_id: int, example_ids: Sequence[int]) -> list[tuple[Example, float]]:

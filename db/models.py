@@ -149,7 +149,8 @@ class MapPoint(Base):
 
 
 class Label(Base):
-    """An annotator's verdict on an example: keep, drop or flag, with a note."""
+    """An annotator's current verdict on an example: keep, drop or flag, with a note. Derived from the
+    label history (LabelEvent): `event_id` is the event that set it."""
 
     __tablename__ = "labels"
     __table_args__ = (UniqueConstraint("example_id", "annotator", name="uq_labels_example_annotator"),
@@ -160,16 +161,68 @@ class Label(Base):
     note: Mapped[str | None] = mapped_column(Text)
     annotator: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("label_events.id", ondelete="SET NULL", name="fk_labels_event_id"))
+
+
+class Adjudication(Base):
+    """A lead's current decision on an example whose annotators disagree; it comes first in the label
+    policy. Derived from the label history like Label."""
+
+    __tablename__ = "adjudications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"), unique=True)
+    label: Mapped[str] = mapped_column(String(8))
+    note: Mapped[str | None] = mapped_column(Text)
+    lead: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("label_events.id", ondelete="SET NULL"))
+
+
+class LabelAction(Base):
+    """One thing a person did to labels (one key, one bulk action, an adjudication, an undo): who, on
+    which run, what, and how many examples it changed. Never deleted; an undo is an action of its own."""
+
+    __tablename__ = "label_actions"
+    __table_args__ = (Index("ix_label_actions_run_annotator", "run_id", "annotator"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    annotator: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))                 # see db.labels.ACTION_KINDS
+    label: Mapped[str | None] = mapped_column(String(8))
+    description: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer, default=0)          # examples it changed
+    undoes: Mapped[int | None] = mapped_column(ForeignKey("label_actions.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LabelEvent(Base):
+    """One change of one verdict (an annotator's label, or a lead's adjudication) on one example: the
+    label history, append-only. `label` None: the verdict was withdrawn (an undo of a first label)."""
+
+    __tablename__ = "label_events"
+    __table_args__ = (Index("ix_label_events_example", "example_id"), Index("ix_label_events_action", "action_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("label_actions.id"))
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"))
+    annotator: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))                 # "verdict" or "adjudication"
+    label: Mapped[str | None] = mapped_column(String(8))
+    note: Mapped[str | None] = mapped_column(Text)
+    previous_label: Mapped[str | None] = mapped_column(String(8))
+    previous_note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Selection(Base):
-    """A named subset of a run: the rule that chose it, its parameters and the chosen example ids."""
+    """One version of a named subset of a run: the rule that chose it, its parameters and the chosen
+    example ids. Saving under a used name adds a version; earlier versions stay."""
 
     __tablename__ = "selections"
-    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_selections_run_name"),)
+    __table_args__ = (UniqueConstraint("run_id", "name", "version", name="uq_selections_run_name_version"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer, default=1)
     rule: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     example_ids: Mapped[list] = mapped_column(JSON, default=list)

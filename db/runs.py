@@ -15,10 +15,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
-from db.models import Example, Label, Result, Run
+from db.models import Dataset, Example, Job, Result, Run
 from db.store import Store
 from scar_core.errors import ScarError
-from scar_core.labels import LABELS
 
 VECTOR_DTYPE = np.dtype("<f2")
 SORTS = ("score_desc", "score_asc", "position")
@@ -46,7 +45,6 @@ class ResultFilter:
     score_min: float | None = None
     score_max: float | None = None
     source: str | None = None
-    label: str | None = None           # keep, drop, flag, or "none" for unlabelled examples
     ids: Sequence[int] | None = None   # example ids, e.g. a lasso selection on the map
 
 
@@ -58,6 +56,32 @@ def create_run(store: Store, dataset_id: int, ranker_id: int, device: str, preci
         session.add(run)
         session.flush()
         return run
+    return store.transact(work)
+
+
+def start_or_join(store: Store, dataset_id: int, ranker_id: int, device: str, precision: str, params: dict,
+                  job_params: dict) -> tuple[Run, bool]:
+    """(the run, joined): a queued or running scoring run of the same dataset, ranker, device,
+    precision and sample when there is one (joined True), else a new run with its queued job. One
+    transaction holding the dataset's row, so two starts at once (a double click, two servers) never
+    both create a run."""
+    def work(session: Session) -> tuple[Run, bool]:
+        session.execute(select(Dataset.id).where(Dataset.id == dataset_id).with_for_update())
+        active = session.scalars(select(Run).join(Job, Job.id == Run.job_id).where(
+            Run.dataset_id == dataset_id, Run.ranker_id == ranker_id, Run.device == device,
+            Run.precision == precision, Job.status.in_(("queued", "running"))).order_by(Run.id))
+        same = next((r for r in active if r.params.get("sample") == params.get("sample")), None)
+        if same is not None:
+            return same, True
+        job = Job(kind="score", params=job_params, status="queued")
+        session.add(job)
+        session.flush()
+        run = Run(dataset_id=dataset_id, ranker_id=ranker_id, device=device, precision=precision, params=params,
+                  job_id=job.id, status="queued")
+        session.add(run)
+        session.flush()
+        job.params = {**job_params, "run_id": run.id}
+        return run, False
     return store.transact(work)
 
 
@@ -139,12 +163,6 @@ def _conditions(store: Store, run_id: int, f: ResultFilter | None) -> list:
         conditions.append(Result.score <= f.score_max)
     if f.source is not None:
         conditions.append(Example.source == f.source)
-    if f.label == "none":
-        conditions.append(~exists().where(Label.example_id == Example.id))
-    elif f.label:
-        if f.label not in LABELS:
-            raise ScarError(f"unknown label '{f.label}'; choose keep, drop, flag or none")
-        conditions.append(exists().where(Label.example_id == Example.id, Label.label == f.label))
     if f.ids is not None:
         conditions.append(_in_ids(store, Result.example_id, f.ids))
     return conditions
@@ -161,15 +179,13 @@ def _in_ids(store: Store, column, ids: Sequence[int]):
 
 def results_page(store: Store, run_id: int, where: ResultFilter | None = None, sort: str = "score_desc",
                  offset: int = 0, limit: int = 50) -> list[dict]:
-    """One page of a run's results joined with their examples and latest label, best first by default."""
+    """One page of a run's results joined with their examples, best first by default (labels: one per
+    annotator, decided by a label policy in scar_core.jobs.labelling)."""
     order = _order(sort)
-    label = (select(Label.label).where(Label.example_id == Example.id)
-             .order_by(Label.created_at.desc(), Label.id.desc()).limit(1).scalar_subquery())
     query = (select(Example.id.label("example_id"), Example.position, Example.content_id, Example.instruction,
                     Example.context, Example.response, Example.system, Example.source, Example.meta,
                     Example.flags, Result.score, Result.lf_contribution, Result.is_contribution,
-                    Result.diagnostics, Result.truncated_instruction, Result.truncated_response,
-                    label.label("label"))
+                    Result.diagnostics, Result.truncated_instruction, Result.truncated_response)
              .join(Example, Example.id == Result.example_id)
              .where(and_(*_conditions(store, run_id, where))).order_by(*order).offset(offset).limit(limit))
     with store.read() as s:

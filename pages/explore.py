@@ -7,20 +7,23 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from db import browse, datasets, jobs, labels, maps, runs, selections
+from db import datasets, jobs, maps, runs
 from pages import shared
 from scar_core import plots
 from scar_core.diagnostics.table import (PART_LABELS, PARTS, against_data_set, dominance_note, parts_equation,
                                          score_parts)
+from scar_core.errors import ScarError
 from scar_core.display import code_css, markdown_escape, render_markdown, snippet, visible
-from scar_core.jobs import map as map_job, selection
-from scar_core.labels import LABELS, agreement, review_queue
+from scar_core.jobs import labelling, map as map_job, selection
+from scar_core.jobs.score import run_scope, scope_note
+from scar_core.labels import LABELS, POLICIES, agreement, review_queue
 from scar_core.ranker import has_predicted_lm_term
 from scar_core.select import rank_and_percentile
 
 ORDERS = {"score_desc": "best first", "score_asc": "worst first", "position": "file order",
           "queue_best": "my review queue: not labelled by me, best first",
-          "queue_random": "my review queue: not labelled by me, random order"}
+          "queue_random": "my review queue: not labelled by me, random order",
+          "conflicts": "conflict queue: annotators disagree, no lead's decision yet"}
 SHORTCUTS = {"keep": "K", "drop": "D", "flag": "F"}
 
 state = st.session_state
@@ -30,6 +33,9 @@ if done == 0:
     st.info("This run has no scores yet; watch its progress on the Rank page.")
     st.stop()
 me = shared.annotator()
+scope_said = scope_note(run_scope(store, run.id))
+if scope_said:
+    st.info(f"This run scored a random {scope_said} of its data set; the rest is not here.")
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -83,14 +89,22 @@ def row_picked(key: str) -> None:
         state["open_id"], state["opened_on_map"] = shown[rows[0]], False
 
 
-def save_labels(example_ids: list[int], label: str, note: str | None, what: str) -> bool:
-    """Label these examples under the annotator's name, keeping what they replaced for Undo."""
-    if not me:
-        state["label_message"] = "Set your name in the sidebar first: labels are kept per annotator."
+def say(text: str) -> None:
+    """A labelling message, shown on this run's page only."""
+    state["label_message"] = {"run": run.id, "text": text}
+
+
+def save_labels(example_ids: list[int], label: str, note: str | None) -> bool:
+    """Label these examples under the annotator's name (one action, which Undo can revert)."""
+    try:
+        text = labelling.label(store, run.id, example_ids, label, me, note)
+    except ScarError as e:
+        say(str(e))
         return False
-    before = labels.set_labels(store, example_ids, label, me, note)
-    state["last_labelling"] = {"annotator": me, "before": before, "what": what}
-    state.pop("label_message", None)
+    if len(example_ids) > 1:
+        say(text)
+    else:
+        state.pop("label_message", None)
     return True
 
 
@@ -113,7 +127,7 @@ def step(to: str) -> None:
 
 def next_unlabelled(nav: list[int], position: int) -> int | None:
     """The position of the first example after `position` in the order that I have not labelled."""
-    mine = labels.labelled_by(store, run.id, me) if me else set()
+    mine = labelling.labelled_by(store, run.id, me) if me else set()
     return next((k for k in range(position + 1, len(nav)) if nav[k] not in mine), None)
 
 
@@ -123,14 +137,26 @@ def label_and_next(label: str) -> None:
     if example_id is None:
         return
     note = (state.get(f"note_{example_id}") or "").strip() or None
-    if save_labels([example_id], label, note, f"labelled 1 example {label}"):
+    if save_labels([example_id], label, note):
         step("next")
 
 
 def undo() -> None:
-    last = state.pop("last_labelling")
-    labels.restore_labels(store, last["annotator"], last["before"])
-    state["label_message"] = f"Undone: {last['what']}."
+    """Revert my own latest labelling action on this run (never another annotator's or another run's)."""
+    say(labelling.undo(store, run.id, me))
+
+
+def decide(verdict: str) -> None:
+    """A lead's decision on the open example (its annotators disagree), then the next conflict."""
+    example_id = opened(state["nav"])
+    if example_id is None:
+        return
+    try:
+        say(labelling.adjudicate(store, run.id, [example_id], verdict, me))
+    except ScarError as e:
+        say(str(e))
+        return
+    step("next")
 
 
 def opened(nav: list[int]) -> int | None:
@@ -144,12 +170,14 @@ def opened(nav: list[int]) -> int | None:
 
 def confirm_bulk() -> None:
     pending = state.pop("bulk_pending")
-    ids, label = pending["ids"], pending["label"]
-    save_labels(ids, label, None, f"labelled {len(ids)} examples {label}")
+    save_labels(pending["ids"], pending["label"], None)
 
 
 table = shared.run_table(store, run.id)
-label_of = browse.run_labels(store, run.id)
+policy = st.sidebar.selectbox("Label policy", list(POLICIES), format_func=POLICIES.get, key="label_policy",
+                              help="How everyone's verdicts become one label per example (also on Select)")
+decided = labelling.resolution(store, run.id, policy)
+label_of = {k: decided.decided.get(k, "conflict") for k in decided.step}
 scores = table["score"].to_numpy()
 run_flags = dict(zip(table["example_id"], table["flags"]))
 map_pick = state.get("map_pick")
@@ -157,7 +185,7 @@ map_pick = state.get("map_pick")
 # ---- maps -----------------------------------------------------------------------------------------
 st.subheader("Style maps")
 map_state = map_job.latest_map_job(store, run.id)
-selection_names = {s.id: s.name for s in selections.list_selections(store, run.id)}
+selection_names = {s.id: s.name for s in selection.saved(store, run.id)}
 colour = st.radio("Colour by", ["score", "selection", "source", "label"], horizontal=True, key="map_colour")
 chosen_selection = None
 if colour == "selection" and selection_names:
@@ -182,7 +210,7 @@ else:
     st.caption(f"Maps stored by job {map_state.id} ({map_state.result.get('method', '?')}, "
                f"{map_state.result.get('rows', '?')} rows). Draw a box or lasso on a map to filter the table "
                "and highlight the same rows on the other map; click a point to open it.")
-    in_selection = set(selections.get_selection(store, chosen_selection).example_ids) if chosen_selection else set()
+    in_selection = set(selection.saved_one(store, chosen_selection).example_ids) if chosen_selection else set()
     generation = state.get("map_generation", 0)
     for space, column in zip(("lf", "is"), st.columns(2)):
         points = layout(store.url, run.id, space, map_state.id)
@@ -214,33 +242,37 @@ f1, f2, f3, f4 = st.columns([3, 2, 2, 2])
 search = f1.text_input("Search instruction and response", key="search").strip() or None
 source = f2.selectbox("Source", ["(all)", *dataset_sources], key="source_filter")
 flag = f3.selectbox("Cleaning flag", ["(any)", *selection.flag_names(table)], key="flag_filter")
-label = f4.selectbox("Label", ["(any)", "keep", "drop", "flag", "none"], key="label_filter")
+label = f4.selectbox("Label", ["(any)", *labelling.LABEL_FILTERS], key="label_filter",
+                     help="keep/drop/flag: the label the policy decided; conflict: annotators disagree, unresolved")
 low, high = float(scores.min()), float(scores.max())
 score_range = st.slider("Score range", low, max(high, low + 1e-6), (low, max(high, low + 1e-6)), key="score_range")
 map_ids = map_pick["ids"] if map_pick else None
-if flag != "(any)":
-    flagged = selection.flagged_ids(table, flag)
-    map_ids = flagged if map_ids is None else sorted(set(map_ids) & set(flagged))
+for narrowed in ([selection.flagged_ids(table, flag)] if flag != "(any)" else []) + \
+        ([labelling.label_filter(decided, label, table["example_id"].tolist())] if label != "(any)" else []):
+    map_ids = narrowed if map_ids is None else sorted(set(map_ids) & set(narrowed))
 where = runs.ResultFilter(search=search, score_min=score_range[0] if score_range[0] > low else None,
                           score_max=score_range[1] if score_range[1] < high else None,
-                          source=None if source == "(all)" else source,
-                          label=None if label == "(any)" else label, ids=map_ids)
+                          source=None if source == "(all)" else source, ids=map_ids)
 s1, s2, s3 = st.columns([3, 1, 1])
 order = s1.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="sort")
 if order.startswith("queue") and not me:
     s1.warning("Set your name in the sidebar for a review queue of your own; showing best first.")
     order = "score_desc"
 if order.startswith("queue"):
-    nav = review_queue(runs.result_ids(store, run.id, where), labels.labelled_by(store, run.id, me),
+    nav = review_queue(runs.result_ids(store, run.id, where), labelling.labelled_by(store, run.id, me),
                        order.removeprefix("queue_"), seed=run.id)
+elif order == "conflicts":
+    unresolved = set(labelling.label_filter(decided, "conflict", []))
+    nav = [i for i in runs.result_ids(store, run.id, where) if i in unresolved]
 else:
     nav = runs.result_ids(store, run.id, where, sort=order)
 size = s2.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="page_size")
 pages = max(1, -(-len(nav) // size))
 shared.set_widget("page", min(max(int(state.get("page", 1)), 1), pages))
 page = s3.number_input(f"Page (of {pages})", 1, pages, key="page")
-st.caption(f"{len(nav)} of {done} scored examples match" + (f" ({len(map_ids)} picked on a map)" if map_pick else "")
-           + (", not yet labelled by you" if order.startswith("queue") else ""))
+st.caption(f"{len(nav)} of {done} scored examples match" + (f" (of {len(map_pick['ids'])} picked on a map)" if map_pick else "")
+           + (", not yet labelled by you" if order.startswith("queue") else "")
+           + (", annotators disagree" if order == "conflicts" else ""))
 state["nav"] = nav  # the order the example keys move through (step)
 shown_ids = nav[(page - 1) * size: page * size]
 by_id = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(ids=shown_ids),
@@ -250,7 +282,7 @@ state["shown_ids"] = shown_ids
 open_id = opened(nav)
 ranked = rank_and_percentile(scores, [r["score"] for r in rows])
 grid = pd.DataFrame([{"open": "▶" if r["example_id"] == open_id else "", "rank": rk, "percentile": round(pct, 1),
-                      "score": r["score"], "source": r["source"], "label": r["label"],
+                      "score": r["score"], "source": r["source"], "label": decided.summary(r["example_id"]),
                       "flags": run_flags.get(r["example_id"], ""), "instruction": snippet(r["instruction"], 120),
                       "response": snippet(r["response"], 160)} for r, (rk, pct) in zip(rows, ranked)])
 grid_key = f"grid_{state.get('grid_generation', 0)}"
@@ -259,21 +291,27 @@ st.dataframe(grid, hide_index=True, on_select=partial(row_picked, grid_key), sel
 
 # ---- labelling many at once -----------------------------------------------------------------------
 with st.expander("Label many at once, and agreement between annotators"):
-    target = map_pick["ids"] if map_pick else nav
-    what = "picked on a map" if map_pick else "matching the filters (all pages)"
+    target = nav  # exactly the rows the table lists: its filters and any map selection together
     b1, b2 = st.columns([1, 3])
     bulk_label = b1.selectbox("Label", LABELS, key="bulk_label")
-    if b2.button(f"Label these {len(target)} as {bulk_label}…", key="bulk_start", disabled=not target):
-        state["bulk_pending"] = {"ids": list(target), "label": bulk_label}
-    st.caption(f"The {len(target)} examples {what}.")
+    already = labelling.already(store, run.id, me, target, bulk_label) if me else 0
+    change = len(target) - already
+    if b2.button(f"Label {change} as {bulk_label}…", key="bulk_start", disabled=not change):
+        state["bulk_pending"] = {"ids": list(target), "label": bulk_label, "change": change}
+    st.caption(f"The {len(target)} examples the table lists (all pages: its filters"
+               + (" and the map selection" if map_pick else "") + ")"
+               + (f"; {already} of them carry your {bulk_label} already." if already else "."))
     pending = state.get("bulk_pending")
     if pending:
-        st.warning(f"Label {len(pending['ids'])} examples as {pending['label']} under your name? Your own "
-                   "earlier labels on them are replaced; Undo puts them back.")
+        st.warning(f"Label {pending['change']} examples as {pending['label']} under your name? Your own "
+                   "earlier labels on them are replaced (kept in their history); Undo reverts this.")
         c1, c2 = st.columns(2)
         c1.button("Confirm", key="bulk_confirm", type="primary", on_click=confirm_bulk)
         c2.button("Cancel", key="bulk_cancel", on_click=lambda: state.pop("bulk_pending", None))
-    pairs = agreement(labels.run_annotations(store, run.id))
+    st.download_button("Download everyone's labels (for rank --labels)", labelling.labels_file(store, run.id),
+                       file_name=f"labels-run-{run.id}.jsonl", mime="application/jsonl", on_click="ignore",
+                       key="download_labels")
+    pairs = agreement(labelling.annotations(store, run.id))
     if pairs:
         st.dataframe(pd.DataFrame([{"annotators": f"{snippet(p.first, 40)} · {snippet(p.second, 40)}",
                                     "both labelled": p.shared, "same label": f"{p.agreement:.0%}",
@@ -293,10 +331,11 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
     Moving onto another page of the table, and an undo, redraw the whole page."""
     if state.get("page", page) != page:
         st.rerun()
-    if state.get("label_message"):
-        st.info(state["label_message"])
-    if state.get("last_labelling") and st.button(f"Undo: {state['last_labelling']['what']}", key="undo",
-                                                 shortcut="U"):
+    message = state.get("label_message")
+    if message and message["run"] == run.id:
+        st.info(message["text"])
+    offer = labelling.undo_offer(store, run.id, me)
+    if offer and st.button(f"Undo: {offer}", key="undo", shortcut="U"):
         undo()
         st.rerun()
     open_id = opened(nav)
@@ -323,7 +362,7 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
     buttons[5].button("Next unlabelled", key="next_unlabelled", shortcut="N", disabled=next_unlabelled(nav, position) is None,
                       width="stretch", on_click=step, args=("unlabelled",))
     raw = buttons[6].toggle("Raw text", key="raw_text", help="Show the texts exactly as stored, unrendered")
-    existing = labels.labels_for(store, [open_id])
+    existing = labelling.verdicts_on(store, open_id)
     my_note = next((x.note for x in existing if x.annotator == me), None)
     st.text_area("Note (saved with your verdict)", value=my_note or "", key=f"note_{open_id}", max_chars=2000,
                  height=68)
@@ -359,6 +398,18 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
         st.dataframe(pd.DataFrame([{"annotator": snippet(x.annotator, 60), "label": x.label,
                                     "note": snippet(x.note, 200), "when": x.created_at} for x in existing]),
                      hide_index=True, key="example_labels")
+    if len({x.label for x in existing}) > 1 or decided.step.get(open_id) == "adjudicated":
+        st.caption(f"Annotators disagree ({decided.summary(open_id)}). A lead's decision settles it for the label "
+                   "policy" + (f", under your name ({markdown_escape(snippet(me, 60))})." if me else
+                               "; set your name in the sidebar to decide."))
+        for column, verdict in zip(st.columns(3), LABELS):
+            column.button(f"Decide: {verdict}", key=f"decide_{verdict}", on_click=decide, args=(verdict,),
+                          disabled=not me, width="stretch")
+    past = labelling.history(store, open_id)
+    if past:
+        with st.expander(f"Label history ({len(past)} changes)"):
+            st.dataframe(pd.DataFrame([{**h, "who": snippet(h["who"], 60), "note": snippet(h["note"], 200)}
+                                       for h in past]), hide_index=True, key="label_history")
 
     figures = {"score": row["score"], **runs.result_diagnostics(row)}
     parts = score_parts(figures)

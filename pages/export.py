@@ -5,43 +5,59 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from db import browse, selections
+from db import browse
 from pages import shared
 from scar_core.errors import ScarError
 from scar_core.export import export_target, safe_filename
+from scar_core.jobs import score as scoring, selection
 from scar_core.jobs.export import ExportPackage
+from scar_core.labels import steps_in_words
 
 store, run = shared.page_run("Export", finished_only=True)
-saved = selections.list_selections(store, run.id)
+saved = selection.saved(store, run.id, versions=True)
 if not saved:
     st.info("No saved selections for this run yet: make one on the Select page.")
     st.stop()
-names = {s.id: f"#{s.id} {s.name} ({len(s.example_ids)} rows, {s.rule}, saved {s.created_at:%Y-%m-%d %H:%M})"
-         for s in saved}
+latest_version = {s.name: s.version for s in saved}
+names = {s.id: f"#{s.id} {s.name} v{s.version}" + ("" if s.version == latest_version[s.name] else " (replaced)")
+               + f" ({len(s.example_ids)} rows, {s.rule}, saved {s.created_at:%Y-%m-%d %H:%M})" for s in saved}
 current = st.session_state.get("selection")
 latest = max(saved, key=lambda s: (s.created_at, s.id)).id  # the one saved last, unless one was just chosen
 selection_id = st.selectbox("Selection", list(names), format_func=names.get, key="_selection",
                             index=list(names).index(current if current in names else latest))
 st.session_state["selection"] = selection_id
-selection = selections.get_selection(store, selection_id)
+chosen = selection.saved_one(store, selection_id)
+if chosen.version != latest_version[chosen.name]:
+    st.info(f"Version {chosen.version} of '{chosen.name}' was replaced by version "
+            f"{latest_version[chosen.name]}; this exports version {chosen.version} as it was saved.")
+scope = scoring.run_scope(store, run.id)
+if scope["sample"]:
+    st.warning(f"This run scored a random {scoring.scope_note(scope)} of its data set: this selection is a cut "
+               "of that sample, not of the whole data set. The manifest says so.")
+applied = chosen.params.get("labels")
+if applied:
+    st.caption(f"Labels applied under the policy '{applied['policy']}' when this was saved: "
+               f"{steps_in_words(applied['rows'])}.")
+sample_ok = not scope["sample"] or st.checkbox("Export this cut of a sample anyway", key="export_sample")
 fmt = st.radio("Shape", ["alpaca", "sharegpt", "messages"], horizontal=True, key="export_format",
                format_func={"alpaca": "Alpaca", "sharegpt": "ShareGPT", "messages": "OpenAI messages"}.get)
 with_scores = st.checkbox("Add each row's score", key="with_scores")
 st.caption("Rows are written best first.")
-package = ExportPackage(store, run, selection, fmt, with_scores)
-base = safe_filename(f"{Path(package.dataset.name).stem}-{selection.name}-{fmt}")
+package = ExportPackage(store, run, chosen, fmt, with_scores)
+version = f"-v{chosen.version}" if chosen.version > 1 else ""
+base = safe_filename(f"{Path(package.dataset.name).stem}-{chosen.name}{version}-{fmt}")
 
 left, right = st.columns(2)
 left.download_button("Download JSONL", package.jsonl, file_name=base, mime="application/jsonl",
-                     on_click="ignore", type="primary", key="download_jsonl")
+                     on_click="ignore", type="primary", key="download_jsonl", disabled=not sample_ok)
 right.download_button("Download manifest", package.manifest_json, file_name=base + ".manifest.json",
-                      mime="application/json", on_click="ignore", key="download_manifest")
+                      mime="application/json", on_click="ignore", key="download_manifest", disabled=not sample_ok)
 
 st.subheader("Write to a folder on the server")
 with st.form("write_export"):
     folder = st.text_input("Folder", value=str(browse.export_folder(store)), key="export_folder")
     name = st.text_input("File name (made safe: letters, digits, . _ - only)", value=base, key="export_name")
-    if st.form_submit_button("Write"):
+    if st.form_submit_button("Write", disabled=not sample_ok):
         try:
             written = package.write(export_target(folder, name))
             st.success("Wrote the export and its manifest:")
@@ -49,7 +65,7 @@ with st.form("write_export"):
         except ScarError as e:
             shared.error(str(e))
 
-past = selections.list_exports(store, run.id)
+past = selection.exports(store, run.id)
 if past:
     st.subheader("Earlier exports")
     st.dataframe(pd.DataFrame([{"path": e.path, "format": e.format, "rows": e.manifest.get("rows"),

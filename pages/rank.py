@@ -95,7 +95,7 @@ if start_all or start_sample:
         location = str(hub.fetch(model)) if choice == "hub id" else model
         shared.ranker(location)  # refuse a checkpoint that does not load before starting a worker
         with st.spinner("Starting…"):
-            run = scoring.submit_score(store, dataset_id, model=location, device=device, precision=precision,
+            run, joined = scoring.start_score(store, dataset_id, model=location, device=device, precision=precision,
                                        batch_size=int(batch_size) if batch_size else None,
                                        sample=int(sample_rows) if start_sample else None,
                                        clean={"dedup": dedup, "lang": lang} if do_clean else None,
@@ -103,7 +103,8 @@ if start_all or start_sample:
                                                                     int(workers) if workers else None).params()
                                        if on_ray else None)
         st.session_state["run"] = run.id
-        st.success(f"Started run {run.id}.")
+        st.success(f"Run {run.id} is already scoring this data set with this ranker and precision; following it."
+                   if joined else f"Started run {run.id}.")
     except ScarError as e:
         shared.error(str(e))
 
@@ -149,7 +150,8 @@ def run_history() -> None:
     table = []
     for run in history:
         job = jobs.get_job(store, run.job_id) if run.job_id else None
-        table.append({"run": run.id, "ranker": names.get(run.ranker_id), "device": run.device,
+        table.append({"run": run.id, "scope": scoring.scope_note(scoring.run_scope(store, run.id)) or "whole data set",
+                      "ranker": names.get(run.ranker_id), "device": run.device,
                       "precision": run.precision, "status": run.status,
                       "scored": f"{job.done}/{job.total}" if job else "", "started": run.started_at,
                       "finished": run.finished_at,

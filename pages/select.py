@@ -11,10 +11,16 @@ from db import runs
 from pages import shared
 from scar_core import plots
 from scar_core.display import snippet
-from scar_core.jobs import selection
+from scar_core.jobs import labelling, score as scoring, selection
+from scar_core.labels import POLICIES, steps_in_words
 from scar_core.select import around_cut, rank_and_percentile, rule_value_at, split_stats
 
 store, run = shared.page_run("Select", finished_only=True)
+scope = scoring.run_scope(store, run.id)
+if scope["sample"]:
+    st.warning(f"This run scored a random {scoring.scope_note(scope)} of its data set, not all of it: a cut "
+               "here is a cut of the sample. Score the whole data set on the Rank page before exporting a "
+               "training set.")
 
 
 def copy_value(source: str, target: str, kept: str) -> None:
@@ -65,6 +71,8 @@ else:
 
 o1, o2 = st.columns(2)
 use_labels = o1.checkbox("Apply annotator labels (keep forces in, drop forces out)", value=True, key="use_labels")
+policy = o1.selectbox("Label policy (when annotators disagree)", list(POLICIES), format_func=POLICIES.get,
+                      key="label_policy", disabled=not use_labels)
 skip_flagged = o2.checkbox("Leave out rows flagged by cleaning (duplicates keep their best-scored copy)", value=True,
                            key="skip_flagged")
 quotas = None
@@ -74,8 +82,8 @@ if st.checkbox("Per-source quotas", key="use_quotas"):
                             disabled=["source", "rows"], hide_index=True, key="quota_editor")
     quotas = dict(zip(edited["source"], edited["max kept"]))
 
-cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, keep_flagged=not skip_flagged,
-                              quotas=quotas, table=table)
+cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, policy=policy,
+                              keep_flagged=not skip_flagged, quotas=quotas, table=table)
 left_out = n - cut.eligible
 
 m = st.columns(5)
@@ -84,9 +92,14 @@ m[1].metric("Lowest kept score", "n/a" if cut.threshold is None else f"{cut.thre
 m[2].metric("Left out by cleaning", left_out)
 m[3].metric("Overrides", f"+{cut.forced_in} / -{cut.forced_out}")
 m[4].metric("Skipped by quotas", cut.quota_skipped)
+if cut.label_policy:
+    st.caption(f"Labels under this policy: {steps_in_words(cut.label_policy['rows'])}"
+               + (". A lead can decide the unresolved ones in Explore's conflict queue."
+                  if cut.label_policy["rows"]["unresolved"] else "."))
 st.table(split_stats(cut.mask, table["words"].to_numpy()))
 
 st.subheader("At the cut line")
+decided = labelling.resolution(store, run.id, policy)
 above, below = around_cut(cut, scores)
 texts = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(
     ids=table["example_id"].to_numpy()[np.concatenate([above, below])].tolist()), limit=len(above) + len(below))}
@@ -95,9 +108,10 @@ texts = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.Resul
 def near_cut(positions: np.ndarray) -> pd.DataFrame:
     """The rows at these table positions with their rank (1: best score of the run) and a preview."""
     ranked = rank_and_percentile(scores, scores[positions].tolist())
-    rows = [texts[i] for i in table["example_id"].to_numpy()[positions].tolist()]
+    ids = table["example_id"].to_numpy()[positions].tolist()
+    rows = [texts[i] for i in ids]
     return pd.DataFrame({"rank": [rk for rk, _ in ranked], "score": scores[positions].round(4),
-                         "label": [r["label"] for r in rows], "source": [r["source"] for r in rows],
+                         "label": [decided.summary(i) for i in ids], "source": [r["source"] for r in rows],
                          "instruction": [snippet(r["instruction"], 100) for r in rows],
                          "response": [snippet(r["response"], 160) for r in rows]})
 
@@ -119,9 +133,24 @@ c3.plotly_chart(plots.kept_dropped_histogram(table["words"].to_numpy(), cut.mask
                                              "Response length, kept vs dropped", "words"), key="cut_lengths")
 c4.plotly_chart(plots.score_vs_length(scores, table["words"].to_numpy(), cut.mask), key="cut_scatter")
 
-with st.form("save_selection"):
-    name = st.text_input("Save this selection as", value=f"{rule}-{value:g}", max_chars=200)
-    if st.form_submit_button("Save selection", type="primary"):
-        saved = selection.save(store, run.id, name, cut, table)
-        st.session_state["selection"] = saved.id
-        st.success(f"Saved selection #{saved.id} with {len(cut.kept)} examples.")
+def save_cut(name_key: str, replace: bool) -> None:
+    """Save the cut under the name typed; a name in use asks first (replace keeps the old as a version)."""
+    saved = selection.save(store, run.id, st.session_state[name_key], cut, table, replace=replace)
+    st.session_state["save_pending"] = saved.selection.name if saved.taken else None
+    if not saved.taken:
+        st.session_state["selection"] = saved.selection.id
+    st.session_state["save_message"] = (saved.taken, saved.message())
+
+
+name_key = f"selection_name::{rule}-{value:g}"  # the suggested name follows the cut until the user types one
+st.text_input("Save this selection as", value=f"{rule}-{value:g}", key=name_key, max_chars=200)
+st.button("Save selection", type="primary", key="save_selection", on_click=save_cut, args=(name_key, False))
+taken, said = st.session_state.pop("save_message", (False, None))
+if taken and st.session_state.get("save_pending") == st.session_state[name_key].strip():
+    st.warning(said)
+    r1, r2 = st.columns(2)
+    r1.button("Replace it (the old one stays as an earlier version)", key="save_replace", on_click=save_cut,
+              args=(name_key, True))
+    r2.button("Choose another name", key="save_rename", on_click=lambda: st.session_state.pop("save_pending", None))
+elif said:
+    st.success(said)

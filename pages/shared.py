@@ -14,7 +14,7 @@ from db import datasets, rankers, runs
 from db.store import Store, open_store, resolve_url
 from scar_core.display import markdown_escape
 from scar_core.errors import ScarError
-from scar_core.jobs import selection
+from scar_core.jobs import score as scoring, selection
 
 log = logging.getLogger("scar_studio")
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -128,11 +128,12 @@ def pick_run(store: Store, finished_only: bool = False) -> runs.Run | None:
 
 
 def run_names(store: Store, items: list[runs.Run]) -> dict[int, str]:
-    """{run id: "run 3: dataset · ranker · precision · status"} for run choosers."""
+    """{run id: "run 3: dataset · ranker · precision · status[ · sample of 20 of 450 rows]"} for run choosers."""
     names = {d.id: d.name for d in datasets.list_datasets(store)}
     ranker_names = {r.id: r.name for r in rankers.list_rankers(store)}
+    scope = {r.id: scoring.scope_note(scoring.run_scope(store, r.id)) for r in items}
     return {r.id: f"run {r.id}: {names.get(r.dataset_id, '?')} · ranker {ranker_names.get(r.ranker_id, '?')} · "
-                  f"{r.precision} · {r.status}" for r in items}
+                  f"{r.precision} · {r.status}" + (f" · {scope[r.id]}" if scope[r.id] else "") for r in items}
 
 
 def set_widget(key: str, value) -> None:

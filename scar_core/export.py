@@ -161,15 +161,20 @@ def describe_ranker(location: str, encoder: str, weights_sha256: str | None, ide
 
 
 def manifest(examples: Sequence[Example], fmt: str, with_scores: bool, *, inputs: list[dict], ranker: dict,
-             device: str, precision: str, cleaning: dict | None, selection: dict) -> dict:
+             device: str, precision: str, cleaning: dict | None, selection: dict, scope: dict,
+             saved: dict | None = None) -> dict:
     """The manifest of an export, the one builder for the CLI's `rank` and the app's Export page: what
-    went in (inputs, ranker, device and precision, cleaning options and counts), the selection's
-    parameters and the threshold they produced, code and library versions, and the sha256 of the
-    selected ids; rows are best first. The same selection gives the same manifest from either."""
+    went in (inputs, ranker, device and precision, cleaning options and counts), what was scored
+    (`scope`: the whole data set, or a sample of it), the selection's parameters (labels: the policy
+    and the verdicts' hash) and the threshold they produced, code and library versions, and the
+    sha256 of the selected ids; rows are best first. The same selection gives the same manifest from
+    either, but for `saved`: in the app, which version of which saved selection and the label events
+    it saw."""
     return {"format": fmt, "rows": len(examples), "with_scores": with_scores, "order": "best first",
             "selected_ids_sha256": ids_sha256([e.id for e in examples]), "inputs": inputs, "ranker": ranker,
-            "device": device, "precision": precision, "cleaning": cleaning, "selection": selection,
-            "threshold_score": selection.get("threshold_score"), "versions": versions()}
+            "device": device, "precision": precision, "cleaning": cleaning, "scope": scope, "selection": selection,
+            "threshold_score": selection.get("threshold_score"), "versions": versions(),
+            **({"saved": saved} if saved else {})}
 
 
 @dataclass(frozen=True)

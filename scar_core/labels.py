@@ -4,6 +4,8 @@ reads: .jsonl, .json, .csv, .parquet), agreement between annotators, and an anno
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+import hashlib
+import json
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -16,10 +18,26 @@ from scar_core.formats.reader import Unreadable, read_rows
 LABELS = ("keep", "drop", "flag")
 
 
-def read_labels(path: str | Path) -> dict[str, str]:
-    """{example id: label}; a later row for the same id replaces an earlier one. Bad rows are refused
-    with the file, the row and the field."""
-    out: dict[str, str] = {}
+LEAD = "lead"  # the annotator column's value in a labels file for a lead's adjudication
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One person's current label on one example: `key` is an example id in the store, the content id
+    in a labels file; `adjudication` marks a lead's decision, which the policy puts first."""
+
+    key: object
+    annotator: str
+    label: str
+    adjudication: bool = False
+
+
+def read_labels(path: str | Path) -> list[Verdict]:
+    """The verdicts of a labels file: rows with `id` (the content id `score` writes), `label` (keep, drop
+    or flag) and optionally `annotator` (default "file") and `adjudication` (true: a lead's decision).
+    A later row for the same id and annotator replaces an earlier one. Bad rows are refused with the
+    file, the row and the field."""
+    out: dict[tuple[str, str, bool], Verdict] = {}
     for where, row in read_rows(Path(path), header_fits=lambda header: "id" in header):
         if isinstance(row, Unreadable):
             raise InputError(str(path), row.reason, where, row.field)
@@ -30,8 +48,111 @@ def read_labels(path: str | Path) -> dict[str, str]:
                 raise InputError(str(path), "expected text", where, name)
         if row["label"] not in LABELS:
             raise InputError(str(path), f"expected one of {', '.join(LABELS)}, got {row['label']!r}", where, "label")
-        out[row["id"].strip()] = row["label"]
-    return out
+        annotator = row.get("annotator", "file")
+        if not isinstance(annotator, str) or not annotator.strip():
+            raise InputError(str(path), "expected an annotator's name", where, "annotator")
+        adjudication = row.get("adjudication", False)
+        if isinstance(adjudication, str) and adjudication.strip().lower() in ("true", "false", "1", "0", ""):
+            adjudication = adjudication.strip().lower() in ("true", "1")  # CSV cells are text
+        if not isinstance(adjudication, bool):
+            raise InputError(str(path), f"expected true or false, got {adjudication!r}", where, "adjudication")
+        verdict = Verdict(row["id"].strip(), annotator.strip(), row["label"], adjudication)
+        out[(verdict.key, verdict.annotator, adjudication)] = verdict
+    return list(out.values())
+
+
+POLICIES = {
+    "lead-then-majority": "a lead's adjudication first; else the label most annotators gave; a tie stays unresolved",
+    "lead-then-unanimous": "a lead's adjudication first; else the label every annotator gave; any disagreement "
+                           "stays unresolved",
+}
+DEFAULT_POLICY = "lead-then-majority"
+STEPS = ("adjudicated", "unanimous", "majority", "unresolved")
+STEP_WORDS = {"adjudicated": "by a lead", "unanimous": "unanimously", "majority": "by majority"}
+
+
+def steps_in_words(rows: dict[str, int]) -> str:
+    """A policy's rows per step as a sentence: "5 rows decided unanimously, 1 by a lead; 2 where
+    annotators disagree stay unresolved (no override)"."""
+    decided = [f"{n} {STEP_WORDS[step]}" for step, n in rows.items() if n and step != "unresolved"]
+    text = ("rows decided " + ", ".join(decided)) if decided else "no rows labelled"
+    if rows.get("unresolved"):
+        text += f"; {rows['unresolved']} rows where annotators disagree stay unresolved (no override)"
+    return text
+
+
+@dataclass
+class Resolution:
+    """What a label policy made of the verdicts: `decided` {key: label} for the rows it settled, `step`
+    {key: which step decided it or "unresolved"}, `votes` {key: {label: count}} of the annotators."""
+
+    policy: str
+    decided: dict
+    step: dict
+    votes: dict
+    verdicts_sha256: str  # of the verdicts it came from, keyed by content id: the same from the CLI and the app
+
+    def counts(self) -> dict[str, int]:
+        """Rows each policy step decided, and rows left unresolved."""
+        out = dict.fromkeys(STEPS, 0)
+        for step in self.step.values():
+            out[step] += 1
+        return out
+
+    def conflicts(self) -> list:
+        """Keys whose annotators disagree (adjudicated ones included)."""
+        return [key for key, votes in self.votes.items() if len(votes) > 1]
+
+    def summary(self, key) -> str:
+        """How the row's label reads in a table: "keep", "2 keep / 1 drop", "→ drop (lead; 1 keep / 1 drop)",
+        "" when nobody labelled it."""
+        votes = self.votes.get(key, {})
+        tally = " / ".join(f"{n} {label}" for label, n in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0])))
+        if self.step.get(key) == "adjudicated":
+            return f"→ {self.decided[key]} (lead" + (f"; {tally})" if tally else ")")
+        if len(votes) == 1:
+            return next(iter(votes))
+        return tally
+
+
+def resolve(verdicts: Iterable[Verdict], policy: str = DEFAULT_POLICY, content_id: dict | None = None) -> Resolution:
+    """Apply a named policy to current verdicts, one per (key, annotator) and one adjudication per key.
+    `content_id` maps the keys to content ids for the hash where they are not content ids already."""
+    if policy not in POLICIES:
+        raise ScarError(f"unknown label policy '{policy}'; choose one of {', '.join(POLICIES)}")
+    verdicts = list(verdicts)
+    votes: dict = {}
+    adjudicated: dict = {}
+    for v in verdicts:
+        if v.adjudication:
+            adjudicated[v.key] = v.label
+        else:
+            votes.setdefault(v.key, {}).setdefault(v.label, 0)
+            votes[v.key][v.label] += 1
+    decided, step = {}, {}
+    for key in {*votes, *adjudicated}:
+        if key in adjudicated:
+            decided[key], step[key] = adjudicated[key], "adjudicated"
+            continue
+        ranked = sorted(votes[key].items(), key=lambda kv: -kv[1])
+        if len(ranked) == 1:
+            decided[key], step[key] = ranked[0][0], "unanimous"
+        elif policy == "lead-then-majority" and ranked[0][1] > ranked[1][1]:
+            decided[key], step[key] = ranked[0][0], "majority"
+        else:
+            step[key] = "unresolved"
+    canonical = sorted([str(content_id[v.key] if content_id else v.key), LEAD if v.adjudication else v.annotator,
+                        v.label] for v in verdicts)
+    return Resolution(policy, decided, step, votes, hashlib.sha256(json.dumps(canonical).encode()).hexdigest())
+
+
+def label_summary(resolution: Resolution | None) -> dict | None:
+    """A selection's `labels` entry (in its manifest): the policy, the rows each step decided and those
+    left unresolved, and the hash of the verdicts; the same from the CLI and the app."""
+    if resolution is None:
+        return None
+    return {"policy": resolution.policy, "rule": POLICIES[resolution.policy], "rows": resolution.counts(),
+            "verdicts_sha256": resolution.verdicts_sha256}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from scar_core.display import snippet
 
 KEPT, DROPPED = "#2e7d32", "#9e9e9e"
 UNLABELLED = "unlabelled"
-LABEL_COLOURS = {"keep": KEPT, "drop": "#d62728", "flag": "#ff9800", UNLABELLED: "#cfcfcf"}
+LABEL_COLOURS = {"keep": KEPT, "drop": "#d62728", "flag": "#ff9800", "conflict": "#9c27b0", UNLABELLED: "#cfcfcf"}
 MAX_POINTS = 10_000
 
 

@@ -7,8 +7,8 @@ The order of operations is fixed and recorded in `Selection.params()`:
 2. The cut walks the eligible rows best first (ties keep input order), skipping rows whose source
    has reached its quota, until the rule's target is met: `ratio` of the eligible rows (rounded up,
    so a non-empty pool keeps at least one), the best `topk`, or every row scoring >= `threshold`.
-3. Annotator labels: among eligible rows, `keep` forces a row in, `drop` forces it out, `flag`
-   changes nothing.
+3. Annotator labels, one per row as the label policy decided it (scar_core.labels.resolve): among
+   eligible rows, `keep` forces a row in, `drop` forces it out, `flag` and unresolved rows change nothing.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class Selection:
     quotas: dict[str, int] = field(default_factory=dict)
     keep_flagged: bool = False
     labels_applied: bool = False
+    label_policy: dict | None = None  # scar_core.labels.label_summary of the labels applied
 
     @property
     def eligible(self) -> int:
@@ -53,7 +54,7 @@ class Selection:
                 "threshold_score": self.threshold, "pool": self.eligible, "left_out": self.left_out,
                 "keep_flagged": self.keep_flagged, "labels_applied": self.labels_applied, "quotas": self.quotas,
                 "overrides": {"forced_in": self.forced_in, "forced_out": self.forced_out},
-                "quota_skipped": self.quota_skipped}
+                "quota_skipped": self.quota_skipped, "labels": self.label_policy}
 
 
 def rank_order(scores: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ def lint(folder: Path) -> subprocess.CompletedProcess:
 def test_the_contracts_hold():
     result = lint(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 kept, 0 broken" in result.stdout
+    assert "6 kept, 0 broken" in result.stdout
 
 
 def test_the_library_contract_names_every_library_module():
@@ -34,14 +34,26 @@ def test_the_library_contract_names_every_library_module():
     assert listed == present
 
 
-def test_a_library_module_importing_the_store_breaks_a_contract(tmp_path):
+def broken_copy(tmp_path, module: str, line: str):
+    """lint-imports over a copy of the tree where `module` (a path) gains one import line."""
     for name in ("scar_core", "db", "pages", ".importlinter"):
         source = ROOT / name
         (shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
          if source.is_dir() else shutil.copy(source, tmp_path / name))
-    select = tmp_path / "scar_core" / "select.py"
-    select.write_text(select.read_text() + "\nfrom db import runs  # a deliberate bad import\n")
-    result = lint(tmp_path)
+    path = tmp_path / module
+    path.write_text(path.read_text() + f"\n{line}  # a deliberate bad import\n")
+    return lint(tmp_path)
+
+
+def test_a_library_module_importing_the_store_breaks_a_contract(tmp_path):
+    result = broken_copy(tmp_path, "scar_core/select.py", "from db import runs")
     assert result.returncode != 0
     assert "The library never imports the store, orchestration or the UI BROKEN" in result.stdout
     assert "scar_core.select -> db.runs" in result.stdout
+
+
+def test_a_page_writing_labels_itself_breaks_a_contract(tmp_path):
+    result = broken_copy(tmp_path, "pages/explore.py", "from db import labels")
+    assert result.returncode != 0
+    assert "pages is not allowed to import db.labels" in result.stdout
+    assert "pages.explore -> db.labels" in result.stdout

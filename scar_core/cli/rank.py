@@ -12,7 +12,7 @@ from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
 from scar_core.export import describe_input, describe_ranker, export, file_sha256, manifest
 from scar_core.jobs.ray import ray_device_precision
-from scar_core.labels import read_labels
+from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_labels, resolve as decide_labels
 from scar_core.ranker import checkpoint_location
 from scar_core.select import rule_of, select
 
@@ -34,8 +34,12 @@ def add(sub) -> None:
     p.add_argument("--keep-flagged", action="store_true",
                    help="rank flagged rows too (by default rows flagged for language are left out and each "
                         "duplicate cluster keeps only its best-scored member)")
-    p.add_argument("--labels", help="annotator labels (.jsonl/.csv/...: id, label keep|drop|flag): keep forces "
-                                    "a row in, drop forces it out, as on the Select page")
+    p.add_argument("--labels", help="annotator labels (.jsonl/.csv/...: id, label keep|drop|flag, optionally "
+                                    "annotator and adjudication true|false): the label policy decides one label "
+                                    "per row; keep forces it in, drop forces it out, as on the Select page")
+    p.add_argument("--label-policy", default=DEFAULT_POLICY, choices=list(POLICIES),
+                   help="how several annotators' labels become one: " +
+                        "; ".join(f"{name}: {rule}" for name, rule in POLICIES.items()))
     p.add_argument("--quota", action="append", default=[], metavar="SOURCE=N",
                    help="keep at most N rows of this source (repeat for several sources)")
     p.set_defaults(run=run)
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     cluster = ray_cluster(args)  # refuse bad engine options before loading anything
     results, examples = load_inputs(args)
     quotas = parse_quotas(args.quota)
-    labels = read_labels(args.labels) if args.labels else None
+    decided = decide_labels(read_labels(args.labels), args.label_policy) if args.labels else None
     report = clean_examples(args, examples)
     todo = report.rows("all" if args.keep_flagged else "candidates")  # off-language rows are never scored
     ranker = open_ranker(args)
@@ -54,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
     score[todo] = scores.score
     chosen = select(score, *rule_of(args.ratio, args.topk, args.threshold), clusters=report.cluster_ids, off_language=report.off_language,
                     sources=np.array([ex.source for ex in examples], dtype=object), quotas=quotas,
-                    labels=None if labels is None else np.array([labels.get(ex.id) for ex in examples], dtype=object),
+                    labels=None if decided is None else np.array([decided.decided.get(ex.id) for ex in examples],
+                                                                 dtype=object),
                     keep_flagged=args.keep_flagged)
+    chosen.label_policy = label_summary(decided)
     kept = [examples[i] for i in chosen.kept]
     if cluster is None:
         device, dtype = resolve(args.device, args.precision)
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                     ranker=describe_ranker(checkpoint_location(args.model)[1], ranker.encoder_name,
                                            ranker.weights_hash, ranker.identity),
                     device=device, precision=precision, cleaning=report.summary(),
-                    selection=chosen.params())
+                    scope={"sample": False, "rows": len(examples), "of": len(examples)}, selection=chosen.params())
     written = export(args.out, kept, args.format, score[chosen.kept] if args.with_scores else None, info)
     print(f"kept {len(kept)} of {chosen.eligible} pairs (lowest kept score {chosen.threshold}); "
           f"wrote {written.path} and {written.manifest_path}", file=sys.stderr)

@@ -11,6 +11,7 @@ from db.store import Store
 from scar_core.example import Example
 from scar_core.export import Exported, describe_input, export, manifest, manifest_json, to_jsonl_lines
 from scar_core.jobs.rankers import describe
+from scar_core.jobs.score import run_scope
 
 
 class ExportPackage:
@@ -43,7 +44,16 @@ class ExportPackage:
                                                len(d.rejected))],
                         ranker=describe(rankers.get_ranker(self.store, self.run.ranker_id)),
                         device=self.run.device, precision=self.run.precision,
-                        cleaning=(job.params.get("clean") if job else None), selection=self.selection.params)
+                        cleaning=(job.params.get("clean") if job else None),
+                        selection={k: v for k, v in self.selection.params.items() if k != "label_events"},
+                        scope=run_scope(self.store, self.run.id), saved=self.saved())
+
+    def saved(self) -> dict:
+        """What only the store knows: which version of which saved selection, from which run, and the
+        label events it saw when it was saved."""
+        s = self.selection
+        return {"selection_id": s.id, "name": s.name, "version": s.version, "run_id": self.run.id,
+                "label_events": s.params.get("label_events")}
 
     def manifest_json(self) -> bytes:
         return manifest_json(self.manifest()).encode("utf-8")

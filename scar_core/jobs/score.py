@@ -31,18 +31,25 @@ SAMPLE_SEED = 0
 WORK_CHARS = 2048  # about 512 tokens: a text's share of scoring time stops growing where models truncate it
 
 
-def submit_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
-                 device: str = "auto", precision: str = "auto", batch_size: int | None = None,
-                 chunk_rows: int | None = None, clean: dict | None = None, engine: dict | None = None,
-                 launch: bool = True, sample: int | None = None) -> Run:
-    """Create a scoring run for a dataset. With `clean` ({"dedup": ..., "lang": ...}) the worker cleans
+def submit_score(store: Store, dataset_id: int, model: str = "default", **options) -> Run:
+    """start_score's run (the options are start_score's)."""
+    return start_score(store, dataset_id, model, **options)[0]
+
+
+def start_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
+                device: str = "auto", precision: str = "auto", batch_size: int | None = None,
+                chunk_rows: int | None = None, clean: dict | None = None, engine: dict | None = None,
+                launch: bool = True, sample: int | None = None) -> tuple[Run, bool]:
+    """(run, joined): create a scoring run for a dataset. With `clean` ({"dedup": ..., "lang": ...}) the worker cleans
     the dataset first and keeps the summary with the job (export manifests record it); the caller never
     waits for it. `sample` scores a seeded random sample of that many rows instead, from scratch (no
     copies from earlier runs), which measures this machine's rate for `estimate`. Rows already scored
     with the same ranker (weights and LM term settings) and precision (matched by content id) are
     copied at once; when nothing is left the run is done without loading a model, otherwise a worker
     process is started (launch=False leaves the job queued for `run_job`). `engine` (RayCluster.params())
-    scores on a Ray cluster instead of in the worker process (scar_core.jobs.ray)."""
+    scores on a Ray cluster instead of in the worker process (scar_core.jobs.ray). A start while a run
+    of the same dataset, ranker, device, precision and sample is queued or running joins that run
+    (a double click starts one run, not two): `joined` is then True and `run` the earlier run."""
     if datasets.get_dataset(store, dataset_id) is None:
         raise ScarError(f"no dataset {dataset_id} in the store")
     ranker = register_checkpoint(store, model, encoder)
@@ -51,14 +58,15 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
         device_name, precision, device_type = str(dev), precision_name(dtype), dev.type
     else:  # the Ray actors' block size sets their chunks
         (device_name, precision), device_type = ray_device_precision(device, precision), "cpu"
-    job = jobs.create_job(store, "score", {"model": str(model), "encoder": encoder, "batch_size": batch_size,
-                                           "chunk_rows": chunk_rows or default_chunk_rows(device_type),
-                                           "clean": None, "clean_options": clean, "sample": sample,
-                                           **({"engine": engine} if engine else {})})
-    run = runs.create_run(store, dataset_id, ranker.id, device_name, precision,
-                          {"model": str(model), "encoder": encoder, "batch_size": batch_size,
-                           **({"engine": engine} if engine else {})}, job_id=job.id)
-    jobs.set_params(store, job.id, run_id=run.id)
+    job_params = {"model": str(model), "encoder": encoder, "batch_size": batch_size,
+                  "chunk_rows": chunk_rows or default_chunk_rows(device_type), "clean": None,
+                  "clean_options": clean, "sample": sample, **({"engine": engine} if engine else {})}
+    run, joined = runs.start_or_join(store, dataset_id, ranker.id, device_name, precision,
+                                     {"model": str(model), "encoder": encoder, "batch_size": batch_size,
+                                      "sample": sample, **({"engine": engine} if engine else {})}, job_params)
+    if joined:
+        return run, True
+    job = jobs.get_job(store, run.job_id)
     if not sample:
         runs.fill_from_cache(store, run.id)
     total = datasets.count_examples(store, dataset_id)
@@ -71,7 +79,7 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", encoder:
         store.transact(lambda s: jobs.report(s, job.id, 0 if sample else done, size, None, "starting the worker"))
         if launch:
             start_worker(store, job.id)
-    return runs.get_run(store, run.id)
+    return runs.get_run(store, run.id), False
 
 
 def run_score(store: Store, job: Job, beat: Beat) -> None:
@@ -168,6 +176,23 @@ def work_left(store: Store, job_id: int, run_id: int) -> tuple[list, int]:
         jobs.set_params(store, job_id, sample_ids=chosen)
     wanted = set(chosen)
     return [e for e in todo if e.id in wanted], len(chosen)
+
+
+def run_scope(store: Store, run_id: int) -> dict:
+    """Whether a run scored its whole dataset or a sample: {"sample": bool, "rows": scored, "of": the
+    dataset's rows, "seed": the sample's seed}."""
+    run = runs.get_run(store, run_id)
+    job = jobs.get_job(store, run.job_id) if run.job_id else None
+    total = datasets.count_examples(store, run.dataset_id)
+    sample = (job.params.get("sample") if job else None) or run.params.get("sample")
+    if not sample:
+        return {"sample": False, "rows": total, "of": total}
+    return {"sample": True, "rows": min(int(sample), total), "of": total, "seed": SAMPLE_SEED}
+
+
+def scope_note(scope: dict) -> str | None:
+    """'sample of 20 of 450 rows' for a sample run, None for a whole dataset."""
+    return f"sample of {scope['rows']:,} of {scope['of']:,} rows" if scope["sample"] else None
 
 
 @dataclass(frozen=True)

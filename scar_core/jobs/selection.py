@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dataclasses import dataclass
+
 from db import browse, selections
 from db.models import Selection as SavedSelection
 from db.store import Store
 from scar_core.clean import duplicate_of
+from scar_core.jobs import labelling
+from scar_core.labels import DEFAULT_POLICY, label_summary
 from scar_core.select import Selection, select
 
 
@@ -37,20 +41,74 @@ def flagged_ids(table: pd.DataFrame, flag: str) -> list[int]:
 
 
 def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels: bool = True,
-               keep_flagged: bool = False, quotas: dict[str, int] | None = None,
+               policy: str = DEFAULT_POLICY, keep_flagged: bool = False, quotas: dict[str, int] | None = None,
                table: pd.DataFrame | None = None) -> tuple[Selection, pd.DataFrame]:
     """Apply the selection rule to a run (its table from `run_table`, read when not given; labels are
-    always read fresh): (what it kept, the table its positions refer to)."""
+    always read fresh and decided by the label `policy`): (what it kept, the table its positions refer to)."""
     table = run_table(store, run_id) if table is None else table
-    labels = table["example_id"].map(browse.run_labels(store, run_id)).to_numpy(dtype=object) if use_labels else None
+    decided = labelling.resolution(store, run_id, policy) if use_labels else None
+    per_row = table["example_id"].map(decided.decided).to_numpy(dtype=object) if decided else None
     chosen = select(table["score"].to_numpy(), rule, value, clusters=table["duplicate_cluster"].to_numpy(),
                     off_language=table["language"].to_numpy(), sources=table["source"].to_numpy(dtype=object),
-                    quotas=quotas, labels=labels, keep_flagged=keep_flagged)
+                    quotas=quotas, labels=per_row, keep_flagged=keep_flagged)
+    chosen.label_policy = label_summary(decided)
     return chosen, table
 
 
-def save(store: Store, run_id: int, name: str, chosen: Selection, table: pd.DataFrame) -> SavedSelection:
-    """Store what a selection kept (example ids, best first) and its parameters under a name."""
-    ids = table["example_id"].to_numpy()[chosen.kept]
-    return selections.save_selection(store, run_id, name.strip() or "selection", chosen.rule, chosen.params(),
-                                     ids.tolist())
+@dataclass(frozen=True)
+class Saved:
+    """What saving a selection did: the stored version and whether it is new (False: the same cut was
+    saved under this name already, nothing new stored); `taken`: nothing saved, the name is in use
+    and replacing was not asked for (`selection` is then the name's latest version)."""
+
+    selection: SavedSelection
+    new: bool
+    taken: bool = False
+
+    def message(self) -> str:
+        s = self.selection
+        if self.taken:
+            return (f"A selection named '{s.name}' already exists (version {s.version}, {len(s.example_ids)} "
+                    "examples). Replace it (it stays as an earlier version) or choose another name.")
+        if not self.new:
+            return (f"This cut is already saved as '{s.name}' (version {s.version}, #{s.id}, "
+                    f"{len(s.example_ids)} examples); nothing new saved.")
+        replaced = f", replacing version {s.version - 1} (kept as an earlier version)" if s.version > 1 else ""
+        return f"Saved selection '{s.name}' version {s.version} (#{s.id}) with {len(s.example_ids)} examples{replaced}."
+
+
+def save(store: Store, run_id: int, name: str, chosen: Selection, table: pd.DataFrame,
+         replace: bool = False) -> Saved:
+    """Store what a selection kept (example ids, best first), its parameters and the label events it
+    saw (the latest event id and a hash of all the run's events) under a name. A name this run uses already saves nothing (Saved.taken) unless `replace`,
+    which adds a version; saving the very cut the name holds stores nothing new."""
+    ids = table["example_id"].to_numpy()[chosen.kept].tolist()
+    name = name.strip() or "selection"
+    params = {**chosen.params(), "label_events": labelling.event_digest(store, run_id)}
+    latest = next((s for s in selections.list_selections(store, run_id) if s.name == name), None)
+    if latest is not None and latest.example_ids == ids and _same_cut(latest.params, params):
+        return Saved(latest, False)
+    try:
+        return Saved(selections.save_selection(store, run_id, name, chosen.rule, params, ids, replace=replace), True)
+    except selections.NameTaken as taken:
+        return Saved(taken.latest, False, taken=True)
+
+
+def saved(store: Store, run_id: int, versions: bool = False) -> list[SavedSelection]:
+    """The run's saved selections: the latest version of each name, or with `versions` every version."""
+    return selections.list_selections(store, run_id, versions=versions)
+
+
+def saved_one(store: Store, selection_id: int) -> SavedSelection | None:
+    return selections.get_selection(store, selection_id)
+
+
+def exports(store: Store, run_id: int) -> list:
+    """The files written from the run's selections, newest first."""
+    return selections.list_exports(store, run_id)
+
+
+def _same_cut(a: dict, b: dict) -> bool:
+    """Two selections' parameters alike but for the label events (a label given and undone since moves
+    their hash, not the cut)."""
+    return {**a, "label_events": None} == {**b, "label_events": None}
