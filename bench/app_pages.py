@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.synthetic_store import fill_run, import_pairs, new_run  # noqa: E402
-from db import labels, maps, open_store, runs  # noqa: E402
+from db import maps, open_store, runs  # noqa: E402
+from scar_core.jobs import labelling  # noqa: E402
 from db.jobs import create_job, finish  # noqa: E402
 
 
@@ -41,8 +42,12 @@ def build(folder: Path, rows: int) -> str:
     for space in ("lf", "is"):
         maps.save_map(store, run.id, space, ids, rng.standard_normal((len(ids), 2)))
     finish(store, map_job.id, "done", result={"rows": len(ids), "method": "umap"})
-    for example_id in rng.choice(ids, size=300, replace=False).tolist():
-        labels.set_label(store, example_id, ["keep", "drop", "flag"][example_id % 3], "bench")
+    picked = rng.choice(ids, size=300, replace=False).tolist()
+    for k, verdict in enumerate(["keep", "drop", "flag"]):  # one bulk action per verdict
+        labelling.label(store, run.id, [i for i in picked if i % 3 == k], verdict, "bench")
+    # a second annotator disagrees on a third of them: conflicts for the label filter and its queue
+    for k, verdict in enumerate(["drop", "flag", "keep"]):
+        labelling.label(store, run.id, [i for i in picked[::3] if i % 3 == k], verdict, "bench2")
     return url
 
 
@@ -82,9 +87,13 @@ def main() -> None:
     chosen = runs.run_scores(open_store(), 1)[0][::20][:5000].tolist()
 
     def lasso():
-        at.session_state["map_ids"] = chosen
+        at.session_state["map_pick"] = {"space": "lf", "ids": chosen}  # what a lasso on the lf map sets
         return at.run()
     timed("Explore: a map selection of 5,000 points", lambda: lasso())
+    timed("Explore: label filter 'conflict'", lambda: at.selectbox(key="label_filter").set_value("conflict").run())
+    timed("Explore: label filter off, conflict queue",
+          lambda: (at.selectbox(key="label_filter").set_value("(any)"), at.selectbox(key="sort").set_value("conflicts"))[1]
+          .run())
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ def main() -> None:
     chosen = timed("  cut, best 30%", lambda: cut(scores, ratio=0.3))
     timed("  save_selection", lambda: selections.save_selection(
         store, run_id, "best 30%", chosen.rule, chosen.params(), ids[chosen.kept]))
+    again = cut(scores, ratio=0.25)
+    timed("  save_selection, a new version of the name", lambda: selections.save_selection(
+        store, run_id, "best 30%", again.rule, again.params(), ids[again.kept], replace=True))
+    timed("  list_selections (latest of each name)", lambda: selections.list_selections(store, run_id))
 
 
 def _build(store, folder: Path, rows: int, rng: np.random.Generator) -> int:

@@ -94,9 +94,11 @@ def record(store: Store, run_id: int | None, annotator: str, example_ids: Sequen
            note: str | None = None, *, description: str, adjudicate: bool = False) -> Done:
     """Give these examples this verdict (an annotator's, or with `adjudicate` a lead's decision) as one
     action, in one transaction. Examples already holding exactly this verdict and note are left alone
-    and counted as unchanged; the action's `count` is what changed."""
+    and counted as unchanged; a bulk action without a note keeps each example's own note and leaves
+    alone those holding this verdict already. The action's `count` is what changed."""
     check(label, annotator)
     ids = sorted({int(i) for i in example_ids})  # one order for every writer: no deadlock between bulk actions
+    bulk_keeps_notes = len(ids) > 1 and note is None
     kind = "adjudication" if adjudicate else "verdict"
 
     def work(session) -> Done:
@@ -109,8 +111,12 @@ def record(store: Store, run_id: int | None, annotator: str, example_ids: Sequen
         session.add(action)
         session.flush()
         current = _current(session, Adjudication if adjudicate else Label, annotator, ids)
-        todo = [(i, label, note) for i in ids
-                if not (i in current and current[i].label == label and current[i].note == note)]
+        if bulk_keeps_notes:
+            todo = [(i, label, getattr(current.get(i), "note", None)) for i in ids
+                    if getattr(current.get(i), "label", None) != label]
+        else:
+            todo = [(i, label, note) for i in ids
+                    if not (i in current and current[i].label == label and current[i].note == note)]
         action.count = _apply(session, action, kind, todo, current)
         return Done(action, len(ids) - len(todo))
     return store.transact(work)

@@ -35,7 +35,7 @@ class Verdict:
 def read_labels(path: str | Path) -> list[Verdict]:
     """The verdicts of a labels file: rows with `id` (the content id `score` writes), `label` (keep, drop
     or flag) and optionally `annotator` (default "file") and `adjudication` (true: a lead's decision).
-    A later row for the same id and annotator replaces an earlier one. Bad rows are refused with the
+    A later row for the same id and annotator (or, for adjudications, the same id) replaces an earlier one. Bad rows are refused with the
     file, the row and the field."""
     out: dict[tuple[str, str, bool], Verdict] = {}
     for where, row in read_rows(Path(path), header_fits=lambda header: "id" in header):
@@ -57,7 +57,7 @@ def read_labels(path: str | Path) -> list[Verdict]:
         if not isinstance(adjudication, bool):
             raise InputError(str(path), f"expected true or false, got {adjudication!r}", where, "adjudication")
         verdict = Verdict(row["id"].strip(), annotator.strip(), row["label"], adjudication)
-        out[(verdict.key, verdict.annotator, adjudication)] = verdict
+        out[(verdict.key, LEAD if adjudication else verdict.annotator, adjudication)] = verdict  # one decision a row
     return list(out.values())
 
 

@@ -75,6 +75,16 @@ def small_pool(tmp_path) -> Path:
     return style_pool(tmp_path)
 
 
+def postgres_url() -> str:
+    """The test PostgreSQL server .ci/run starts ($SCAR_TEST_POSTGRES_URL); skip without one, fail in CI."""
+    url = os.environ.get("SCAR_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but SCAR_TEST_POSTGRES_URL is unset: .ci/run should have started PostgreSQL")
+        pytest.skip("SCAR_TEST_POSTGRES_URL is unset (run the suite through .ci/run to test PostgreSQL)")
+    return url
+
+
 def shared_file(relative: str) -> Path:
     """A file under ../shared/data, or skip the test when the shared folder is absent."""
     path = SHARED / relative

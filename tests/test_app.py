@@ -11,8 +11,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from db import datasets, jobs, labels, rankers, runs, selections
-from scar_core.jobs import datasets as importing
+from db import datasets, jobs, rankers, runs, selections
+from scar_core.jobs import datasets as importing, labelling
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from scar_core.export import file_sha256
@@ -136,18 +136,43 @@ def test_rank_page_refuses_bad_choices_then_scores_in_background(store, data_fil
 def test_select_cut_overrides_and_save(store, scored):
     ids, scores = runs.run_scores(store, scored.id)
     best = int(ids[scores.argmax()])
-    labels.set_label(store, best, "drop", "ann")
+    labelling.label(store, scored.id, [best], "drop", "ann")
     at = app("select")
     at.slider(key="ratio").set_value(0.5).run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Kept"] == "2 of 6" and metrics["Overrides"] == "+0 / -1"
     at.checkbox(key="use_labels").uncheck().run()
     assert {m.label: m.value for m in at.metric}["Kept"] == "3 of 6"
-    at.text_input[0].set_value("half")
-    next(b for b in at.button if b.label == "Save selection").click().run()
+    name = "selection_name::ratio-0.5"
+    assert at.text_input(key=name).label == "Save this selection as" and at.text_input(key=name).value == "ratio-0.5"
+    at.text_input(key=name).set_value("half")
+    at.button(key="save_selection").click().run()
     saved = selections.list_selections(store, scored.id)
-    assert [(s.name, len(s.example_ids)) for s in saved] == [("half", 3)]
+    assert [(s.name, s.version, len(s.example_ids)) for s in saved] == [("half", 1, 3)]
     assert best in saved[0].example_ids and saved[0].params["threshold_score"] is not None
+    assert texts(at.success) == [f"Saved selection 'half' version 1 (#{saved[0].id}) with 3 examples."]
+    at.button(key="save_selection").click().run()  # the very same cut again: nothing new stored
+    assert any("already saved as 'half'" in m for m in texts(at.success))
+    assert len(selections.list_selections(store, scored.id, versions=True)) == 1
+    at.checkbox(key="use_labels").check().run()  # another cut under the same name: asks first
+    at.button(key="save_selection").click().run()
+    assert any("named 'half' already exists" in w for w in texts(at.warning))
+    assert len(selections.list_selections(store, scored.id, versions=True)) == 1
+    at.button(key="save_replace").click().run()
+    latest = selections.list_selections(store, scored.id)
+    assert [(s.name, s.version, len(s.example_ids)) for s in latest] == [("half", 2, 2)] and best not in latest[0].example_ids
+    assert texts(at.success)[0].startswith(f"Saved selection 'half' version 2 (#{latest[0].id}) with 2 examples")
+    every = selections.list_selections(store, scored.id, versions=True)
+    assert [(s.version, len(s.example_ids)) for s in every] == [(1, 3), (2, 2)]  # version 1 stays as it was
+    at.checkbox(key="use_labels").uncheck().run()
+    at.button(key="save_selection").click().run()
+    assert any("named 'half' already exists" in w for w in texts(at.warning))
+    at.button(key="save_rename").click().run()  # choose another name instead
+    assert not any("already exists" in w for w in texts(at.warning))
+    at.text_input(key=name).set_value("half-unlabelled")
+    at.button(key="save_selection").click().run()
+    assert [(s.name, s.version) for s in selections.list_selections(store, scored.id)] == \
+        [("half", 2), ("half-unlabelled", 1)]
     assert not at.exception
 
 
@@ -174,6 +199,8 @@ def test_export_writes_best_first_with_manifest_inside_the_folder(store, scored,
     assert manifest["rows"] == 3 and manifest["precision"] == "fp32" and manifest["device"] == "cpu"
     assert manifest["threshold_score"] == 0.1 and len(manifest["selected_ids_sha256"]) == 64
     assert {"versions", "cleaning", "selection"} <= set(manifest)
+    assert {k: manifest["saved"][k] for k in ("name", "version", "run_id")} == {"name": "top", "version": 1,
+                                                                               "run_id": scored.id}
     assert [e.path for e in selections.list_exports(store)] == [str(written)]
 
 

@@ -62,15 +62,18 @@ def test_label_ten_by_keyboard_then_a_lasso_in_bulk(server, tmp_path, tiny_check
         for fx, fy in ((0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)):
             page.mouse.move(area["x"] + fx * area["width"], area["y"] + fy * area["height"], steps=8)
         page.mouse.up()
-        page.get_by_text("(12 picked on a map)").wait_for()
+        page.get_by_text("(of 12 picked on a map)").wait_for()
         page.get_by_text("Label many at once").click()
-        page.get_by_role("button", name="Label these 12 as keep…").click()
+        # the button counts what will change: 4 of the 12 carry ann's keep already
+        page.get_by_role("button", name="Label 8 as keep…").click()
+        page.get_by_text("Label 8 examples as keep under your name?").wait_for()
         page.get_by_role("button", name="Confirm").click()
+        page.get_by_text("Saved: labelled 12 examples keep (8 changed, 4 already so).").wait_for()
         page.get_by_role("button", name="Undo: labelled 12 examples keep").wait_for()
         assert sorted(x[2] for x in labels.run_annotations(store, run.id)) == ["keep"] * 12
         page.screenshot(path=str(ARTIFACTS / "label-2-bulk.png"), full_page=True)
         page.keyboard.press("u")
-        page.get_by_text("Undone: labelled 12 examples keep.").wait_for()
+        page.get_by_text("Undone: labelled 12 examples keep (8 reverted).").wait_for()
         expect(page.get_by_role("button", name="Confirm")).to_have_count(0)
         browser.close()
     assert {x[0]: x[2] for x in labels.run_annotations(store, run.id) if x[1] == "ann"} == mine

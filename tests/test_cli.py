@@ -60,3 +60,37 @@ def test_bad_file_and_bad_model_give_a_message_not_a_traceback(tmp_path, pool, t
     assert "bad.jsonl, line 2: field 'output': expected text, got a number" in proc.stderr
     proc = run("score", str(pool), "--out", str(tmp_path / "o.jsonl"), "--model", str(tmp_path / "nowhere"))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "not a ranker checkpoint" in proc.stderr
+
+
+def test_rank_applies_several_annotators_labels_under_a_policy(tmp_path, pool, tiny_checkpoint):
+    scores_path = tmp_path / "scores.jsonl"
+    assert run("score", str(pool), "--out", str(scores_path), "--model", str(tiny_checkpoint),
+               "--precision", "fp32").returncode == 0
+    ranked = sorted((json.loads(line) for line in scores_path.read_text().splitlines()), key=lambda r: -r["score"])
+    best, worst = ranked[0]["id"], ranked[-1]["id"]
+    labels = tmp_path / "labels.jsonl"  # two of three drop the best row; a lead keeps the worst
+    labels.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": best, "label": "drop", "annotator": "ann"}, {"id": best, "label": "drop", "annotator": "bob"},
+        {"id": best, "label": "keep", "annotator": "cy"}, {"id": worst, "label": "drop", "annotator": "ann"},
+        {"id": worst, "label": "keep", "annotator": "lead", "adjudication": True}]))
+    kept = {}
+    for policy in ("lead-then-majority", "lead-then-unanimous"):
+        out = tmp_path / f"{policy}.jsonl"
+        proc = run("rank", str(pool), "--out", str(out), "--ratio", "0.25", "--with-scores", "--labels", str(labels),
+                   "--label-policy", policy, "--model", str(tiny_checkpoint), "--precision", "fp32")
+        assert proc.returncode == 0, proc.stderr
+        kept[policy] = [round(json.loads(line)["score"], 5) for line in out.read_text().splitlines()]
+        manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+        applied = manifest["selection"]["labels"]
+        assert applied["policy"] == policy and len(applied["verdicts_sha256"]) == 64
+        majority = policy == "lead-then-majority"
+        assert applied["rows"] == {"adjudicated": 1, "unanimous": 0, "majority": int(majority),
+                                   "unresolved": int(not majority)}
+        assert manifest["selection"]["overrides"] == {"forced_in": 1, "forced_out": int(majority)}
+    top = lambda r: round(r["score"], 5)  # noqa: E731
+    # the cut is made first (the best 3), then the labels force rows out and in; nothing refills
+    assert kept["lead-then-majority"] == [top(r) for r in ranked[1:3]] + [top(ranked[-1])]
+    assert kept["lead-then-unanimous"] == [top(r) for r in ranked[:3]] + [top(ranked[-1])]
+    proc = run("rank", str(pool), "--out", str(tmp_path / "x.jsonl"), "--ratio", "0.25", "--labels", str(labels),
+               "--label-policy", "loudest", "--model", str(tiny_checkpoint))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "--label-policy" in proc.stderr

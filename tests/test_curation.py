@@ -37,6 +37,54 @@ def test_labels_force_rows_in_and_out_and_are_counted():
     assert chosen.params()["overrides"] == {"forced_in": 1, "forced_out": 1}
 
 
+def test_a_label_policy_turns_verdicts_into_one_label_per_row():
+    from scar_core.labels import Verdict, resolve
+
+    verdicts = [Verdict("a", "ann", "keep"), Verdict("a", "bob", "keep"),                       # unanimous
+                Verdict("b", "ann", "keep"), Verdict("b", "bob", "drop"), Verdict("b", "cy", "drop"),  # majority
+                Verdict("c", "ann", "keep"), Verdict("c", "bob", "drop"),                       # a tie
+                Verdict("d", "ann", "keep"), Verdict("d", "bob", "drop"), Verdict("d", "lea", "flag", True)]
+    majority = resolve(verdicts)
+    assert majority.decided == {"a": "keep", "b": "drop", "d": "flag"}
+    assert majority.step == {"a": "unanimous", "b": "majority", "c": "unresolved", "d": "adjudicated"}
+    assert majority.counts() == {"adjudicated": 1, "unanimous": 1, "majority": 1, "unresolved": 1}
+    assert sorted(majority.conflicts()) == ["b", "c", "d"]
+    assert [majority.summary(k) for k in "abcdz"] == ["keep", "2 drop / 1 keep", "1 drop / 1 keep",
+                                                      "→ flag (lead; 1 drop / 1 keep)", ""]
+    unanimous = resolve(verdicts, "lead-then-unanimous")
+    assert unanimous.decided == {"a": "keep", "d": "flag"} and unanimous.step["b"] == "unresolved"
+    assert resolve(verdicts[::-1]).verdicts_sha256 == majority.verdicts_sha256  # the order does not matter
+    assert resolve(verdicts[:-1]).verdicts_sha256 != majority.verdicts_sha256
+    with pytest.raises(ScarError, match="unknown label policy"):
+        resolve(verdicts, "loudest")
+    # the labels a selection applies are the policy's: an unresolved row is no override
+    labels = np.array([majority.decided.get(k) for k in "abcdef"], dtype=object)
+    chosen = select(SCORES, "ratio", 0.5, labels=labels)
+    assert chosen.kept.tolist() == [0, 2] and (chosen.forced_in, chosen.forced_out) == (0, 1)
+
+
+def test_a_labels_file_holds_verdicts_per_annotator(tmp_path):
+    from scar_core.errors import InputError
+    from scar_core.labels import Verdict, read_labels
+
+    path = tmp_path / "labels.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "x", "label": "keep"}, {"id": "x", "label": "drop", "annotator": "ann"},
+        {"id": "y", "label": "keep", "annotator": "ann"}, {"id": "y", "label": "flag", "annotator": "ann"},
+        {"id": "y", "label": "drop", "annotator": "lead", "adjudication": True}]))
+    assert read_labels(path) == [Verdict("x", "file", "keep"), Verdict("x", "ann", "drop"),
+                                 Verdict("y", "ann", "flag"), Verdict("y", "lead", "drop", True)]
+    table = tmp_path / "labels.csv"
+    table.write_text("id,label,annotator,adjudication\nx,keep,ann,false\nx,drop,lead,true\n")
+    assert read_labels(table) == [Verdict("x", "ann", "keep"), Verdict("x", "lead", "drop", True)]
+    for bad, field in (({"id": "x", "label": "maybe"}, "label"), ({"id": "x", "label": "keep", "annotator": " "}, "annotator"),
+                       ({"id": "x", "label": "keep", "adjudication": "perhaps"}, "adjudication")):
+        path.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(InputError) as refused:
+            read_labels(path)
+        assert refused.value.field == field and refused.value.where
+
+
 def test_bad_rules_are_refused():
     for rule, value in (("ratio", 0.0), ("topk", 1.5), ("threshold", float("nan")), ("best", 1)):
         with pytest.raises(ScarError):

@@ -13,6 +13,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
 from db import labels, runs
+from scar_core.jobs import labelling
 from tests.conftest import score_file
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -79,7 +80,7 @@ def test_a_picked_row_survives_the_table_shrinking(store, scored):
     at = send(at, at.dataframe[0], {"selection": {"rows": [4], "columns": []}})
     assert not at.exception
     kept = runs.results_page(store, scored.id, limit=12)[7]
-    labels.set_label(store, kept["example_id"], "keep", "ann")
+    labelling.label(store, scored.id, [kept["example_id"]], "keep", "ann")
     at.selectbox(key="label_filter").set_value("keep").run()
     assert not at.exception, at.exception
     assert not at.error, texts(at.error)
@@ -101,20 +102,36 @@ def test_clearing_the_map_selection_unfilters_the_table(store, scored):
 
 def test_colour_by_label_names_the_unlabelled_and_hover_shows_the_text(store, scored):
     """Found 8: no "nan" category, labelled points drawn larger and on top; hover shows the texts and score."""
-    first = runs.results_page(store, scored.id, limit=1)[0]
-    labels.set_label(store, first["example_id"], "drop", "ann")
+    first, second = runs.results_page(store, scored.id, limit=2)
+    labelling.label(store, scored.id, [first["example_id"]], "drop", "ann")
+    labelling.label(store, scored.id, [second["example_id"]], "keep", "ann")  # ann and bob disagree: a conflict
+    labelling.label(store, scored.id, [second["example_id"]], "drop", "bob")
     at = explore()
     at.radio(key="map_colour").set_value("label").run()
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     traces = {t["name"]: t for t in figure["data"]}
     assert "nan" not in " ".join(traces) and "(none)" not in traces
-    assert set(traces) >= {"unlabelled", "drop"}
+    assert set(traces) == {"unlabelled", "drop", "conflict"}
+    assert points_of(traces["conflict"]) == [second["example_id"]]
+    assert points_of(traces["drop"]) == [first["example_id"]]
     assert figure["data"][-1]["name"] == "drop"  # drawn last: on top
     assert traces["drop"]["marker"]["size"] > traces["unlabelled"]["marker"]["size"]
     hover = " ".join(str(t.get("hovertext")) for t in figure["data"])
     assert "Question 1" in hover or "Question 0" in hover
     assert f"{first['score']:.3f}" in hover
     assert "id " not in hover
+
+
+def points_of(trace: dict) -> list[int]:
+    """The example ids a map trace draws (plotly sends arrays as typed base64 data)."""
+    import base64
+
+    import numpy as np
+
+    data = trace["customdata"]
+    if isinstance(data, dict):
+        data = np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).tolist()
+    return [int(i) for i in data]
 
 
 def best_first(store, run) -> list[dict]:
@@ -142,8 +159,14 @@ def test_keys_label_save_and_move_on_without_carrying_the_note_over(store, score
     assert [(x.label, x.note) for x in labels.labels_for(store, [second])] == [("keep", None)]
     at.button(key="previous").click().run()
     assert ordered[1]["instruction"] in shown_text(at)
+    # Undo comes from the store: another session of ann's offers it, bob's does not
+    assert named(explore()).button(key="undo").label == "Undo: labelled 1 example keep"
+    assert not any(b.key == "undo" for b in named(explore(), "bob").button)
+    assert at.button(key="undo").label == "Undo: labelled 1 example keep"
     at.button(key="undo").click().run()  # undoes the last save only
     assert labels.labels_for(store, [second]) == [] and len(labels.labels_for(store, [first])) == 1
+    assert any(m == "Undone: labelled 1 example keep (1 reverted)." for m in texts(at.info))
+    assert at.button(key="undo").label == "Undo: labelled 1 example drop"  # the earlier save is next
     at.button(key="previous").click().run()
     at.button(key="next_unlabelled").click().run()  # skips nothing: the second is unlabelled again
     assert ordered[1]["instruction"] in shown_text(at)
@@ -159,28 +182,63 @@ def test_labels_need_a_name(store, scored):
 
 def test_bulk_label_a_lasso_with_confirmation_then_undo(store, scored):
     ids = runs.run_scores(store, scored.id)[0][:4].tolist()
-    labels.set_label(store, ids[0], "keep", "ann", "mine before")
-    labels.set_label(store, ids[1], "flag", "other")
+    labelling.label(store, scored.id, [ids[0]], "keep", "ann", "mine before")
+    labelling.label(store, scored.id, [ids[1]], "flag", "other")
     at = lasso(named(explore()), 0, ids)
+    # the count is what would change: ann gave ids[0] keep already
+    assert at.button(key="bulk_start").label == "Label 3 as keep…"
     at.button(key="bulk_start").click().run()
-    assert at.button(key="bulk_start").label == "Label these 4 as keep…"
     at.selectbox(key="bulk_label").set_value("drop").run()
+    assert at.button(key="bulk_start").label == "Label 4 as drop…"
     at.button(key="bulk_start").click().run()
     assert any("Label 4 examples as drop" in w for w in texts(at.warning))
     assert {x.label for x in labels.labels_for(store, ids) if x.annotator == "ann"} == {"keep"}  # not yet
     at.button(key="bulk_confirm").click().run()
     mine = {x.example_id: x.label for x in labels.labels_for(store, ids) if x.annotator == "ann"}
     assert mine == dict.fromkeys(ids, "drop")
+    assert at.button(key="bulk_start").label == "Label 0 as drop…" and at.button(key="bulk_start").disabled
+    assert at.button(key="undo").label == "Undo: labelled 4 examples drop"
     at.button(key="undo").click().run()
-    assert [(x.example_id, x.label, x.note, x.annotator) for x in labels.labels_for(store, ids)] == \
-        [(ids[1], "flag", None, "other"), (ids[0], "keep", "mine before", "ann")]
+    assert any(m == "Undone: labelled 4 examples drop (4 reverted)." for m in texts(at.info))
+    # sorted: an undo stamps the verdict it puts back with the undo's time (the old restore_labels put
+    # back the original time too), so "newest first" no longer lists ann's restored keep last
+    assert sorted((x.example_id, x.label, x.note, x.annotator) for x in labels.labels_for(store, ids)) == \
+        sorted([(ids[1], "flag", None, "other"), (ids[0], "keep", "mine before", "ann")])
+    assert not at.exception, at.exception
+
+
+def test_the_bulk_count_is_what_changes_when_my_verdict_has_a_note(store, scored):
+    """A bulk verdict leaves an example carrying it already alone, note and all, and counts it so."""
+    ids = runs.run_scores(store, scored.id)[0][:4].tolist()
+    labelling.label(store, scored.id, [ids[0]], "keep", "ann", "mine before")
+    at = lasso(named(explore()), 0, ids)
+    said = int(at.button(key="bulk_start").label.split()[1])
+    at.button(key="bulk_start").click().run()
+    at.button(key="bulk_confirm").click().run()
+    assert labels.last_action(store, scored.id, "ann").count == said == 3
+    assert [(x.label, x.note) for x in labels.labels_for(store, [ids[0]])] == [("keep", "mine before")]
+
+
+def test_bulk_labels_act_on_exactly_the_rows_the_table_lists(store, scored):
+    """A lasso and a filter together: the bulk action labels their intersection, no more."""
+    ordered = best_first(store, scored)
+    picked = [r["example_id"] for r in ordered[:8]]
+    at = lasso(named(explore()), 0, picked)
+    at.selectbox(key="source_filter").set_value("chat").run()
+    listed = table(at)
+    chat = [r["example_id"] for r in ordered[:8] if r["source"] == "chat"]
+    assert 0 < len(chat) < 8 and len(listed) == len(chat)
+    assert at.button(key="bulk_start").label == f"Label {len(chat)} as keep…"
+    at.button(key="bulk_start").click().run()
+    at.button(key="bulk_confirm").click().run()
+    assert labels.labelled_by(store, scored.id, "ann") == set(chat)
     assert not at.exception, at.exception
 
 
 def test_review_queue_leaves_out_what_i_labelled(store, scored):
     ordered = [r["example_id"] for r in best_first(store, scored)]
-    labels.set_label(store, ordered[0], "keep", "ann")
-    labels.set_label(store, ordered[1], "keep", "other")
+    labelling.label(store, scored.id, [ordered[0]], "keep", "ann")
+    labelling.label(store, scored.id, [ordered[1]], "keep", "other")
     at = named(explore())
     at.selectbox(key="sort").set_value("queue_best").run()
     assert len(table(at)) == 11 and table(at)["open"].tolist()[0] == "▶"
@@ -196,12 +254,40 @@ def test_review_queue_leaves_out_what_i_labelled(store, scored):
 def test_agreement_between_two_annotators(store, scored):
     ids = runs.run_scores(store, scored.id)[0][:4].tolist()
     for example_id, a, b in zip(ids, ["keep", "drop", "drop", "keep"], ["keep", "keep", "drop", "keep"]):
-        labels.set_label(store, example_id, a, "ann")
-        labels.set_label(store, example_id, b, "bob")
+        labelling.label(store, scored.id, [example_id], a, "ann")
+        labelling.label(store, scored.id, [example_id], b, "bob")
     at = explore()
     shown = frame(at, "Cohen's kappa")
     assert shown.to_dict("records") == [{"annotators": "ann · bob", "both labelled": 4, "same label": "75%",
                                          "Cohen's kappa": "0.50"}]
+
+
+def test_conflicts_are_listed_shown_and_decided_by_a_lead(store, scored):
+    ids = runs.run_scores(store, scored.id)[0][:3].tolist()
+    for example_id, a, b in zip(ids, ["keep", "drop", "flag"], ["keep", "keep", "drop"]):
+        labelling.label(store, scored.id, [example_id], a, "ann")
+        labelling.label(store, scored.id, [example_id], b, "bob")
+    at = named(explore(), "lea")
+    at.selectbox(key="label_filter").set_value("conflict").run()
+    shown = table(at)
+    assert len(shown) == 2 and set(shown["label"]) == {"1 drop / 1 keep", "1 drop / 1 flag"}
+    at.selectbox(key="label_filter").set_value("keep").run()
+    assert table(at)["label"].tolist() == ["keep"]
+    at.selectbox(key="label_filter").set_value("(any)").run()
+    at.selectbox(key="sort").set_value("conflicts").run()
+    queue = table(at)
+    assert len(queue) == 2 and queue["open"].tolist()[0] == "▶"
+    opened_first = labelling.label_filter(labelling.resolution(store, scored.id), "conflict", [])
+    at.button(key="decide_keep").click().run()  # the lead's decision on the open conflict
+    decided = labelling.resolution(store, scored.id)
+    settled = [i for i in opened_first if decided.step[i] == "adjudicated"]
+    assert len(settled) == 1 and decided.decided[settled[0]] == "keep"
+    assert decided.summary(settled[0]).startswith("→ keep (lead; 1 drop / 1 ")
+    assert len(table(at)) == 1  # the conflict queue shrinks
+    # the adjudication leaves the annotators' own verdicts as they were
+    assert {(x.annotator, x.label) for x in labels.labels_for(store, settled)} == \
+        {("ann", "drop" if settled[0] == ids[1] else "flag"), ("bob", "keep" if settled[0] == ids[1] else "drop")}
+    assert not at.exception, at.exception
 
 
 def test_example_view_renders_markdown_inert_and_raw_on_request(store, scored, tmp_path):
@@ -279,16 +365,30 @@ def test_bulk_labels_are_one_transaction_and_undo_restores(store, scored):
     from scar_core.errors import ScarError
 
     ids = runs.run_scores(store, scored.id)[0][:3].tolist()
-    labels.set_label(store, ids[0], "flag", "ann", "unsure")
-    before = labels.set_labels(store, ids, "keep", "ann")
-    assert [(r.example_id, r.label, r.note) for r in before] == [(ids[0], "flag", "unsure"), (ids[1], None, None),
-                                                                  (ids[2], None, None)]
+    labelling.label(store, scored.id, [ids[0]], "flag", "ann", "unsure")
+    done = labels.record(store, scored.id, "ann", ids, "keep", description="labelled 3 examples keep")
+    assert (done.action.count, done.unchanged, done.action.kind, done.action.run_id) == (3, 0, "bulk", scored.id)
+    # what each example had before is kept in its history (what undo puts back)
+    before = [[(e.previous_label, e.previous_note, e.label) for e, _ in labels.history(store, i)][0] for i in ids]
+    assert before == [("flag", "unsure", "keep"), (None, None, "keep"), (None, None, "keep")]
     assert labels.labelled_by(store, scored.id, "ann") == set(ids)
-    labels.restore_labels(store, "ann", before)
+    events = labels.count_events(store)
+    # one transaction: an action that fails part-way (an example id the store lacks) writes nothing
+    with pytest.raises(Exception):
+        labels.record(store, scored.id, "ann", [ids[1], 10 ** 9], "drop", description="labelled 2 examples drop")
+    assert labels.count_events(store) == events and labels.labelled_by(store, scored.id, "ann") == set(ids)
+    assert {x.label for x in labels.labels_for(store, ids)} == {"keep"}
+    undone = labels.undo(store, scored.id, "ann")
+    assert (undone.action.kind, undone.action.count, undone.unchanged) == ("undo", 3, 0)
     assert [(x.example_id, x.label, x.note) for x in labels.labels_for(store, ids)] == [(ids[0], "flag", "unsure")]
     with pytest.raises(ScarError, match="unknown label"):
-        labels.set_labels(store, ids, "maybe", "ann")
+        labels.record(store, scored.id, "ann", ids, "maybe", description="labelled 3 examples maybe")
+    with pytest.raises(ScarError, match="unknown label"):
+        labelling.label(store, scored.id, ids, "maybe", "ann")
+    with pytest.raises(ScarError, match="Set your name"):
+        labelling.label(store, scored.id, ids, "keep", "  ")
     assert labels.labelled_by(store, scored.id, "ann") == {ids[0]}
+    assert labels.count_events(store) == events + 3  # the undo's own events; none from the refused actions
 
 
 def test_a_run_stored_without_diagnostics_still_opens(store, scored):

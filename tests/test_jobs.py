@@ -16,7 +16,7 @@ import pytest
 
 from sqlalchemy import select
 
-from db import datasets, jobs, open_store, runs
+from db import datasets, jobs, labels, open_store, runs, selections
 from scar_core.jobs import datasets as importing
 from scar_core.load import load
 from scar_core.jobs import runner as workers
@@ -140,17 +140,41 @@ def test_unchanged_dataset_and_ranker_are_answered_from_the_store(tmp_path, pair
     print(f"cache hit for {ds.example_count} rows answered in {elapsed:.3f} s")
 
 
+def test_a_second_start_joins_the_active_run_of_the_same_kind(tmp_path, pairs_file, tiny_checkpoint):
+    """A double click on Start (or two servers) gives one run; another precision or sample is a run of its own."""
+    from scar_core.jobs.score import start_score
+
+    store = open_store(str(tmp_path / "join.db"))
+    ds = importing.import_file(store, pairs_file)
+    common = dict(model=str(tiny_checkpoint), device="cpu", launch=False)
+    first, joined = start_score(store, ds.id, precision="fp32", **common)
+    assert not joined and first.status == "queued"
+    again, joined = start_score(store, ds.id, precision="fp32", **common)
+    assert joined and (again.id, again.job_id) == (first.id, first.job_id)
+    assert submit_score(store, ds.id, precision="fp32", **common).id == first.id
+    other, joined = start_score(store, ds.id, precision="bf16", **common)
+    sample, sample_joined = start_score(store, ds.id, precision="fp32", sample=10, **common)
+    assert not joined and not sample_joined and len({first.id, other.id, sample.id}) == 3
+    same_sample, joined = start_score(store, ds.id, precision="fp32", sample=10, **common)
+    assert joined and same_sample.id == sample.id
+    assert len(runs.list_runs(store, ds.id)) == 3
+    assert workers.run_job(store, first.job_id).status == "done"
+    later, joined = start_score(store, ds.id, precision="fp32", **common)  # the first is done: not joined
+    assert not joined and later.id != first.id and later.status == "done"  # answered from the store
+
+
 APP_SESSION = """
 import sys, time
-from db import labels, open_store, runs, selections
+from db import open_store, runs, selections
+from scar_core.jobs import labelling
 store = open_store(sys.argv[1])
 run_id, name, until = int(sys.argv[2]), sys.argv[3], time.time() + float(sys.argv[4])
 ids = runs.run_scores(store, run_id)[0].tolist()
 n = 0
 while time.time() < until or n < 20:
     example = ids[n % len(ids)]
-    labels.set_label(store, example, ("keep", "drop", "flag")[n % 3], name, note=f"pass {n}")
-    selections.save_selection(store, run_id, f"{name}-{n % 4}", "topk", {"topk": n}, ids[: n % 50])
+    labelling.label(store, run_id, [example], ("keep", "drop", "flag")[n % 3], name, note=f"pass {n}")
+    selections.save_selection(store, run_id, f"{name}-{n % 4}", "topk", {"topk": n}, ids[: n % 50], replace=True)
     runs.results_page(store, run_id, runs.ResultFilter(search="alpha"), limit=20)
     n += 1
 print(n)
@@ -172,11 +196,20 @@ def test_two_app_sessions_and_a_cli_job_share_one_sqlite_file(tmp_path, pairs_fi
                           "--db", str(db_path), "--model", str(tiny_checkpoint), "--device", "cpu",
                           "--precision", "fp32"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
-    for p in sessions:
+    passes = {}
+    for name, p in zip(("ana", "ben"), sessions):
         stdout, stderr = p.communicate(timeout=120)
         assert p.returncode == 0, stderr.decode()
         assert int(stdout) >= 20
         assert b"locked" not in stderr
+        passes[name] = int(stdout)
+    # no write was lost: one label event per pass (each note is new) and one selection version per save
+    assert labels.count_events(store) == sum(passes.values())
+    versions = selections.list_selections(store, seed.id, versions=True)
+    for name, n in passes.items():
+        assert len([s for s in versions if s.name.startswith(f"{name}-")]) == n
+        assert sorted(s.version for s in versions if s.name == f"{name}-0") == list(range(1, len(range(0, n, 4)) + 1))
+    assert len(selections.list_selections(store, seed.id)) == 8  # the latest version of each name
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == ds.example_count and lines[0]["where"] == "line 1"
     fp32 = [r for r in runs.list_runs(store, ds.id) if r.precision == "fp32"]

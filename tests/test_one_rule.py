@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db import datasets, labels, open_store, runs, selections
+from db import datasets, open_store, runs, selections
 from scar_core.cli import main
 from scar_core.clean import clean
 from scar_core.jobs.datasets import import_file
+from scar_core.jobs import labelling
 from scar_core.jobs.export import ExportPackage
+from scar_core.labels import Verdict, read_labels
 from scar_core.load import load
 from tests.test_app import APP, started_run
 
@@ -68,9 +70,10 @@ def app_select(store) -> None:
     at.switch_page("pages/select.py").run()
     at.slider(key="ratio").set_value(RATIO).run()
     assert at.checkbox(key="use_labels").value and at.checkbox(key="skip_flagged").value
-    at.text_input[0].set_value("same")
-    next(b for b in at.button if b.label == "Save selection").click().run()
+    at.text_input(key=f"selection_name::ratio-{RATIO:g}").set_value("same")
+    at.button(key="save_selection").click().run()
     assert not at.exception, at.exception
+    assert len(at.success) == 1 and at.success[0].value.startswith("Saved selection 'same' version 1 (#")
 
 
 def test_cli_and_app_keep_the_same_rows_and_write_the_same_manifest(tmp_path, capsys, monkeypatch, pool,
@@ -91,9 +94,12 @@ def test_cli_and_app_keep_the_same_rows_and_write_the_same_manifest(tmp_path, ca
     candidates = [i for i in by_score if not report.flags[[e.id for e in examples].index(content[i])]]
     decisions = {candidates[0]: "drop", candidates[-1]: "keep", candidates[1]: "flag"}
     for example_id, label in decisions.items():
-        labels.set_label(store, example_id, label, "ann")
+        labelling.label(store, run_id, [example_id], label, "ann")
+    # the CLI reads the labels the app writes for it (Explore's "Download everyone's labels")
     labels_file = tmp_path / "labels.jsonl"
-    labels_file.write_text("".join(json.dumps({"id": content[i], "label": v}) + "\n" for i, v in decisions.items()))
+    labels_file.write_bytes(labelling.labels_file(store, run_id))
+    assert sorted(read_labels(labels_file), key=lambda v: v.key) == \
+        sorted((Verdict(content[i], "ann", v) for i, v in decisions.items()), key=lambda v: v.key)
 
     # The case that went wrong: a duplicate cluster whose best-scored copy is not its first.
     first_kept = clean(examples).keepers  # keeper by file order
@@ -109,4 +115,14 @@ def test_cli_and_app_keep_the_same_rows_and_write_the_same_manifest(tmp_path, ca
     app_manifest = package.manifest()
     assert app_manifest["selection"]["overrides"] == {"forced_in": 1, "forced_out": 1}
     assert app_manifest["selection"]["left_out"] == {"language": 2, "duplicate": 9, "unscored": 0}
+    # the same manifest but for what only the store knows (which saved version, the label events seen)
+    saved_part = app_manifest.pop("saved")
     assert app_manifest == {k: v for k, v in cli_manifest.items() if k != "path"}
+    assert "saved" not in cli_manifest
+    assert {k: saved_part[k] for k in ("selection_id", "name", "version", "run_id")} == \
+        {"selection_id": saved.id, "name": "same", "version": 1, "run_id": run_id}
+    assert saved_part["label_events"]["events"] == 3 == saved_part["label_events"]["last_event_id"]
+    labels_applied = app_manifest["selection"]["labels"]
+    assert labels_applied["policy"] == "lead-then-majority"
+    assert labels_applied["rows"] == {"adjudicated": 0, "unanimous": 3, "majority": 0, "unresolved": 0}
+    assert app_manifest["scope"] == {"sample": False, "rows": len(examples), "of": len(examples)}

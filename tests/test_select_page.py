@@ -3,11 +3,14 @@ the rows just either side of the cut line are shown, and a point of the threshol
 rule's value (what a click on the curve sets)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from db import labels, runs
+from db import runs
 from scar_core.errors import ScarError
+from scar_core.jobs import labelling
 from scar_core.select import around_cut, cut, rule_value_at, select
 from tests.conftest import score_file, style_pool
 from tests.test_app import app, texts
@@ -44,13 +47,20 @@ def test_slider_and_number_box_move_together(store, scored14):
 def test_the_rows_either_side_of_the_cut_line(store, scored14):
     ids, scores = runs.run_scores(store, scored14.id)
     order = np.argsort(-scores, kind="stable")
-    labels.set_label(store, int(ids[order[-1]]), "keep", "ann")  # the worst row, forced in by its label
+    labelling.label(store, scored14.id, [int(ids[order[-1]])], "keep", "ann")  # the worst row, forced in by its label
+    # ann and bob disagree on the 5th best row: unresolved under the default policy, so no override
+    labelling.label(store, scored14.id, [int(ids[order[4]])], "drop", "ann")
+    labelling.label(store, scored14.id, [int(ids[order[4]])], "keep", "bob")
     at = app("select")
     at.slider(key="ratio").set_value(0.5).run()
     above, below = at.dataframe[0].value, at.dataframe[1].value
     assert kept(at) == "8 of 14"
     # kept rows, lowest-scored last: ranks 5, 6, 7 of the cut and the labelled worst row (14)
     assert above["rank"].tolist() == [4, 5, 6, 7, 14] and above["label"].tolist()[-1] == "keep"
+    assert above["label"].tolist()[1] == "1 drop / 1 keep"
+    said = " ".join(c.value for c in at.caption)
+    assert re.search(r"\b1\b[^;.]*unanim|unanim[^;.]*\b1\b", said), said  # the keep on the worst row
+    assert re.search(r"\b1 rows? where annotators disagree", said), said  # the conflict: no override
     assert below["rank"].tolist() == [8, 9, 10, 11, 12]
     assert above["score"].tolist() == np.round(scores[order[[3, 4, 5, 6, 13]]].astype(float), 4).tolist()
     assert below["instruction"].str.startswith("Question").all()

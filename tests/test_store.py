@@ -11,21 +11,13 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from db import cleaning, datasets, jobs, labels, maps, open_store, rankers, runs, selections
-from scar_core.jobs import datasets as importing, selection
-from db.models import Base, Dataset, Example, Result
+from scar_core.jobs import datasets as importing, labelling, selection
+from db.models import Adjudication, Base, Dataset, Example, LabelAction, Result
 from db.runs import ResultFilter
 from scar_core.errors import ScarError
 from scar_core.example import Example as CoreExample
 from scar_core.load import LoadResult
-
-
-def _postgres_url() -> str:
-    url = os.environ.get("SCAR_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but SCAR_TEST_POSTGRES_URL is unset: .ci/run should have started PostgreSQL")
-        pytest.skip("SCAR_TEST_POSTGRES_URL is unset (run the suite through .ci/run to test PostgreSQL)")
-    return url
+from tests.conftest import postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,7 +26,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         yield open_store(str(tmp_path / "store.db"))
         return
-    server = _postgres_url()
+    server = postgres_url()
     name = f"scar_t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
@@ -155,18 +147,83 @@ def test_flags_labels_and_their_filters(store, dataset_file):
     flags = dict(zip(table["example_id"], table["flags"]))
     assert (flags[ids[0]], flags[ids[1]], flags[ids[2]]) == ("near", "language", "")
     assert selection.flag_names(table) == ["language", "near"] and selection.flagged_ids(table, "near") == [ids[0]]
-    labels.set_label(store, ids[3], "drop", "ana", note="off-topic")
-    labels.set_label(store, ids[4], "keep", "ana")
-    labels.set_label(store, ids[4], "flag", "ben")
-    labels.set_label(store, ids[3], "keep", "ana")  # relabel replaces
-    assert runs.count_results(store, run.id, ResultFilter(label="drop")) == 0
-    assert runs.count_results(store, run.id, ResultFilter(label="keep")) == 2
-    assert runs.count_results(store, run.id, ResultFilter(label="none")) == 38
+    # Labels are an append-only history of actions on a run; the current verdicts (one per annotator)
+    # are derived from it, and a label policy turns them into one label per example.
+    assert "1 example drop" in labelling.label(store, run.id, [ids[3]], "drop", "ana", note="off-topic")
+    labelling.label(store, run.id, [ids[4]], "keep", "ana")
+    labelling.label(store, run.id, [ids[4]], "flag", "ben")
+    labelling.label(store, run.id, [ids[3]], "keep", "ana")  # relabel replaces the current verdict
+    decided = labelling.resolution(store, run.id)
+    all_ids = runs.run_scores(store, run.id)[0].tolist()
+    assert labelling.label_filter(decided, "drop", all_ids) == []
+    # ids[4] is ana keep / ben flag: a tie the default policy leaves unresolved (the old filter counted
+    # it under keep because one annotator said keep; now it is a conflict and only ids[3] is keep)
+    assert labelling.label_filter(decided, "keep", all_ids) == [ids[3]]
+    assert labelling.label_filter(decided, "conflict", all_ids) == [ids[4]]
+    assert labelling.label_filter(decided, "flag", all_ids) == []
+    assert sorted(labelling.label_filter(decided, "none", all_ids)) == sorted(set(all_ids) - {ids[3], ids[4]})
+    assert len(labelling.label_filter(decided, "none", all_ids)) == 38
+    assert (decided.summary(ids[3]), decided.summary(ids[4]), decided.summary(ids[0])) == ("keep", "1 flag / 1 keep", "")
+    assert decided.counts() == {"adjudicated": 0, "unanimous": 1, "majority": 0, "unresolved": 1}
     row = runs.results_page(store, run.id, ResultFilter(ids=[ids[4]]))[0]
-    assert row["label"] == "flag" and row["flags"] == {}
+    assert "label" not in row and row["flags"] == {}
+    assert "label" not in runs.results_page(store, run.id, limit=1)[0]
+    assert not hasattr(ResultFilter(), "label")
+    assert {(lb.annotator, lb.label) for lb in labels.labels_for(store, [ids[4]])} == {("ana", "keep"), ("ben", "flag")}
+    assert [(lb.annotator, lb.label, lb.note) for lb in labels.labels_for(store, [ids[3]])] == [("ana", "keep", None)]
+    # the history keeps both of ana's verdicts on ids[3], newest first
+    assert [(e.annotator, e.previous_label, e.label, e.note, a.run_id) for e, a in labels.history(store, ids[3])] == \
+        [("ana", "drop", "keep", None, run.id), ("ana", None, "drop", "off-topic", run.id)]
+    # a lead's adjudication settles the conflict and comes first in the policy
+    labelling.adjudicate(store, run.id, [ids[4]], "drop", "lea")
+    decided = labelling.resolution(store, run.id)
+    assert labelling.label_filter(decided, "drop", all_ids) == [ids[4]]
+    assert labelling.label_filter(decided, "conflict", all_ids) == []
+    assert decided.summary(ids[4]) == "→ drop (lead; 1 flag / 1 keep)"
     assert {(lb.annotator, lb.label) for lb in labels.labels_for(store, [ids[4]])} == {("ana", "keep"), ("ben", "flag")}
     with pytest.raises(ScarError):
-        labels.set_label(store, ids[0], "maybe", "ana")
+        labelling.label(store, run.id, [ids[0]], "maybe", "ana")
+    with pytest.raises(ScarError):
+        labels.record(store, run.id, "ana", [ids[0]], "maybe", description="bad")
+    with pytest.raises(ScarError, match="label filter"):
+        labelling.label_filter(decided, "maybe", all_ids)
+    assert labels.labels_for(store, [ids[0]]) == [] and labels.history(store, ids[0]) == []
+
+
+def test_label_undo_reverts_only_my_latest_action_on_this_run(store, dataset_file):
+    ds = importing.import_file(store, dataset_file)
+    run = scored_run(store, ds.id)
+    other = scored_run(store, ds.id, precision="bf16")
+    ids = [r["example_id"] for r in runs.results_page(store, run.id, sort="position", limit=40)]
+    first = labels.record(store, run.id, "ana", ids[:3], "keep", description="labelled 3 examples keep")
+    assert (first.action.count, first.unchanged, first.action.kind) == (3, 0, "bulk")
+    again = labels.record(store, run.id, "ana", ids[:4], "keep", description="labelled 4 examples keep")
+    assert (again.action.count, again.unchanged) == (1, 3)  # only ids[3] changed
+    labels.record(store, run.id, "ben", [ids[0]], "drop", description="labelled 1 example drop")
+    labels.record(store, other.id, "ana", [ids[5]], "flag", description="labelled 1 example flag")
+    assert labelling.undo_offer(store, run.id, "ana") == "labelled 4 examples keep"
+    assert labelling.undo_offer(store, run.id, "cy") is None
+    said = labelling.undo(store, run.id, "ana")
+    assert said == "Undone: labelled 4 examples keep (1 reverted)."
+    mine = {lb.example_id: lb.label for lb in labels.labels_for(store, ids) if lb.annotator == "ana"}
+    assert mine == {ids[0]: "keep", ids[1]: "keep", ids[2]: "keep", ids[5]: "flag"}  # other run's stays
+    assert [(lb.annotator, lb.label) for lb in labels.labels_for(store, [ids[0]]) if lb.annotator == "ben"] == [("ben", "drop")]
+    assert labelling.undo_offer(store, run.id, "ana") == "labelled 3 examples keep"
+    labels.record(store, run.id, "ana", [ids[1]], "drop", description="labelled 1 example drop")
+    assert labelling.undo(store, run.id, "ana") == "Undone: labelled 1 example drop (1 reverted)."
+    assert {lb.example_id: lb.label for lb in labels.labels_for(store, [ids[1]])} == {ids[1]: "keep"}
+    # ana's verdict on ids[1] changes on the other run (a verdict is per annotator, not per run): undoing
+    # the 3-keep action on this run leaves that newer verdict as it is and counts it
+    labels.record(store, other.id, "ana", [ids[1]], "flag", description="labelled 1 example flag")
+    assert labelling.undo(store, run.id, "ana") == \
+        "Undone: labelled 3 examples keep (2 reverted; 1 left as they are, changed again since)."
+    mine = {lb.example_id: lb.label for lb in labels.labels_for(store, ids) if lb.annotator == "ana"}
+    assert mine == {ids[1]: "flag", ids[5]: "flag"}
+    assert labelling.undo_offer(store, run.id, "ana") is None  # every action of ana's on this run is undone
+    assert labelling.undo_offer(store, other.id, "ana") == "labelled 1 example flag"
+    assert labelling.undo(store, run.id, "cy") == "Nothing of yours to undo on this run."
+    assert labels.labelled_by(store, other.id, "ana") == {ids[1], ids[5]}  # the runs share the examples
+    assert len(labels.history(store, ids[3])) == 2  # given and withdrawn: history is never deleted
 
 
 def test_scores_vectors_histogram_and_maps(store, dataset_file):
@@ -226,15 +283,32 @@ def test_selections_exports_and_cascading_delete(store, dataset_file):
     run = scored_run(store, ds.id)
     ids = runs.run_scores(store, run.id)[0][:5].tolist()
     sel = selections.save_selection(store, run.id, "top", "ratio", {"ratio": 0.1}, ids)
-    assert selections.save_selection(store, run.id, "top", "topk", {"topk": 2}, ids[:2]).id == sel.id
-    assert selections.get_selection(store, sel.id).example_ids == ids[:2]
-    export = selections.record_export(store, "/tmp/out.jsonl", "alpaca", {"kept": 2}, run.id, sel.id)
+    assert sel.version == 1
+    with pytest.raises(selections.NameTaken) as taken:  # a used name is refused unless replacing
+        selections.save_selection(store, run.id, "top", "topk", {"topk": 2}, ids[:2])
+    assert (taken.value.latest.id, taken.value.latest.version) == (sel.id, 1)
+    # replacing adds version 2; version 1 stays as it was
+    second = selections.save_selection(store, run.id, "top", "topk", {"topk": 2}, ids[:2], replace=True)
+    assert second.id != sel.id and (second.name, second.version, second.rule) == ("top", 2, "topk")
+    assert selections.get_selection(store, second.id).example_ids == ids[:2]
+    assert selections.get_selection(store, sel.id).example_ids == ids
+    assert [s.id for s in selections.list_selections(store, run.id)] == [second.id]
+    assert [(s.id, s.version) for s in selections.list_selections(store, run.id, versions=True)] == \
+        [(sel.id, 1), (second.id, 2)]
+    export = selections.record_export(store, "/tmp/out.jsonl", "alpaca", {"kept": 2}, run.id, second.id)
     assert [e.id for e in selections.list_exports(store, run.id)] == [export.id]
-    labels.set_label(store, ids[0], "keep", "ana")
+    labelling.label(store, run.id, [ids[0]], "keep", "ana")
+    labelling.adjudicate(store, run.id, [ids[1]], "drop", "lea")
     datasets.delete_dataset(store, ds.id)
     assert runs.get_run(store, run.id) is None and _counts(store) == (0, 0)
-    assert selections.list_selections(store, run.id) == []
+    assert selections.list_selections(store, run.id, versions=True) == []
     assert selections.list_exports(store)[0].run_id is None
+    # the examples' labels, adjudications and label events go with them; the actions stay, run-less
+    assert labels.labels_for(store, ids) == [] and labels.history(store, ids[0]) == [] and labels.count_events(store) == 0
+    with store.read() as s:
+        assert s.scalar(select(func.count()).select_from(Adjudication)) == 0
+        assert [(a.run_id, a.annotator) for a in s.scalars(select(LabelAction).order_by(LabelAction.id))] == \
+            [(None, "ana"), (None, "lea")]
 
 
 def test_job_rows_claim_progress_cancel_and_stale(store):

@@ -114,8 +114,14 @@ def test_two_selections_of_a_dataset_cannot_share_a_name(store, tmp_path, tiny_c
     with pytest.raises(ScarError, match=rf"already used on run {first.id}.*'ratio-0.1 \(run {second.id}\)'"):
         selections.save_selection(store, second.id, "ratio-0.1", "ratio", {}, [2])
     assert selections.save_selection(store, second.id, "ratio-0.1 (run 2)", "ratio", {}, [2]).id != kept.id
-    again = selections.save_selection(store, first.id, "ratio-0.1", "topk", {}, [1, 2])  # same run: replaced
-    assert again.id == kept.id and again.rule == "topk" and again.created_at >= kept.created_at
+    with pytest.raises(selections.NameTaken):  # same run: refused unless replacing
+        selections.save_selection(store, first.id, "ratio-0.1", "topk", {}, [1, 2])
+    with pytest.raises(ScarError, match="already used on run"):  # replacing never takes another run's name
+        selections.save_selection(store, second.id, "ratio-0.1", "ratio", {}, [2], replace=True)
+    again = selections.save_selection(store, first.id, "ratio-0.1", "topk", {}, [1, 2], replace=True)
+    assert again.id != kept.id and (again.version, again.rule) == (2, "topk") and again.created_at >= kept.created_at
+    assert [(s.id, s.rule) for s in selections.list_selections(store, first.id)] == [(again.id, "topk")]
+    assert selections.get_selection(store, kept.id).rule == "ratio"  # version 1 stays
 
 
 LENGTHS = [{"instruction": f"Question {i}?", "output": "word " * (3 + 17 * (i % 5))} for i in range(20)]
