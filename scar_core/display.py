@@ -58,7 +58,19 @@ def _parser() -> MarkdownIt:
     parser.add_render_rule("image", lambda self, tokens, idx, options, env:
                            f"[image: {self.renderInline(tokens[idx].children or [], options, env) or 'no text'}]")
     parser.validateLink = lambda url: url.strip().lower().startswith(("http://", "https://", "mailto:"))
+    parser.core.ruler.push("unknown_info_is_code", _unknown_info_is_code)
     return parser
+
+
+def _unknown_info_is_code(state) -> None:
+    """A fence opened as "```public static final String[] VALUES = ..." (common in LIMA and Stack
+    Exchange answers) has that code as its CommonMark info string, which renders nowhere: an info
+    string that is not one word naming a language ("```docker run -p 3306:3306 ..." is code too) is put
+    back as the block's first line."""
+    for token in state.tokens:
+        info = token.info.strip() if token.type == "fence" else ""
+        if info and (len(info.split()) > 1 or info.lower() not in _languages()):
+            token.content, token.info = f"{info}\n{token.content}", ""
 
 
 def _highlight(code: str, language: str, attributes: str) -> str:
@@ -93,7 +105,10 @@ def _languages() -> frozenset[str]:
 
 def code_css() -> str:
     """The stylesheet of render_markdown's highlighted code (token classes prefixed `tok-`)."""
-    return HtmlFormatter(style=CODE_STYLE, classprefix="tok-").get_style_defs(".scar-markdown pre")
+    return (HtmlFormatter(style=CODE_STYLE, classprefix="tok-").get_style_defs(".scar-markdown pre")
+            + "\n.scar-markdown table {border-collapse: collapse; margin: .5em 0;}"
+            "\n.scar-markdown th, .scar-markdown td {border: 1px solid #ccc; padding: .25em .6em; text-align: left;}"
+            "\n.scar-markdown th {background: #f3f3f3;}")
 
 def duration(seconds: float) -> str:
     """A time in words: 'a few seconds', '45 seconds', '12 minutes', '3.5 hours'."""

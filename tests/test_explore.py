@@ -403,3 +403,35 @@ def test_a_run_stored_without_diagnostics_still_opens(store, scored):
     assert not at.error, [e.value for e in at.error]
     assert at.get("metric")[0].value  # the example view is drawn: its score
     assert not at.exception, at.exception
+
+
+def test_a_fence_whose_info_string_is_code_keeps_that_code_visible():
+    """Issue 30, found 5: "```public static ..." rendered as an empty box (CommonMark took the code for
+    the info string); tables get borders."""
+    import html as html_lib
+
+    from scar_core.display import code_css, render_markdown
+
+    shown = render_markdown("Try:\n\n```public static final String[] VALUES = {\"a\"};\nint x = 1;\n```\n\n"
+                            "```python\nprint(1)\n```")
+    assert "public static final String[] VALUES" in html_lib.unescape(shown) and "int x = 1;" in shown
+    assert '<code class="language-python">' in shown
+    assert ".scar-markdown td {border" in code_css()
+
+
+def test_every_lima_code_line_is_visible_when_rendered():
+    import html as html_lib
+
+    from scar_core.display import render_markdown
+    from scar_core.load import load
+    from tests.conftest import shared_file
+
+    examples = load(shared_file("pools/lima_1k.alpaca.json")).examples[:60]
+    checked = 0
+    for example in examples:
+        shown = html_lib.unescape(re.sub(r"<[^>]+>", "", render_markdown(example.response)))
+        for info in re.findall(r"^```([^\n`]+)$", example.response, re.M):
+            if info.strip():
+                assert info.strip() in shown, info
+                checked += 1
+    assert checked >= 5
