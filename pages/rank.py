@@ -7,7 +7,7 @@ import streamlit as st
 from db import jobs, rankers, runs
 from pages import shared
 from scar_core import display, hub
-from scar_core.clean import DEDUP_MODES
+from scar_core.clean import DEDUP_MODES, DEFAULT_ECHOES, DEFAULT_EMPTY, DEFAULT_REFUSALS, DEGENERATE_MODES
 from scar_core.device import PRECISION_CHOICES, gpu_name
 from scar_core.errors import ScarError
 from scar_core.jobs import ray as ray_engine, runner as background, score as scoring
@@ -69,6 +69,17 @@ with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
                          help="near: MinHash near duplicates and exact copies; exact: exact copies only")
     lang = st.text_input("Expected languages (e.g. en or en,de; 'any' for no check)", "en", key="lang",
                          disabled=not do_clean)
+    modes = {"drop": "flag and leave out of cuts", "keep": "flag, keep in cuts", "none": "don't check"}
+    e1, e2, e3 = st.columns(3)
+    echoes = e1.selectbox("Echoes of the prompt", DEGENERATE_MODES, DEGENERATE_MODES.index(DEFAULT_ECHOES),
+                          format_func=modes.get, key="echoes", disabled=not do_clean,
+                          help="responses that only repeat the instruction, with almost no words of their own")
+    empty = e2.selectbox("Empty responses", DEGENERATE_MODES, DEGENERATE_MODES.index(DEFAULT_EMPTY),
+                         format_func=modes.get, key="empty", disabled=not do_clean,
+                         help="no letters, digits or symbols: whitespace, punctuation or invisible characters")
+    refusals = e3.selectbox("Refusals", DEGENERATE_MODES, DEGENERATE_MODES.index(DEFAULT_REFUSALS),
+                            format_func=modes.get, key="refusals", disabled=not do_clean,
+                            help="short responses that decline the task (\"I'm sorry, but I can't ...\")")
 
 
 if model is not None and not on_ray:
@@ -98,7 +109,8 @@ if start_all or start_sample:
             run, joined = scoring.start_score(store, dataset_id, model=location, device=device, precision=precision,
                                        batch_size=int(batch_size) if batch_size else None,
                                        sample=int(sample_rows) if start_sample else None,
-                                       clean={"dedup": dedup, "lang": lang} if do_clean else None,
+                                       clean={"dedup": dedup, "lang": lang, "echoes": echoes, "empty": empty,
+                                              "refusals": refusals} if do_clean else None,
                                        engine=ray_engine.RayCluster(address.strip() or None,
                                                                     int(workers) if workers else None).params()
                                        if on_ray else None)

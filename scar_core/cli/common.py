@@ -6,7 +6,8 @@ import sys
 
 from tqdm import tqdm
 
-from scar_core.clean import DEDUP_MODES, DEFAULT_DEDUP, DEFAULT_LANG, CleanReport, clean
+from scar_core.clean import (DEDUP_MODES, DEFAULT_DEDUP, DEFAULT_ECHOES, DEFAULT_EMPTY, DEFAULT_LANG, DEFAULT_REFUSALS,
+                             DEGENERATE_MODES, CleanReport, clean)
 from scar_core.device import PRECISION_CHOICES
 from scar_core.errors import ScarError, terminal_text
 from scar_core.example import Example
@@ -70,14 +71,27 @@ def add_clean_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", default=DEFAULT_LANG,
                    help="flag pairs not in these languages: en (default), comma-separated ISO 639-1 codes "
                         "such as en,de, or any (no check)")
+    p.add_argument("--echoes", default=DEFAULT_ECHOES, choices=DEGENERATE_MODES,
+                   help="responses that only repeat the instruction (almost no words of their own): drop (flag "
+                        "and leave out of the cut, the default), keep (flag only) or none (no check)")
+    p.add_argument("--empty", default=DEFAULT_EMPTY, choices=DEGENERATE_MODES,
+                   help="responses with no letters, digits or symbols (whitespace, punctuation, invisible "
+                        "characters): drop (the default), keep or none")
+    p.add_argument("--refusals", default=DEFAULT_REFUSALS, choices=DEGENERATE_MODES,
+                   help="short responses that decline the task (\"I'm sorry, but I can't ...\", \"As an AI "
+                        "language model, I cannot ...\"): keep (flag, still ranked: the default), drop or none")
 
 
 def clean_examples(args: argparse.Namespace, examples: list[Example], scores=None) -> CleanReport:
-    """Run the clean step with the command's --dedup/--lang and say what it flagged."""
-    report = clean(examples, dedup=args.dedup, lang=args.lang, scores=scores)
+    """Run the clean step with the command's --dedup/--lang/--echoes/--empty/--refusals and say what it flagged."""
+    modes = {name: getattr(args, name, default) for name, default in
+             (("echoes", DEFAULT_ECHOES), ("empty", DEFAULT_EMPTY), ("refusals", DEFAULT_REFUSALS))}
+    report = clean(examples, dedup=args.dedup, lang=args.lang, scores=scores, **modes)
     c = report.counts()
     print(f"cleaning: {c['flagged']} of {c['rows']} pairs flagged ({c['exact_duplicates']} exact duplicates, "
-          f"{c['near_duplicates']} near duplicates, {c['language']} not in {args.lang})", file=sys.stderr)
+          f"{c['near_duplicates']} near duplicates, {c['language']} not in {args.lang}, {c['echoes']} echoes of "
+          f"the prompt, {c['empty']} empty, {c['refusals']} refusals{' kept' if modes['refusals'] == 'keep' else ''})",
+          file=sys.stderr)
     return report
 
 

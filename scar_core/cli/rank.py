@@ -32,8 +32,9 @@ def add(sub) -> None:
     p.add_argument("--with-scores", action="store_true", help="add a 'score' field to each exported row")
     add_clean_options(p)
     p.add_argument("--keep-flagged", action="store_true",
-                   help="rank flagged rows too (by default rows flagged for language are left out and each "
-                        "duplicate cluster keeps only its best-scored member)")
+                   help="rank flagged rows too (by default rows flagged for language, echoes of the prompt, empty "
+                        "responses and, with --refusals drop, refusals are left out, and each duplicate cluster "
+                        "keeps only its best-scored member)")
     p.add_argument("--labels", help="annotator labels (.jsonl/.csv/...: id, label keep|drop|flag, optionally "
                                     "annotator and adjudication true|false): the label policy decides one label "
                                     "per row; keep forces it in, drop forces it out, as on the Select page")
@@ -51,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
     quotas = parse_quotas(args.quota)
     decided = decide_labels(read_labels(args.labels), args.label_policy) if args.labels else None
     report = clean_examples(args, examples)
-    todo = report.rows("all" if args.keep_flagged else "candidates")  # off-language rows are never scored
+    todo = report.rows("all" if args.keep_flagged else "candidates")  # rows a flag of their own leaves out are never scored
     ranker = open_ranker(args)
     scores = score_with_progress(args, ranker, [examples[i] for i in todo], cluster)
     score = np.full(len(examples), np.nan)
     score[todo] = scores.score
     chosen = select(score, *rule_of(args.ratio, args.topk, args.threshold), clusters=report.cluster_ids, off_language=report.off_language,
+                    left_out_by=report.left_out_by,
                     sources=np.array([ex.source for ex in examples], dtype=object), quotas=quotas,
                     labels=None if decided is None else np.array([decided.decided.get(ex.id) for ex in examples],
                                                                  dtype=object),

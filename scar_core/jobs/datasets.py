@@ -7,7 +7,7 @@ from pathlib import Path
 from db import cleaning, datasets
 from db.models import Dataset
 from db.store import Store
-from scar_core.clean import DEFAULT_DEDUP, DEFAULT_LANG, clean
+from scar_core.clean import DEFAULT_DEDUP, DEFAULT_ECHOES, DEFAULT_EMPTY, DEFAULT_LANG, DEFAULT_REFUSALS, clean
 from scar_core.export import file_sha256
 from scar_core.load import LoadResult, load
 
@@ -29,16 +29,19 @@ def import_loaded(store: Store, result: LoadResult, load_params: dict | None = N
                                 load_params or {}, reuse=reuse)
 
 
-def clean_dataset(store: Store, dataset_id: int, dedup: str = DEFAULT_DEDUP, lang: str | None = DEFAULT_LANG) -> dict:
-    """Clean every example of a dataset; store each one's flags and duplicate cluster; return the
-    summary (options and counts) that scoring runs and manifests record."""
+def clean_dataset(store: Store, dataset_id: int, dedup: str = DEFAULT_DEDUP, lang: str | None = DEFAULT_LANG,
+                  echoes: str = DEFAULT_ECHOES, empty: str = DEFAULT_EMPTY, refusals: str = DEFAULT_REFUSALS) -> dict:
+    """Clean every example of a dataset; store each one's flags (language, echo, empty, refusal: each flag
+    says whether it leaves the row out) and duplicate cluster; return the summary (options and counts)
+    that scoring runs and manifests record."""
     rows = datasets.examples(store, dataset_id, limit=None)
-    report = clean([datasets.to_core(r) for r in rows], dedup=dedup, lang=lang)
+    report = clean([datasets.to_core(r) for r in rows], dedup=dedup, lang=lang, echoes=echoes, empty=empty,
+                   refusals=refusals)
     clusters = report.cluster_ids
     findings = {}
     for p, row in enumerate(rows):
         cluster = int(clusters[p]) if clusters[p] >= 0 else None
-        flags = {"language": report.languages[p]} if p in report.languages else {}
+        flags = {f["kind"]: f for f in (report.languages.get(p), report.degenerate.get(p)) if f}
         if flags or row.flags or cluster is not None or row.duplicate_cluster is not None:
             findings[row.id] = (flags, cluster, int(report.exact_group[p]) if cluster is not None else None)
     cleaning.save_cleaning(store, findings)

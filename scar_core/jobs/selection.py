@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from db import browse, selections
 from db.models import Selection as SavedSelection
 from db.store import Store
-from scar_core.clean import duplicate_of
+from scar_core.clean import duplicate_of, left_out_kind
 from scar_core.jobs import labelling
 from scar_core.labels import DEFAULT_POLICY, label_summary
 from scar_core.select import Selection, select
@@ -18,8 +18,12 @@ from scar_core.select import Selection, select
 
 def run_table(store: Store, run_id: int) -> pd.DataFrame:
     """The run's per-example columns (db.browse.run_columns) with `flags` naming every finding, exact
-    and near duplicates included: which copy of a cluster is the duplicate depends on this run's scores."""
+    and near duplicates included: which copy of a cluster is the duplicate depends on this run's scores.
+    `left_out_by` names the stored flag that leaves a row out of cuts whatever its score (language, echo,
+    empty, a dropped refusal; None: none) and `language` marks those rows (scar_core.clean.left_out_kind)."""
     table = browse.run_columns(store, run_id)
+    table["left_out_by"] = [left_out_kind(findings) for findings in table["findings"]]  # None: no such flag
+    table["language"] = table["left_out_by"].notna()
     clusters = table["duplicate_cluster"].to_numpy()
     keeper = duplicate_of(clusters, table["score"].to_numpy(), table["language"].to_numpy())
     groups = table["exact_group"].to_numpy()
@@ -49,7 +53,8 @@ def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels
     decided = labelling.resolution(store, run_id, policy) if use_labels else None
     per_row = table["example_id"].map(decided.decided).to_numpy(dtype=object) if decided else None
     chosen = select(table["score"].to_numpy(), rule, value, clusters=table["duplicate_cluster"].to_numpy(),
-                    off_language=table["language"].to_numpy(), sources=table["source"].to_numpy(dtype=object),
+                    off_language=table["language"].to_numpy(), left_out_by=table["left_out_by"].to_numpy(dtype=object),
+                    sources=table["source"].to_numpy(dtype=object),
                     quotas=quotas, labels=per_row, keep_flagged=keep_flagged)
     chosen.label_policy = label_summary(decided)
     return chosen, table
