@@ -94,3 +94,31 @@ def test_rank_applies_several_annotators_labels_under_a_policy(tmp_path, pool, t
     proc = run("rank", str(pool), "--out", str(tmp_path / "x.jsonl"), "--ratio", "0.25", "--labels", str(labels),
                "--label-policy", "loudest", "--model", str(tiny_checkpoint))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "--label-policy" in proc.stderr
+
+
+def test_rank_writes_matched_baselines_and_a_coverage_cut(tmp_path, tiny_checkpoint, capsys):
+    """Issue 27: `rank --baselines` writes the random, longest and length-matched subsets of the cut's
+    size beside it, listed with the evidence in the cut's manifest; --coverage 0 is today's cut."""
+    from scar_core.cli import main
+    from tests.conftest import style_pool
+
+    pool = style_pool(tmp_path, rows=40, every=3)
+    common = ["rank", str(pool), "--model", str(tiny_checkpoint), "--device", "cpu", "--precision", "fp32",
+              "--ratio", "0.25", "--dedup", "none", "--lang", "any"]
+    assert main([*common, "--out", str(tmp_path / "plain.jsonl")]) == 0, capsys.readouterr().err
+    assert main([*common, "--coverage", "0", "--out", str(tmp_path / "zero.jsonl")]) == 0
+    assert (tmp_path / "plain.jsonl").read_bytes() == (tmp_path / "zero.jsonl").read_bytes()
+    out = tmp_path / "cut.jsonl"
+    assert main([*common, "--coverage", "1", "--baselines", "--out", str(out)]) == 0, capsys.readouterr().err
+    info = json.loads((tmp_path / "cut.jsonl.manifest.json").read_text())
+    assert info["rows"] == 10 and info["selection"]["ordering"]["coverage"] == 1.0
+    assert [b["kind"] for b in info["baselines"]] == ["random", "longest", "length-matched"]
+    for listed in info["baselines"]:
+        path = tmp_path / f"cut.{listed['kind']}.jsonl"
+        assert listed["path"] == str(path) and listed["rows"] == 10
+        assert len(path.read_text().splitlines()) == 10
+        assert json.loads(path.with_name(path.name + ".manifest.json").read_text())["selection"]["ordering"]["k"] == 10
+    assert list(info["evidence"]["subsets"]) == ["cut", "random", "longest", "length-matched"]
+    assert info["evidence"]["subsets"]["cut"]["clusters touched"] >= info["evidence"]["subsets"]["longest"]["clusters touched"]
+    assert main([*common, "--coverage", "1.5", "--out", str(out)]) == 2
+    assert "--coverage takes a number from 0 to 1" in capsys.readouterr().err

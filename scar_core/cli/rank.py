@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -14,7 +15,10 @@ from scar_core.export import describe_input, describe_ranker, export, file_sha25
 from scar_core.jobs.ray import ray_device_precision
 from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_labels, resolve as decide_labels
 from scar_core.ranker import checkpoint_location
-from scar_core.select import rule_of, select
+from scar_core.select import eligible_rows, rule_of, select
+from scar_core.baselines import baselines
+from scar_core.coverage import cluster_rows, coverage_order
+from scar_core.evidence import evidence
 
 
 def add(sub) -> None:
@@ -43,11 +47,20 @@ def add(sub) -> None:
                         "; ".join(f"{name}: {rule}" for name, rule in POLICIES.items()))
     p.add_argument("--quota", action="append", default=[], metavar="SOURCE=N",
                    help="keep at most N rows of this source (repeat for several sources)")
+    p.add_argument("--coverage", type=float, default=0.0, metavar="X",
+                   help="0 (default): pure score; up to 1: spread the cut over k-means clusters of the responses' "
+                        "v_lf embeddings (per-cluster quotas in proportion to cluster size)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also write the random, longest and length-matched subsets of the same size beside the "
+                        "output (OUT.random.jsonl, ...), listed with the evidence in the manifest")
+    p.add_argument("--seed", type=int, default=0, help="seed of the clustering and the baselines")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     cluster = ray_cluster(args)  # refuse bad engine options before loading anything
+    if not 0 <= args.coverage <= 1:
+        raise ScarError(f"--coverage takes a number from 0 to 1, got {args.coverage}")
     results, examples = load_inputs(args)
     quotas = parse_quotas(args.quota)
     decided = decide_labels(read_labels(args.labels), args.label_policy) if args.labels else None
@@ -57,12 +70,18 @@ def run(args: argparse.Namespace) -> int:
     scores = score_with_progress(args, ranker, [examples[i] for i in todo], cluster)
     score = np.full(len(examples), np.nan)
     score[todo] = scores.score
-    chosen = select(score, *rule_of(args.ratio, args.topk, args.threshold), clusters=report.cluster_ids, off_language=report.off_language,
-                    left_out_by=report.left_out_by,
-                    sources=np.array([ex.source for ex in examples], dtype=object), quotas=quotas,
-                    labels=None if decided is None else np.array([decided.decided.get(ex.id) for ex in examples],
-                                                                 dtype=object),
+    sources = np.array([ex.source for ex in examples], dtype=object)
+    per_row = None if decided is None else np.array([decided.decided.get(ex.id) for ex in examples], dtype=object)
+    cleaning = dict(clusters=report.cluster_ids, off_language=report.off_language, left_out_by=report.left_out_by,
                     keep_flagged=args.keep_flagged)
+    vectors = np.zeros((len(examples), scores.v_lf.shape[1]), np.float32)
+    vectors[todo] = scores.v_lf
+    spread = None
+    if args.coverage > 0:
+        spread = coverage_order(score, vectors, args.coverage, pool=eligible_rows(score, **cleaning)[0], seed=args.seed)
+    chosen = select(score, *rule_of(args.ratio, args.topk, args.threshold), sources=sources, quotas=quotas,
+                    labels=per_row, priority=None if spread is None else spread.priority, **cleaning)
+    chosen.ordering = None if spread is None else spread.params()
     chosen.label_policy = label_summary(decided)
     kept = [examples[i] for i in chosen.kept]
     if cluster is None:
@@ -77,10 +96,43 @@ def run(args: argparse.Namespace) -> int:
                                            ranker.weights_hash, ranker.identity),
                     device=device, precision=precision, cleaning=report.summary(),
                     scope={"sample": False, "rows": len(examples), "of": len(examples)}, selection=chosen.params())
+    if args.baselines:
+        info["baselines"], info["evidence"] = write_baselines(args, examples, chosen, score, vectors, sources, per_row,
+                                                              info)
     written = export(args.out, kept, args.format, score[chosen.kept] if args.with_scores else None, info)
     print(f"kept {len(kept)} of {chosen.eligible} pairs (lowest kept score {chosen.threshold}); "
           f"wrote {written.path} and {written.manifest_path}", file=sys.stderr)
     return 0
+
+
+def write_baselines(args: argparse.Namespace, examples: list, chosen, score: np.ndarray, vectors: np.ndarray,
+                    sources: np.ndarray, labels: np.ndarray | None, info: dict) -> tuple[list[dict], dict]:
+    """Write the cut's three matched baselines beside the output (OUT.random.jsonl, OUT.longest.jsonl,
+    OUT.length-matched.jsonl, each with its manifest); (their list for the cut's manifest, the evidence
+    comparing all four subsets)."""
+    lengths = np.array([len(ex.response.split()) for ex in examples])
+    subsets = baselines(chosen, score, lengths, sources=sources, labels=labels, seed=args.seed)
+    listed = []
+    for kind, subset in subsets.items():
+        path = baseline_path(args.out, kind)
+        rows = [examples[i] for i in subset.kept]
+        written = export(path, rows, args.format, score[subset.kept] if args.with_scores else None,
+                         manifest(rows, args.format, args.with_scores, inputs=info["inputs"], ranker=info["ranker"],
+                                  device=info["device"], precision=info["precision"], cleaning=info["cleaning"],
+                                  scope=info["scope"], selection=subset.params()))
+        listed.append({"kind": kind, "path": str(written.path), "rows": len(rows), "sha256": file_sha256(written.path),
+                       "selected_ids_sha256": written.manifest["selected_ids_sha256"], "made": subset.params()["ordering"]})
+    pool = chosen.pool
+    clusters = cluster_rows(vectors, pool=pool, seed=args.seed)[0]
+    found = evidence({"cut": chosen, **subsets}, scores=score, lengths=lengths, vectors=vectors, clusters=clusters,
+                     sources=sources, labels=labels, pool=pool)
+    return listed, found.record
+
+
+def baseline_path(out: str, kind: str) -> Path:
+    """OUT.jsonl -> OUT.random.jsonl (the suffix kept last, so the file still reads as JSONL)."""
+    path = Path(out)
+    return path.with_name(f"{path.stem}.{kind}{path.suffix or '.jsonl'}")
 
 
 def parse_quotas(items: list[str]) -> dict[str, int] | None:
