@@ -83,8 +83,15 @@ if st.checkbox("Per-source quotas", key="use_quotas"):
                             disabled=["source", "rows"], hide_index=True, key="quota_editor")
     quotas = dict(zip(edited["source"], edited["max kept"]))
 
+coverage = st.slider("Coverage: 0 cuts by score alone; towards 1 the cut spreads over clusters of similar responses",
+                     0.0, 1.0, 0.0, 0.05, key="coverage")
+clusters = shared.run_clusters(store, run.id) if coverage > 0 or st.session_state.get("show_evidence", True) else None
+if coverage > 0:
+    st.caption(f"{clusters[1]} clusters (k-means of the responses' v_lf embeddings, seed 0; the cut takes from each "
+               "in proportion to its size as coverage rises).")
 cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, policy=policy,
-                              keep_flagged=not skip_flagged, quotas=quotas, table=table)
+                              keep_flagged=not skip_flagged, quotas=quotas, table=table, coverage=coverage,
+                              clusters=clusters)
 left_out = n - cut.eligible
 
 m = st.columns(5)
@@ -98,6 +105,14 @@ if cut.label_policy:
                + (". A lead can decide the unresolved ones in Explore's conflict queue."
                   if cut.label_policy["rows"]["unresolved"] else "."))
 st.table(split_stats(cut.mask, table["words"].to_numpy()))
+
+if st.toggle("Evidence: the cut beside random, longest-k and length-matched subsets of the same size",
+             value=True, key="show_evidence") and len(cut.kept):
+    st.dataframe(selection.run_evidence(store, run.id, cut, table, clusters, policy), key="evidence")
+    st.caption("Each baseline keeps as many rows as the cut under the same cleaning, quotas and labels (random: "
+               "seeded; longest: the longest responses; length-matched: random within the cut's length bins). "
+               "Mean score favours the cut by construction; clusters touched, diversity (mean pairwise cosine "
+               "distance of v_lf), length and overlap with longest-k say more.")
 
 st.subheader("At the cut line")
 decided = labelling.resolution(store, run.id, policy)

@@ -73,6 +73,17 @@ def run_table(store: Store, run_id: int):
     return _run_table(store.url, run_id, runs.count_done(store, run_id))
 
 
+@st.cache_data(max_entries=4, show_spinner="Clustering the responses (k-means of v_lf)…")
+def _run_clusters(url: str, run_id: int, rows: int):
+    store_ = open_store(url)
+    return selection.run_clusters(store_, run_id, _run_table(url, run_id, rows))
+
+
+def run_clusters(store: Store, run_id: int):
+    """(cluster per run-table row, number of clusters), cached until the run gains rows."""
+    return _run_clusters(store.url, run_id, runs.count_done(store, run_id))
+
+
 def guarded(work: Callable[[], None]) -> None:
     """Run a page; user errors appear as a message, unexpected ones as a short message (traceback to the log)."""
     try:

@@ -53,7 +53,7 @@ def test_the_rows_either_side_of_the_cut_line(store, scored14):
     labelling.label(store, scored14.id, [int(ids[order[4]])], "keep", "bob")
     at = app("select")
     at.slider(key="ratio").set_value(0.5).run()
-    above, below = at.dataframe[0].value, at.dataframe[1].value
+    above, below = [d.value for d in at.dataframe if "rank" in d.value.columns][:2]
     assert kept(at) == "8 of 14"
     # kept rows, lowest-scored last: ranks 5, 6, 7 of the cut and the labelled worst row (14)
     assert above["rank"].tolist() == [4, 5, 6, 7, 14] and above["label"].tolist()[-1] == "keep"
@@ -81,3 +81,20 @@ def test_around_cut_and_a_curve_point_as_each_rules_value():
         assert len(select(pool, rule, rule_value_at(rule, 0.6, pool)).kept) == 3
     with pytest.raises(ScarError):
         rule_value_at("ratio", 0.5, np.array([]))
+
+
+def test_the_coverage_slider_spreads_the_cut_and_the_evidence_panel_follows(store, scored14):
+    """Issue 27: coverage 0 is the plain cut; moving it changes the cut's clusters in the evidence panel,
+    which sets the cut beside random, longest and length-matched subsets of the same size."""
+    at = app("select")
+    at.slider(key="ratio").set_value(0.5).run()
+    evidence = next(d.value for d in at.dataframe if "clusters touched" in d.value.columns)
+    assert list(evidence.index) == ["cut", "random", "longest", "length-matched"]
+    assert (evidence["rows"] == 7).all()
+    plain = at.session_state["ratio"], evidence.loc["cut"].to_dict()
+    at.slider(key="coverage").set_value(1.0).run()
+    spread = next(d.value for d in at.dataframe if "clusters touched" in d.value.columns)
+    assert spread.loc["cut", "rows"] == 7 and spread.loc["cut", "clusters touched"] >= plain[1]["clusters touched"]
+    assert spread.loc["cut"].to_dict() != plain[1]
+    assert any("clusters (k-means" in c.value for c in at.caption)
+    assert not at.exception and not at.error, texts(at.error)

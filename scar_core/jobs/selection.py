@@ -7,13 +7,16 @@ import pandas as pd
 
 from dataclasses import dataclass
 
-from db import browse, selections
+from db import browse, runs, selections
 from db.models import Selection as SavedSelection
 from db.store import Store
 from scar_core.clean import duplicate_of, left_out_kind
 from scar_core.jobs import labelling
 from scar_core.labels import DEFAULT_POLICY, label_summary
-from scar_core.select import Selection, select
+from scar_core.baselines import baselines
+from scar_core.coverage import cluster_rows, coverage_order
+from scar_core.evidence import evidence
+from scar_core.select import Selection, eligible_rows, select
 
 
 def run_table(store: Store, run_id: int) -> pd.DataFrame:
@@ -44,20 +47,58 @@ def flagged_ids(table: pd.DataFrame, flag: str) -> list[int]:
     return [int(i) for i, flags in zip(table["example_id"], table["flags"]) if flag in flags.split(", ")]
 
 
+def run_embeddings(store: Store, table: pd.DataFrame, run_id: int) -> np.ndarray:
+    """The run's v_lf vectors in the order of its table's rows (zeros where a row has none)."""
+    ids, vectors = runs.run_vectors(store, run_id, "lf")
+    out = np.zeros((len(table), vectors.shape[1] if vectors.ndim == 2 else 0), np.float32)
+    at = pd.Series(np.arange(len(table)), index=table["example_id"].to_numpy())
+    out[at.reindex(ids).to_numpy()] = vectors
+    return out
+
+
+def run_clusters(store: Store, run_id: int, table: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, int]:
+    """(k-means cluster of each table row's v_lf, -1 where none; the number of clusters) for the coverage
+    cut and the evidence (scar_core.coverage.cluster_rows; pages cache it per run)."""
+    scored = ~np.isnan(table["score"].to_numpy(dtype=np.float64))
+    return cluster_rows(run_embeddings(store, table, run_id), pool=scored, seed=seed)
+
+
 def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels: bool = True,
                policy: str = DEFAULT_POLICY, keep_flagged: bool = False, quotas: dict[str, int] | None = None,
-               table: pd.DataFrame | None = None) -> tuple[Selection, pd.DataFrame]:
+               table: pd.DataFrame | None = None, coverage: float = 0.0,
+               clusters: tuple[np.ndarray, int] | None = None) -> tuple[Selection, pd.DataFrame]:
     """Apply the selection rule to a run (its table from `run_table`, read when not given; labels are
-    always read fresh and decided by the label `policy`): (what it kept, the table its positions refer to)."""
+    always read fresh and decided by the label `policy`; `coverage` above 0 spreads the cut over the
+    run's clusters, from `run_clusters` when given): (what it kept, the table its positions refer to)."""
     table = run_table(store, run_id) if table is None else table
     decided = labelling.resolution(store, run_id, policy) if use_labels else None
     per_row = table["example_id"].map(decided.decided).to_numpy(dtype=object) if decided else None
-    chosen = select(table["score"].to_numpy(), rule, value, clusters=table["duplicate_cluster"].to_numpy(),
-                    off_language=table["language"].to_numpy(), left_out_by=table["left_out_by"].to_numpy(dtype=object),
-                    sources=table["source"].to_numpy(dtype=object),
-                    quotas=quotas, labels=per_row, keep_flagged=keep_flagged)
+    scores = table["score"].to_numpy()
+    cleaning = dict(clusters=table["duplicate_cluster"].to_numpy(), off_language=table["language"].to_numpy(),
+                    left_out_by=table["left_out_by"].to_numpy(dtype=object), keep_flagged=keep_flagged)
+    spread = None
+    if coverage > 0:
+        groups, k = clusters or run_clusters(store, run_id, table)
+        spread = coverage_order(scores, None, coverage, pool=eligible_rows(scores, **cleaning)[0], clusters=groups, k=k)
+    chosen = select(scores, rule, value, sources=table["source"].to_numpy(dtype=object), quotas=quotas, labels=per_row,
+                    priority=None if spread is None else spread.priority, **cleaning)
+    chosen.ordering = None if spread is None else spread.params()
     chosen.label_policy = label_summary(decided)
     return chosen, table
+
+
+def run_evidence(store: Store, run_id: int, chosen: Selection, table: pd.DataFrame,
+                 clusters: tuple[np.ndarray, int], policy: str = DEFAULT_POLICY) -> pd.DataFrame:
+    """The cut beside its three matched baselines (scar_core.baselines, same cleaning, quotas and labels):
+    one row per subset of scar_core.evidence's figures, for the Select page's evidence panel."""
+    scores, lengths = table["score"].to_numpy(), table["words"].to_numpy()
+    sources = table["source"].to_numpy(dtype=object)
+    labels = (table["example_id"].map(labelling.resolution(store, run_id, policy).decided).to_numpy(dtype=object)
+              if chosen.labels_applied else None)
+    subsets = baselines(chosen, scores, lengths, sources=sources, labels=labels)
+    return evidence({"cut": chosen, **subsets}, scores=scores, lengths=lengths,
+                    vectors=run_embeddings(store, table, run_id), clusters=clusters[0], sources=sources,
+                    labels=labels, pool=chosen.pool).table
 
 
 @dataclass(frozen=True)
