@@ -5,10 +5,10 @@ import argparse
 import os
 import sys
 
-from scar_core.cli import compare, diagnose, eval, jobs, rank, score, synth, train, worker
+from scar_core.cli import compare, diagnose, eval, jobs, rank, score, synth, train, validate, worker
 from scar_core.errors import ScarError, terminal_text
 
-COMMANDS = [score, rank, synth, train, eval, diagnose, compare, jobs, worker]
+COMMANDS = [score, rank, synth, train, eval, diagnose, compare, validate, jobs, worker]
 
 
 def main(argv: list[str] | None = None) -> int:
