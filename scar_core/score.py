@@ -1,13 +1,21 @@
 """Score step: run a StyleRanker over many pairs, fast on CPU and GPU.
 
+A pair's results depend on the pair alone (its texts), the ranker, the device and the precision,
+bit for bit: not on the batch size, the chunks, the order or which other pairs are scored with it,
+so the CLI, the app's scoring job (which scores only rows missing from the store) and the Ray
+engine agree. Each text is padded to its own width (scar_core.lm.padded_width, its token count
+rounded up to a multiple of 16) and batched only with texts of that width, and every linear layer
+runs on whole blocks of 8 rows (scar_core.lm.row_blocks); the LM term's NLL follows the same rules.
+Measured on a CPU (fp32 and bf16, 1 and 2 threads); on a GPU other kernels may choose otherwise.
+
 What makes it fast (bench/throughput.py measures it against scar-tool): texts are encoded in
-length-sorted batches sized by a token budget, so padding is small; each distinct instruction
+batches of one padded width sized by a token budget, so padding is small; each distinct instruction
 is encoded once; everything runs under `torch.inference_mode`; with bf16/fp16 one autocast region
 spans all batches of a call, so the encoder weights are cast once, not once per batch. On CPU
-small batches (2k tokens) are as fast per token as big ones and waste less padding; GPUs get big
-ones. A ranker with a measured LM term (scar_core.ranker.LMTerm) also runs its language model over
-every pair, which on a CPU costs several times the encoder's time; a predicted term costs nothing
-more than the head. Results come back in input order.
+small batches (2k tokens) are as fast per token as big ones; GPUs get big ones. A ranker with a
+measured LM term (scar_core.ranker.LMTerm) also runs its language model over every pair, which on a
+CPU costs several times the encoder's time; a predicted term costs nothing more than the head.
+Results come back in input order.
 `iter_scores` yields chunk by chunk so callers (background jobs) can commit as they go.
 """
 from __future__ import annotations
@@ -22,6 +30,7 @@ import torch
 from scar_core.device import resolve
 from scar_core.errors import ScarError
 from scar_core.example import Example
+from scar_core.lm import padded_width, row_blocks
 from scar_core.ranker import StyleRanker
 
 Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
@@ -116,7 +125,7 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
                     progress(done + k, n, (done + k) / max(time.perf_counter() - start, 1e-9))
             nll = torch.from_numpy(ranker.lm_nll([instructions[i] for i in idx], [responses[i] for i in idx], dev,
                                                  dtype, progress=measured))
-        with torch.inference_mode():
+        with torch.inference_mode(), row_blocks(ranker):
             head_dev = next(ranker.relation_network.parameters()).device
             form = torch.from_numpy(v_lf).to(head_dev)
             score, v_is = ranker.head(torch.from_numpy(e_i).to(head_dev), torch.from_numpy(pooled_r).to(head_dev),
@@ -133,8 +142,8 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
 
 
 class BatchEncoder:
-    """Tokenizes and encodes texts in length-sorted, token-budgeted batches (sizes left as None take
-    the device's defaults from BATCH_DEFAULTS)."""
+    """Tokenizes and encodes texts in token-budgeted batches of one padded width each (sizes left as
+    None take the device's defaults from BATCH_DEFAULTS)."""
 
     def __init__(self, ranker: StyleRanker, device: torch.device, dtype: torch.dtype,
                  batch_size: int | None = None, token_budget: int | None = None):
@@ -163,21 +172,29 @@ class BatchEncoder:
             truncated[full] = [len(x) > self.max_length for x in lengths]
         return ids, truncated
 
+    def width(self, tokens: int) -> int:
+        """The width a text of `tokens` tokens is padded to, whatever its batch (see the module docstring)."""
+        return min(padded_width(tokens), self.max_length)
+
     def encode(self, ids: list[list[int]], want_max: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """(pooled vectors, max-pooled states or None), in the order of `ids`."""
         h = self.ranker.hidden_dim
         pooled = np.empty((len(ids), h), np.float32)
         maxed = np.empty((len(ids), h), np.float32) if want_max else None
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        widths = [self.width(len(x)) for x in ids]
+        order = sorted(range(len(ids)), key=lambda i: widths[i], reverse=True)
         pos = 0
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
-                                                    enabled=self.dtype != torch.float32):
+        with (torch.inference_mode(), row_blocks(self.ranker),
+              torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)):
             while pos < len(order):
-                longest = max(len(ids[order[pos]]), 1)
-                size = max(1, min(self.batch_size, self.token_budget // longest, len(order) - pos))
+                width = widths[order[pos]]
+                size = 1
+                while (size < min(self.batch_size, max(1, self.token_budget // width), len(order) - pos)
+                       and widths[order[pos + size]] == width):
+                    size += 1
                 batch = order[pos:pos + size]
                 try:
-                    p, m = self._forward([ids[i] for i in batch], want_max)
+                    p, m = self._forward([ids[i] for i in batch], width, want_max)
                 except torch.OutOfMemoryError:
                     if size == 1:
                         raise ScarError("out of GPU memory even with a batch of one; use --device cpu") from None
@@ -191,9 +208,8 @@ class BatchEncoder:
                 pos += size
         return pooled, maxed
 
-    def _forward(self, batch: list[list[int]], want_max: bool):
-        """One padded batch through the encoder; runs inside encode's inference/autocast region."""
-        width = max(len(x) for x in batch)
+    def _forward(self, batch: list[list[int]], width: int, want_max: bool):
+        """One batch padded to `width` through the encoder; runs inside encode's inference/autocast region."""
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, x in enumerate(batch):

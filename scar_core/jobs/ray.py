@@ -4,8 +4,9 @@ The driver (this process) keeps the pool: it loads and cleans it whole, as the l
 hands Ray only (row, instruction, response) in blocks. A `map_batches` stage with an actor pool holds
 one loaded ranker per actor (one GPU per actor on GPU clusters, one CPU otherwise) and scores each
 batch with `scar_core.score.score_pairs`, the function the local engine runs, so scores agree with it
-(fp32: within float rounding). Results come back keyed by row, in any order; the callers put them in
-input order (`ray_score_examples`) or commit them chunk by chunk to the store (the scoring job,
+bit for bit at the same precision on the same hardware (a pair's scores do not depend on the block it
+is scored in). Results come back keyed by row, in any order; the callers put them in input order
+(`ray_score_examples`) or commit them chunk by chunk to the store (the scoring job,
 `scar_core.jobs.score.run_score`, for a job whose params name this engine). Scheduling, retries of a
 lost actor's batch and data movement are Ray's; a row that came back twice is counted once and a row
 that never came back is an error.
