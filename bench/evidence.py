@@ -104,7 +104,7 @@ def run_pool(name: str, args, identity: str, ranker_box: dict) -> dict | None:
     vectors[todo] = v
     lengths = np.array([len(e.response.split()) for e in examples], dtype=float)
     sources = np.array([e.source for e in examples], dtype=object)
-    rule = dict(clusters=report.cluster_ids, off_language=report.off_language, left_out_by=report.left_out_by,
+    rule = dict(clusters=report.cluster_ids, left_out_by=report.left_out_by,
                 sources=sources)  # as `rank` cleans
     cut = t("cut", select, score, "ratio", args.ratio, **rule)
     clusters, k = t("clusters", cluster_rows, vectors, cut.pool, seed=args.seed)

@@ -91,7 +91,7 @@ def cut(pool: Path, scores: dict[str, float], ratio: float, model: str, out: Pat
     report = clean(examples)
     score = np.array([scores[ex.id] for ex in examples], dtype=np.float64)
     score[~np.isin(np.arange(len(examples)), report.rows("candidates"))] = np.nan  # rank never scores these
-    chosen = select(score, "ratio", ratio, clusters=report.cluster_ids, off_language=report.off_language)
+    chosen = select(score, "ratio", ratio, clusters=report.cluster_ids, left_out_by=report.left_out_by)
     kept = [examples[i] for i in chosen.kept]
     weights, identity, config = checkpoint_hashes(model)
     device, dtype = resolve("auto", "auto")

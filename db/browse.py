@@ -60,7 +60,7 @@ def words(column):
 
 def run_columns(store: Store, run_id: int) -> pd.DataFrame:
     """One row per scored example in file order: example_id, score, lf/is contributions, source,
-    response words, duplicate_cluster and exact_group (-1: none), language (flagged for language),
+    response words, duplicate_cluster and exact_group (-1: none),
     flags (names of the stored cleaning flags joined by ', '), findings (the stored flags, {kind: flag})."""
     query = (select(Result.example_id, Result.score, Result.lf_contribution, Result.is_contribution,
                     Example.source, words(Example.response).label("words"), Example.duplicate_cluster,
@@ -76,7 +76,6 @@ def run_columns(store: Store, run_id: int) -> pd.DataFrame:
         stored = {example_id: flags for example_id, flags in s.execute(flagged) if flags}
     for column in ("duplicate_cluster", "exact_group"):
         frame[column] = frame[column].fillna(-1).astype("int64")
-    frame["language"] = frame["example_id"].map(lambda i: "language" in stored.get(i, {})).astype(bool)
     frame["flags"] = frame["example_id"].map(lambda i: ", ".join(sorted(stored.get(i, {}))))
     frame["findings"] = frame["example_id"].map(lambda i: stored.get(i, {}))
     return frame

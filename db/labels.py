@@ -32,7 +32,7 @@ class Done:
     unchanged: int
 
 
-def check(label: str, annotator: str) -> None:
+def _check(label: str, annotator: str) -> None:
     if label not in LABELS:
         raise ScarError(f"unknown label '{label}'; choose keep, drop or flag")
     if not annotator or not annotator.strip():
@@ -96,7 +96,7 @@ def record(store: Store, run_id: int | None, annotator: str, example_ids: Sequen
     action, in one transaction. Examples already holding exactly this verdict and note are left alone
     and counted as unchanged; a bulk action without a note keeps each example's own note and leaves
     alone those holding this verdict already. The action's `count` is what changed."""
-    check(label, annotator)
+    _check(label, annotator)
     ids = sorted({int(i) for i in example_ids})  # one order for every writer: no deadlock between bulk actions
     bulk_keeps_notes = len(ids) > 1 and note is None
     kind = "adjudication" if adjudicate else "verdict"
@@ -150,8 +150,7 @@ def undo(store: Store, run_id: int, annotator: str) -> Done | None:
             _serialise(session, "adjudications")
         events = list(session.scalars(select(LabelEvent).where(LabelEvent.action_id == target.id)
                                       .order_by(LabelEvent.id)))
-        kind = events[0].kind if events else "verdict"
-        model = Label if kind == "verdict" else Adjudication
+        kind, model = ("adjudication", Adjudication) if target.kind == "adjudicate" else ("verdict", Label)
         current = _current(session, model, annotator, [e.example_id for e in events])
         todo = [(e.example_id, e.previous_label, e.previous_note) for e in events
                 if (getattr(current.get(e.example_id), "label", None), getattr(current.get(e.example_id), "note", None))
@@ -203,16 +202,15 @@ def run_verdicts(store: Store, run_id: int) -> list[tuple[int, str, str, str, bo
         return ([(*row, False) for row in s.execute(verdicts)] + [(*row, True) for row in s.execute(decisions)])
 
 
-def run_event_digest(store: Store, run_id: int) -> tuple[int, list[tuple]]:
-    """(the latest event id, the (event id, content id, annotator, kind, label) of every event) on the
-    run's examples: what the manifest's hash of the label events is made from."""
+def run_events(store: Store, run_id: int) -> list[tuple]:
+    """(event id, content id, annotator, kind, label) of every event on the run's examples, oldest
+    first: what the manifest's hash of the label events is made from."""
     query = (select(LabelEvent.id, Example.content_id, LabelEvent.annotator, LabelEvent.kind, LabelEvent.label)
              .join(Example, Example.id == LabelEvent.example_id)
              .join(Result, Result.example_id == LabelEvent.example_id)
              .where(Result.run_id == run_id).order_by(LabelEvent.id))
     with store.read() as s:
-        rows = [tuple(row) for row in s.execute(query)]
-    return (rows[-1][0] if rows else 0), rows
+        return [tuple(row) for row in s.execute(query)]
 
 
 def labelled_by(store: Store, run_id: int, annotator: str) -> set[int]:

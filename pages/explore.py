@@ -15,7 +15,7 @@ from scar_core.diagnostics.table import (PART_LABELS, PARTS, against_data_set, d
 from scar_core.errors import ScarError
 from scar_core.display import code_css, markdown_escape, render_markdown, snippet, visible
 from scar_core.jobs import labelling, map as map_job, selection
-from scar_core.jobs.score import run_scope, scope_note
+from scar_core.jobs.score import scope_note
 from scar_core.labels import LABELS, POLICIES, agreement, review_queue
 from scar_core.ranker import has_predicted_lm_term
 from scar_core.select import rank_and_percentile
@@ -33,7 +33,7 @@ if done == 0:
     st.info("This run has no scores yet; watch its progress on the Rank page.")
     st.stop()
 me = shared.annotator()
-scope_said = scope_note(run_scope(store, run.id))
+scope_said = scope_note(store, run)
 if scope_said:
     st.info(f"This run scored a random {scope_said} of its data set; the rest is not here.")
 
@@ -294,7 +294,8 @@ with st.expander("Label many at once, and agreement between annotators"):
     target = nav  # exactly the rows the table lists: its filters and any map selection together
     b1, b2 = st.columns([1, 3])
     bulk_label = b1.selectbox("Label", LABELS, key="bulk_label")
-    already = labelling.already(store, run.id, me, target, bulk_label) if me else 0
+    annotations = labelling.annotations(store, run.id)
+    already = labelling.already(annotations, me, target, bulk_label) if me else 0
     change = len(target) - already
     if b2.button(f"Label {change} as {bulk_label}…", key="bulk_start", disabled=not change):
         state["bulk_pending"] = {"ids": list(target), "label": bulk_label, "change": change}
@@ -308,10 +309,10 @@ with st.expander("Label many at once, and agreement between annotators"):
         c1, c2 = st.columns(2)
         c1.button("Confirm", key="bulk_confirm", type="primary", on_click=confirm_bulk)
         c2.button("Cancel", key="bulk_cancel", on_click=lambda: state.pop("bulk_pending", None))
-    st.download_button("Download everyone's labels (for rank --labels)", labelling.labels_file(store, run.id),
+    st.download_button("Download everyone's labels (for rank --labels)", partial(labelling.labels_file, store, run.id),
                        file_name=f"labels-run-{run.id}.jsonl", mime="application/jsonl", on_click="ignore",
                        key="download_labels")
-    pairs = agreement(labelling.annotations(store, run.id))
+    pairs = agreement(annotations)
     if pairs:
         st.dataframe(pd.DataFrame([{"annotators": f"{snippet(p.first, 40)} · {snippet(p.second, 40)}",
                                     "both labelled": p.shared, "same label": f"{p.agreement:.0%}",

@@ -30,15 +30,15 @@ chosen = selection.saved_one(store, selection_id)
 if chosen.version != latest_version[chosen.name]:
     st.info(f"Version {chosen.version} of '{chosen.name}' was replaced by version "
             f"{latest_version[chosen.name]}; this exports version {chosen.version} as it was saved.")
-scope = scoring.run_scope(store, run.id)
-if scope["sample"]:
-    st.warning(f"This run scored a random {scoring.scope_note(scope)} of its data set: this selection is a cut "
+sample = scoring.scope_note(store, run)
+if sample:
+    st.warning(f"This run scored a random {sample} of its data set: this selection is a cut "
                "of that sample, not of the whole data set. The manifest says so.")
 applied = chosen.params.get("labels")
 if applied:
     st.caption(f"Labels applied under the policy '{applied['policy']}' when this was saved: "
                f"{steps_in_words(applied['rows'])}.")
-sample_ok = not scope["sample"] or st.checkbox("Export this cut of a sample anyway", key="export_sample")
+sample_ok = not sample or st.checkbox("Export this cut of a sample anyway", key="export_sample")
 fmt = st.radio("Shape", ["alpaca", "sharegpt", "messages"], horizontal=True, key="export_format",
                format_func={"alpaca": "Alpaca", "sharegpt": "ShareGPT", "messages": "OpenAI messages"}.get)
 with_scores = st.checkbox("Add each row's score", key="with_scores")

@@ -162,7 +162,7 @@ def run_history() -> None:
     table = []
     for run in history:
         job = jobs.get_job(store, run.job_id) if run.job_id else None
-        table.append({"run": run.id, "scope": scoring.scope_note(scoring.run_scope(store, run.id)) or "whole data set",
+        table.append({"run": run.id, "scope": scoring.scope_note(store, run) or "whole data set",
                       "ranker": names.get(run.ranker_id), "device": run.device,
                       "precision": run.precision, "status": run.status,
                       "scored": f"{job.done}/{job.total}" if job else "", "started": run.started_at,

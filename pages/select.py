@@ -16,9 +16,9 @@ from scar_core.labels import POLICIES, steps_in_words
 from scar_core.select import around_cut, rank_and_percentile, rule_value_at, split_stats
 
 store, run = shared.page_run("Select", finished_only=True)
-scope = scoring.run_scope(store, run.id)
-if scope["sample"]:
-    st.warning(f"This run scored a random {scoring.scope_note(scope)} of its data set, not all of it: a cut "
+sample = scoring.scope_note(store, run)
+if sample:
+    st.warning(f"This run scored a random {sample} of its data set, not all of it: a cut "
                "here is a cut of the sample. Score the whole data set on the Rank page before exporting a "
                "training set.")
 
@@ -85,13 +85,13 @@ if st.checkbox("Per-source quotas", key="use_quotas"):
 
 coverage = st.slider("Coverage: 0 cuts by score alone; towards 1 the cut spreads over clusters of similar responses",
                      0.0, 1.0, 0.0, 0.05, key="coverage")
-clusters = shared.run_clusters(store, run.id) if coverage > 0 or st.session_state.get("show_evidence", True) else None
+space = shared.run_space(store, run.id) if coverage > 0 or st.session_state.get("show_evidence", True) else None
 if coverage > 0:
-    st.caption(f"{clusters[1]} clusters (k-means of the responses' v_lf embeddings, seed 0; the cut takes from each "
+    st.caption(f"{space.k} clusters (k-means of the responses' v_lf embeddings, seed 0; the cut takes from each "
                "in proportion to its size as coverage rises).")
 cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, policy=policy,
                               keep_flagged=not skip_flagged, quotas=quotas, table=table, coverage=coverage,
-                              clusters=clusters)
+                              space=space)
 left_out = n - cut.eligible
 
 m = st.columns(5)
@@ -106,16 +106,16 @@ if cut.label_policy:
                   if cut.label_policy["rows"]["unresolved"] else "."))
 st.table(split_stats(cut.mask, table["words"].to_numpy()))
 
+decided = labelling.resolution(store, run.id, policy)  # the label column near the cut and the evidence
 if st.toggle("Evidence: the cut beside random, longest-k and length-matched subsets of the same size",
              value=True, key="show_evidence") and len(cut.kept):
-    st.dataframe(selection.run_evidence(store, run.id, cut, table, clusters, policy), key="evidence")
+    st.dataframe(selection.run_evidence(cut, table, space, decided), key="evidence")
     st.caption("Each baseline keeps as many rows as the cut under the same cleaning, quotas and labels (random: "
                "seeded; longest: the longest responses; length-matched: random within the cut's length bins). "
                "Mean score favours the cut by construction; clusters touched, diversity (mean pairwise cosine "
                "distance of v_lf), length and overlap with longest-k say more.")
 
 st.subheader("At the cut line")
-decided = labelling.resolution(store, run.id, policy)
 above, below = around_cut(cut, scores)
 texts = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(
     ids=table["example_id"].to_numpy()[np.concatenate([above, below])].tolist()), limit=len(above) + len(below))}

@@ -74,14 +74,13 @@ def run_table(store: Store, run_id: int):
 
 
 @st.cache_data(max_entries=4, show_spinner="Clustering the responses (k-means of v_lf)…")
-def _run_clusters(url: str, run_id: int, rows: int):
-    store_ = open_store(url)
-    return selection.run_clusters(store_, run_id, _run_table(url, run_id, rows))
+def _run_space(url: str, run_id: int, rows: int):
+    return selection.run_space(open_store(url), run_id, _run_table(url, run_id, rows))
 
 
-def run_clusters(store: Store, run_id: int):
-    """(cluster per run-table row, number of clusters), cached until the run gains rows."""
-    return _run_clusters(store.url, run_id, runs.count_done(store, run_id))
+def run_space(store: Store, run_id: int):
+    """The run's embeddings and clusters (scar_core.jobs.selection.run_space), cached until the run gains rows."""
+    return _run_space(store.url, run_id, runs.count_done(store, run_id))
 
 
 def guarded(work: Callable[[], None]) -> None:
@@ -142,7 +141,7 @@ def run_names(store: Store, items: list[runs.Run]) -> dict[int, str]:
     """{run id: "run 3: dataset · ranker · precision · status[ · sample of 20 of 450 rows]"} for run choosers."""
     names = {d.id: d.name for d in datasets.list_datasets(store)}
     ranker_names = {r.id: r.name for r in rankers.list_rankers(store)}
-    scope = {r.id: scoring.scope_note(scoring.run_scope(store, r.id)) for r in items}
+    scope = {r.id: scoring.scope_note(store, r) for r in items}
     return {r.id: f"run {r.id}: {names.get(r.dataset_id, '?')} · ranker {ranker_names.get(r.ranker_id, '?')} · "
                   f"{r.precision} · {r.status}" + (f" · {scope[r.id]}" if scope[r.id] else "") for r in items}
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scar_core.errors import ScarError
-from scar_core.select import rank_order
+from scar_core.select import Selection, eligible_rows, rank_order, select
 
 EMBEDDING = "v_lf"
 METHOD = "cluster-proportional quotas, rounded up"
@@ -147,3 +147,21 @@ def coverage_order(scores: np.ndarray, vectors: np.ndarray | None, coverage: flo
     priority = np.full(len(scores), -np.inf)
     priority[order[walk]] = np.arange(n, 0, -1, dtype=np.float64)  # n for the first row walked, 1 for the last
     return Coverage(priority, clusters, int(k), float(coverage), int(seed))
+
+
+def covered_cut(scores: np.ndarray, rule: str, value: float, coverage: float, *, vectors: np.ndarray | None = None,
+                groups: np.ndarray | None = None, k: int | None = None, seed: int = 0,
+                **rule_options) -> tuple[Selection, Coverage | None]:
+    """`scar_core.select.select` at `coverage` (0: the plain cut): the walk's priority spreads the cut over
+    k-means `groups` of the eligible rows (computed from `vectors` when not given), and the Selection
+    records how (its `ordering`). `rule_options` are select's (clusters of duplicates, left_out_by,
+    quotas, labels, ...). Returns the cut and the Coverage it used (None at 0), so callers can reuse its
+    clusters."""
+    if coverage <= 0:
+        return select(scores, rule, value, **rule_options), None
+    pool = eligible_rows(scores, rule_options.get("clusters"), rule_options.get("left_out_by"),
+                         rule_options.get("keep_flagged", False))[0]
+    spread = coverage_order(scores, vectors, coverage, pool=pool, clusters=groups, k=k, seed=seed)
+    chosen = select(scores, rule, value, priority=spread.priority, **rule_options)
+    chosen.ordering = spread.params()
+    return chosen, spread

@@ -99,10 +99,6 @@ class Resolution:
             out[step] += 1
         return out
 
-    def conflicts(self) -> list:
-        """Keys whose annotators disagree (adjudicated ones included)."""
-        return [key for key, votes in self.votes.items() if len(votes) > 1]
-
     def summary(self, key) -> str:
         """How the row's label reads in a table: "keep", "2 keep / 1 drop", "→ drop (lead; 1 keep / 1 drop)",
         "" when nobody labelled it."""

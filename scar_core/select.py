@@ -88,21 +88,18 @@ def rule_count(scores: np.ndarray, rule: str, value: float) -> int:
     raise ScarError(f"unknown rule '{rule}'; choose one of {', '.join(RULES)}")
 
 
-def eligible_rows(scores: np.ndarray, clusters: np.ndarray | None = None, off_language: np.ndarray | None = None,
-                  keep_flagged: bool = False, left_out_by: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
+def eligible_rows(scores: np.ndarray, clusters: np.ndarray | None = None, left_out_by: np.ndarray | None = None,
+                  keep_flagged: bool = False) -> tuple[np.ndarray, dict[str, int]]:
     """(mask of the rows a cut may take, how many were left out and why): step 1 of the module docstring.
     `left_out_by` names, per row, the cleaning flag that leaves it out whatever its score ("language", "echo",
-    "empty", "refusal"; None or NaN: none; CleanReport.left_out_by, scar_core.clean.left_out_kind); without it,
-    `off_language` rows count as "language". Kinds other than language are counted only when present."""
+    "empty", "refusal"; None or NaN: none; CleanReport.left_out_by, scar_core.clean.left_out_kind). Kinds
+    other than language are counted only when present."""
     scores = np.asarray(scores, dtype=np.float64)
     n = len(scores)
     scored = ~np.isnan(scores)
     if keep_flagged:
         return scored, {"unscored": int((~scored).sum())}
-    if left_out_by is None:
-        language = np.zeros(n, bool) if off_language is None else np.asarray(off_language, dtype=bool)
-        left_out_by = np.where(language, "language", None)
-    by = np.asarray(left_out_by, dtype=object)
+    by = np.full(n, None, dtype=object) if left_out_by is None else np.asarray(left_out_by, dtype=object)
     flagged = np.array([isinstance(kind, str) for kind in by], dtype=bool)
     duplicate = np.zeros(n, bool) if clusters is None else duplicate_of(clusters, scores, flagged) >= 0
     left_out = {"language": int((by == "language").sum()),
@@ -112,17 +109,16 @@ def eligible_rows(scores: np.ndarray, clusters: np.ndarray | None = None, off_la
 
 
 def select(scores: np.ndarray, rule: str, value: float, *, clusters: np.ndarray | None = None,
-           off_language: np.ndarray | None = None, sources: np.ndarray | None = None,
+           left_out_by: np.ndarray | None = None, sources: np.ndarray | None = None,
            quotas: dict[str, int] | None = None, labels: np.ndarray | None = None,
-           keep_flagged: bool = False, priority: np.ndarray | None = None,
-           left_out_by: np.ndarray | None = None) -> Selection:
+           keep_flagged: bool = False, priority: np.ndarray | None = None) -> Selection:
     """Select rows by `rule` ("ratio", "topk", "threshold") and `value`, in the order of the module
     docstring. Arrays align with `scores` (NaN: not scored): `clusters` numbers duplicate clusters
-    (-1: none), `off_language` marks rows flagged for language, `sources` names each row's source for
+    (-1: none), `left_out_by` names the flag leaving a row out (eligible_rows), `sources` each row's source for
     `quotas` {source: most rows kept}, `labels` holds "keep"/"drop"/"flag"/None per row, `priority` the
     order the cut walks the eligible rows in (higher first; None: by score)."""
     scores = np.asarray(scores, dtype=np.float64)
-    eligible, left_out = eligible_rows(scores, clusters, off_language, keep_flagged, left_out_by)
+    eligible, left_out = eligible_rows(scores, clusters, left_out_by, keep_flagged)
     pool = np.flatnonzero(eligible)
     by_score = pool[rank_order(scores[pool])]
     if priority is None:

@@ -792,7 +792,7 @@ def curve(study: Study, base: BaseModel, settings: Settings, ratios: Sequence[fl
     free = np.flatnonzero(~blocked & ~np.isnan(score))
     out = []
     for ratio in ratios:
-        chosen = select(score, "ratio", ratio, clusters=report.cluster_ids, off_language=report.off_language,
+        chosen = select(score, "ratio", ratio, clusters=report.cluster_ids, left_out_by=report.left_out_by,
                         keep_flagged=keep_flagged)
         k = len(chosen.kept)
         rnd = np.sort(np.random.default_rng(settings.seed).choice(free, size=min(k, len(free)), replace=False))

@@ -32,7 +32,8 @@ def pool(seed=0):
 
 
 def cut_of(scores, clusters, off_language, sources, labels=None, quotas=None, ratio=0.1):
-    return select(scores, "ratio", ratio, clusters=clusters, off_language=off_language, sources=sources,
+    return select(scores, "ratio", ratio, clusters=clusters, left_out_by=np.where(off_language, "language", None),
+                  sources=sources,
                   quotas=quotas, labels=labels)
 
 

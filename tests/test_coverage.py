@@ -39,7 +39,7 @@ def test_coverage_zero_is_todays_cut_same_rows_same_order():
     labels = np.full(n, None, dtype=object)
     labels[[12, 13]] = "keep"
     labels[[14]] = "drop"
-    args = dict(clusters=clusters, off_language=off, sources=sources, quotas={"a": 15}, labels=labels)
+    args = dict(clusters=clusters, left_out_by=np.where(off, "language", None), sources=sources, quotas={"a": 15}, labels=labels)
     today = select(scores, "ratio", 0.1, **args)
     cov = coverage_order(scores, vectors, 0.0, pool=today.pool, seed=0)
     same = select(scores, "ratio", 0.1, priority=cov.priority, **args)

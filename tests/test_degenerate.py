@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from scar_core.clean import clean, degenerate, leaves_out, left_out_kind
-from scar_core.cli import main
 from scar_core.errors import ScarError
 from scar_core.example import Example
+from tests.test_clean import cli
 
 SKY = "Explain why the sky is blue in two sentences."
 SKY_ANSWER = ("Sunlight is scattered by the molecules of the air, and blue light, with its short wavelength, is "
@@ -194,12 +194,6 @@ def test_leaves_out_reads_a_rows_flags_as_listed_or_as_stored():
 
 
 # --- command line ---------------------------------------------------------------------------------
-
-def cli(capsys, *args: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    return code, capsys.readouterr().err
-
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory) -> Path:

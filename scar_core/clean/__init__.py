@@ -98,9 +98,7 @@ class CleanReport:
     def left_out(self) -> np.ndarray:
         """Per position, whether a flag of its own leaves it out of cuts whatever its score (language,
         echo, empty; refusal with refusals="drop"): `leaves_out`, duplicates aside."""
-        out = self.off_language.copy()
-        out[[p for p, f in self.degenerate.items() if leaves_out([f])]] = True
-        return out
+        return np.array([kind is not None for kind in self.left_out_by], dtype=bool)
 
     @cached_property
     def left_out_by(self) -> np.ndarray:
@@ -169,18 +167,18 @@ class CleanReport:
 
 
 def duplicate_of(clusters: np.ndarray, scores: np.ndarray | None = None,
-                 off_language: np.ndarray | None = None) -> np.ndarray:
+                 left_out: np.ndarray | None = None) -> np.ndarray:
     """Per row, the position of the member its duplicate cluster keeps, or -1 for rows that are kept.
 
-    `clusters` numbers each row's cluster (-1: in none). A cluster keeps one member: one not flagged
-    for language if it has any, then the best-scored (NaN ranks last), then the first. The CLI and
+    `clusters` numbers each row's cluster (-1: in none). A cluster keeps one member: one that no flag
+    of its own leaves out (`left_out`: language, echo, empty...) if it has any, then the best-scored (NaN ranks last), then the first. The CLI and
     the app both decide duplicates here, after scoring, so both keep the same copy.
     """
     clusters = np.asarray(clusters, dtype=np.int64)
     n = len(clusters)
     score = np.zeros(n) if scores is None else np.asarray(scores, dtype=np.float64)
     score = np.where(np.isnan(score), -np.inf, score)
-    flagged = np.zeros(n, bool) if off_language is None else np.asarray(off_language, dtype=bool)
+    flagged = np.zeros(n, bool) if left_out is None else np.asarray(left_out, dtype=bool)
     out = np.full(n, -1, dtype=np.int64)
     members = np.flatnonzero(clusters >= 0)
     order = members[np.lexsort((members, -score[members], flagged[members], clusters[members]))]

@@ -15,9 +15,9 @@ from scar_core.export import describe_input, describe_ranker, export, file_sha25
 from scar_core.jobs.ray import ray_device_precision
 from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_labels, resolve as decide_labels
 from scar_core.ranker import checkpoint_location
-from scar_core.select import eligible_rows, rule_of, select
+from scar_core.select import rule_of
 from scar_core.baselines import baselines
-from scar_core.coverage import cluster_rows, coverage_order
+from scar_core.coverage import cluster_rows, covered_cut
 from scar_core.evidence import evidence
 
 
@@ -72,16 +72,12 @@ def run(args: argparse.Namespace) -> int:
     score[todo] = scores.score
     sources = np.array([ex.source for ex in examples], dtype=object)
     per_row = None if decided is None else np.array([decided.decided.get(ex.id) for ex in examples], dtype=object)
-    cleaning = dict(clusters=report.cluster_ids, off_language=report.off_language, left_out_by=report.left_out_by,
-                    keep_flagged=args.keep_flagged)
+    cleaning = dict(clusters=report.cluster_ids, left_out_by=report.left_out_by, keep_flagged=args.keep_flagged)
     vectors = np.zeros((len(examples), scores.v_lf.shape[1]), np.float32)
     vectors[todo] = scores.v_lf
-    spread = None
-    if args.coverage > 0:
-        spread = coverage_order(score, vectors, args.coverage, pool=eligible_rows(score, **cleaning)[0], seed=args.seed)
-    chosen = select(score, *rule_of(args.ratio, args.topk, args.threshold), sources=sources, quotas=quotas,
-                    labels=per_row, priority=None if spread is None else spread.priority, **cleaning)
-    chosen.ordering = None if spread is None else spread.params()
+    chosen, spread = covered_cut(score, *rule_of(args.ratio, args.topk, args.threshold), args.coverage,
+                                 vectors=vectors, seed=args.seed, sources=sources, quotas=quotas, labels=per_row,
+                                 **cleaning)
     chosen.label_policy = label_summary(decided)
     kept = [examples[i] for i in chosen.kept]
     if cluster is None:
@@ -97,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
                     device=device, precision=precision, cleaning=report.summary(),
                     scope={"sample": False, "rows": len(examples), "of": len(examples)}, selection=chosen.params())
     if args.baselines:
-        info["baselines"], info["evidence"] = write_baselines(args, examples, chosen, score, vectors, sources, per_row,
-                                                              info)
+        groups = spread.clusters if spread else cluster_rows(vectors, pool=chosen.pool, seed=args.seed)[0]
+        info["baselines"], info["evidence"] = write_baselines(args, examples, chosen, score, vectors, groups, sources,
+                                                              per_row, info)
     written = export(args.out, kept, args.format, score[chosen.kept] if args.with_scores else None, info)
     print(f"kept {len(kept)} of {chosen.eligible} pairs (lowest kept score {chosen.threshold}); "
           f"wrote {written.path} and {written.manifest_path}", file=sys.stderr)
@@ -106,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_baselines(args: argparse.Namespace, examples: list, chosen, score: np.ndarray, vectors: np.ndarray,
-                    sources: np.ndarray, labels: np.ndarray | None, info: dict) -> tuple[list[dict], dict]:
+                    groups: np.ndarray, sources: np.ndarray, labels: np.ndarray | None,
+                    info: dict) -> tuple[list[dict], dict]:
     """Write the cut's three matched baselines beside the output (OUT.random.jsonl, OUT.longest.jsonl,
     OUT.length-matched.jsonl, each with its manifest); (their list for the cut's manifest, the evidence
     comparing all four subsets)."""
@@ -122,10 +120,8 @@ def write_baselines(args: argparse.Namespace, examples: list, chosen, score: np.
                                   scope=info["scope"], selection=subset.params()))
         listed.append({"kind": kind, "path": str(written.path), "rows": len(rows), "sha256": file_sha256(written.path),
                        "selected_ids_sha256": written.manifest["selected_ids_sha256"], "made": subset.params()["ordering"]})
-    pool = chosen.pool
-    clusters = cluster_rows(vectors, pool=pool, seed=args.seed)[0]
-    found = evidence({"cut": chosen, **subsets}, scores=score, lengths=lengths, vectors=vectors, clusters=clusters,
-                     sources=sources, labels=labels, pool=pool)
+    found = evidence({"cut": chosen, **subsets}, scores=score, lengths=lengths, vectors=vectors, clusters=groups,
+                     sources=sources, labels=labels, pool=chosen.pool)
     return listed, found.record
 
 

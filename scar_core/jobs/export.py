@@ -46,7 +46,7 @@ class ExportPackage:
                         device=self.run.device, precision=self.run.precision,
                         cleaning=(job.params.get("clean") if job else None),
                         selection={k: v for k, v in self.selection.params.items() if k != "label_events"},
-                        scope=run_scope(self.store, self.run.id), saved=self.saved())
+                        scope=run_scope(self.store, self.run), saved=self.saved())
 
     def saved(self) -> dict:
         """What only the store knows: which version of which saved selection, from which run, and the

@@ -18,8 +18,7 @@ def label(store: Store, run_id: int, example_ids: Sequence[int], verdict: str, a
           note: str | None = None) -> str:
     """Give these examples this annotator's verdict (one action, one transaction); says how many changed."""
     annotator = _name(annotator)
-    n = len(set(example_ids))
-    what = f"labelled {n} example{'s' if n != 1 else ''} {verdict}"
+    what = f"labelled {_examples(example_ids)} {verdict}"
     done = labels.record(store, run_id, annotator, example_ids, verdict, note, description=what)
     return _said(what, done)
 
@@ -28,8 +27,7 @@ def adjudicate(store: Store, run_id: int, example_ids: Sequence[int], verdict: s
                note: str | None = None) -> str:
     """A lead's decision on examples whose annotators disagree; the label policy puts it first."""
     lead = _name(lead)
-    n = len(set(example_ids))
-    what = f"decided {n} example{'s' if n != 1 else ''} {verdict} as lead"
+    what = f"decided {_examples(example_ids)} {verdict} as lead"
     done = labels.record(store, run_id, lead, example_ids, verdict, note, description=what, adjudicate=True)
     return _said(what, done)
 
@@ -62,8 +60,8 @@ def resolution(store: Store, run_id: int, policy: str = DEFAULT_POLICY) -> Resol
 def event_digest(store: Store, run_id: int) -> dict:
     """The label events a selection saw: the latest event id and a hash of every event on the run's
     examples (kept with a saved selection; its manifest names them)."""
-    last, events = labels.run_event_digest(store, run_id)
-    return {"last_event_id": last, "events_sha256": hashlib.sha256(json.dumps(events).encode()).hexdigest(),
+    events = labels.run_events(store, run_id)
+    return {"last_event_id": events[-1][0] if events else 0, "events_sha256": hashlib.sha256(json.dumps(events).encode()).hexdigest(),
             "events": len(events)}
 
 
@@ -81,10 +79,12 @@ def labelled_by(store: Store, run_id: int, annotator: str) -> set[int]:
     return labels.labelled_by(store, run_id, annotator)
 
 
-def already(store: Store, run_id: int, annotator: str, example_ids: Sequence[int], verdict: str) -> int:
-    """How many of these examples carry this annotator's `verdict` already (a bulk action leaves them)."""
+def already(annotations: Sequence[tuple[int, str, str]], annotator: str, example_ids: Sequence[int],
+            verdict: str) -> int:
+    """How many of these examples carry this annotator's `verdict` already (a bulk action leaves them),
+    from the run's `annotations`."""
     wanted = set(int(i) for i in example_ids)
-    return sum(1 for example_id, who, given in labels.run_annotations(store, run_id)
+    return sum(1 for example_id, who, given in annotations
                if who == annotator and given == verdict and example_id in wanted)
 
 
@@ -120,6 +120,11 @@ def label_filter(decided: Resolution, choice: str, run_ids: Sequence[int]) -> li
     if choice == "conflict":
         return sorted(k for k, step in decided.step.items() if step == "unresolved")
     return sorted(k for k, verdict in decided.decided.items() if verdict == choice)
+
+
+def _examples(example_ids: Sequence[int]) -> str:
+    n = len(set(example_ids))
+    return f"{n} example{'s' if n != 1 else ''}"
 
 
 def _name(annotator: str) -> str:

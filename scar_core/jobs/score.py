@@ -178,21 +178,31 @@ def work_left(store: Store, job_id: int, run_id: int) -> tuple[list, int]:
     return [e for e in todo if e.id in wanted], len(chosen)
 
 
-def run_scope(store: Store, run_id: int) -> dict:
-    """Whether a run scored its whole dataset or a sample: {"sample": bool, "rows": scored, "of": the
-    dataset's rows, "seed": the sample's seed}."""
-    run = runs.get_run(store, run_id)
+def run_sample(store: Store, run: Run) -> int | None:
+    """The rows a sample run was asked to score, None for a whole-dataset run (runs since issue 26 keep
+    it in their params; older ones only in their job's)."""
+    if "sample" in run.params:
+        return run.params["sample"]
     job = jobs.get_job(store, run.job_id) if run.job_id else None
-    total = datasets.count_examples(store, run.dataset_id)
-    sample = (job.params.get("sample") if job else None) or run.params.get("sample")
+    return job.params.get("sample") if job else None
+
+
+def run_scope(store: Store, run: Run) -> dict:
+    """Whether a run scored its whole dataset or a sample: {"sample": bool, "rows": scored, "of": the
+    dataset's rows, "seed": the sample's seed}, as export manifests record it."""
+    total, sample = datasets.count_examples(store, run.dataset_id), run_sample(store, run)
     if not sample:
         return {"sample": False, "rows": total, "of": total}
     return {"sample": True, "rows": min(int(sample), total), "of": total, "seed": SAMPLE_SEED}
 
 
-def scope_note(scope: dict) -> str | None:
-    """'sample of 20 of 450 rows' for a sample run, None for a whole dataset."""
-    return f"sample of {scope['rows']:,} of {scope['of']:,} rows" if scope["sample"] else None
+def scope_note(store: Store, run: Run) -> str | None:
+    """'sample of 20 of 450 rows' for a sample run; None for a whole dataset (no query for a run that
+    records its scope)."""
+    if not run_sample(store, run):
+        return None
+    scope = run_scope(store, run)
+    return f"sample of {scope['rows']:,} of {scope['of']:,} rows"
 
 
 @dataclass(frozen=True)

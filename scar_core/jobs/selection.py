@@ -12,23 +12,22 @@ from db.models import Selection as SavedSelection
 from db.store import Store
 from scar_core.clean import duplicate_of, left_out_kind
 from scar_core.jobs import labelling
-from scar_core.labels import DEFAULT_POLICY, label_summary
+from scar_core.labels import DEFAULT_POLICY, Resolution, label_summary
 from scar_core.baselines import baselines
-from scar_core.coverage import cluster_rows, coverage_order
+from scar_core.coverage import cluster_rows, covered_cut
 from scar_core.evidence import evidence
-from scar_core.select import Selection, eligible_rows, select
+from scar_core.select import Selection
 
 
 def run_table(store: Store, run_id: int) -> pd.DataFrame:
     """The run's per-example columns (db.browse.run_columns) with `flags` naming every finding, exact
     and near duplicates included: which copy of a cluster is the duplicate depends on this run's scores.
     `left_out_by` names the stored flag that leaves a row out of cuts whatever its score (language, echo,
-    empty, a dropped refusal; None: none) and `language` marks those rows (scar_core.clean.left_out_kind)."""
+    empty, a dropped refusal; None: none; scar_core.clean.left_out_kind)."""
     table = browse.run_columns(store, run_id)
     table["left_out_by"] = [left_out_kind(findings) for findings in table["findings"]]  # None: no such flag
-    table["language"] = table["left_out_by"].notna()
     clusters = table["duplicate_cluster"].to_numpy()
-    keeper = duplicate_of(clusters, table["score"].to_numpy(), table["language"].to_numpy())
+    keeper = duplicate_of(clusters, table["score"].to_numpy(), table["left_out_by"].notna().to_numpy())
     groups = table["exact_group"].to_numpy()
     dup = keeper >= 0
     kind = np.where(groups == groups[np.maximum(keeper, 0)], "exact", "near")
@@ -56,49 +55,54 @@ def run_embeddings(store: Store, table: pd.DataFrame, run_id: int) -> np.ndarray
     return out
 
 
-def run_clusters(store: Store, run_id: int, table: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, int]:
-    """(k-means cluster of each table row's v_lf, -1 where none; the number of clusters) for the coverage
-    cut and the evidence (scar_core.coverage.cluster_rows; pages cache it per run)."""
+@dataclass(frozen=True)
+class Space:
+    """A run's response embeddings (v_lf, in its table's row order) and their k-means clusters (-1: none),
+    read and computed once per run for the coverage cut and the evidence (pages cache it)."""
+
+    vectors: np.ndarray
+    clusters: np.ndarray
+    k: int
+
+
+def run_space(store: Store, run_id: int, table: pd.DataFrame, seed: int = 0) -> Space:
+    vectors = run_embeddings(store, table, run_id)
     scored = ~np.isnan(table["score"].to_numpy(dtype=np.float64))
-    return cluster_rows(run_embeddings(store, table, run_id), pool=scored, seed=seed)
+    return Space(vectors, *cluster_rows(vectors, pool=scored, seed=seed))
 
 
 def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels: bool = True,
                policy: str = DEFAULT_POLICY, keep_flagged: bool = False, quotas: dict[str, int] | None = None,
                table: pd.DataFrame | None = None, coverage: float = 0.0,
-               clusters: tuple[np.ndarray, int] | None = None) -> tuple[Selection, pd.DataFrame]:
+               space: Space | None = None) -> tuple[Selection, pd.DataFrame]:
     """Apply the selection rule to a run (its table from `run_table`, read when not given; labels are
     always read fresh and decided by the label `policy`; `coverage` above 0 spreads the cut over the
-    run's clusters, from `run_clusters` when given): (what it kept, the table its positions refer to)."""
+    run's clusters, from `space` (run_space) when given): (what it kept, the table its positions refer to)."""
     table = run_table(store, run_id) if table is None else table
     decided = labelling.resolution(store, run_id, policy) if use_labels else None
     per_row = table["example_id"].map(decided.decided).to_numpy(dtype=object) if decided else None
     scores = table["score"].to_numpy()
-    cleaning = dict(clusters=table["duplicate_cluster"].to_numpy(), off_language=table["language"].to_numpy(),
+    cleaning = dict(clusters=table["duplicate_cluster"].to_numpy(),
                     left_out_by=table["left_out_by"].to_numpy(dtype=object), keep_flagged=keep_flagged)
-    spread = None
     if coverage > 0:
-        groups, k = clusters or run_clusters(store, run_id, table)
-        spread = coverage_order(scores, None, coverage, pool=eligible_rows(scores, **cleaning)[0], clusters=groups, k=k)
-    chosen = select(scores, rule, value, sources=table["source"].to_numpy(dtype=object), quotas=quotas, labels=per_row,
-                    priority=None if spread is None else spread.priority, **cleaning)
-    chosen.ordering = None if spread is None else spread.params()
+        space = space or run_space(store, run_id, table)
+    chosen, _ = covered_cut(scores, rule, value, coverage, groups=space.clusters if space else None,
+                            k=space.k if space else None, sources=table["source"].to_numpy(dtype=object),
+                            quotas=quotas, labels=per_row, **cleaning)
     chosen.label_policy = label_summary(decided)
     return chosen, table
 
 
-def run_evidence(store: Store, run_id: int, chosen: Selection, table: pd.DataFrame,
-                 clusters: tuple[np.ndarray, int], policy: str = DEFAULT_POLICY) -> pd.DataFrame:
-    """The cut beside its three matched baselines (scar_core.baselines, same cleaning, quotas and labels):
-    one row per subset of scar_core.evidence's figures, for the Select page's evidence panel."""
+def run_evidence(chosen: Selection, table: pd.DataFrame, space: Space, decided: Resolution | None) -> pd.DataFrame:
+    """The cut beside its three matched baselines (scar_core.baselines, same cleaning, quotas and the
+    labels the policy `decided`): one row per subset of scar_core.evidence's figures, for the Select page."""
     scores, lengths = table["score"].to_numpy(), table["words"].to_numpy()
     sources = table["source"].to_numpy(dtype=object)
-    labels = (table["example_id"].map(labelling.resolution(store, run_id, policy).decided).to_numpy(dtype=object)
-              if chosen.labels_applied else None)
+    labels = (table["example_id"].map(decided.decided).to_numpy(dtype=object)
+              if chosen.labels_applied and decided is not None else None)
     subsets = baselines(chosen, scores, lengths, sources=sources, labels=labels)
-    return evidence({"cut": chosen, **subsets}, scores=scores, lengths=lengths,
-                    vectors=run_embeddings(store, table, run_id), clusters=clusters[0], sources=sources,
-                    labels=labels, pool=chosen.pool).table
+    return evidence({"cut": chosen, **subsets}, scores=scores, lengths=lengths, vectors=space.vectors,
+                    clusters=space.clusters, sources=sources, labels=labels, pool=chosen.pool).table
 
 
 @dataclass(frozen=True)
