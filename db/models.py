@@ -108,6 +108,8 @@ class Run(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     device: Mapped[str] = mapped_column(String(32))
     precision: Mapped[str] = mapped_column(String(16))           # resolved: fp32, bf16 or fp16
+    engine: Mapped[str] = mapped_column(String(16), default="torch", server_default="torch")
+    rule: Mapped[int] = mapped_column(Integer, server_default="1")  # scar_core.score.SCORING_RULE it ran
     params: Mapped[dict] = mapped_column(JSON, default=dict)     # batch size, chunk rows, ...
     status: Mapped[str] = mapped_column(String(16), default="queued")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -240,3 +242,29 @@ class Export(Base):
     format: Mapped[str] = mapped_column(String(32))
     manifest: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Signal(Base):
+    """A per-row value beside the SCAR score in one run (response length, kNN novelty, exemplar
+    similarity, IFD, an imported score), with the settings that made it and who made it."""
+
+    __tablename__ = "signals"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_signals_run_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))                # scar_core.signals.KINDS
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    made_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SignalValue(Base):
+    """One row's value of a signal."""
+
+    __tablename__ = "signal_values"
+    __table_args__ = (UniqueConstraint("signal_id", "example_id", name="uq_signal_values"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    signal_id: Mapped[int] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"))
+    value: Mapped[float] = mapped_column(Float)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from db.models import Dataset, Example, Job, Result, Run
 from db.store import Store
 from scar_core.errors import ScarError
+from scar_core.score import SCORING_RULE
 
 VECTOR_DTYPE = np.dtype("<f2")
 SORTS = ("score_desc", "score_asc", "position")
@@ -49,10 +50,10 @@ class ResultFilter:
 
 
 def create_run(store: Store, dataset_id: int, ranker_id: int, device: str, precision: str,
-               params: dict | None = None, job_id: int | None = None) -> Run:
+               params: dict | None = None, job_id: int | None = None, engine: str = "torch") -> Run:
     def work(session: Session) -> Run:
-        run = Run(dataset_id=dataset_id, ranker_id=ranker_id, device=device, precision=precision,
-                  params=params or {}, job_id=job_id, status="queued")
+        run = Run(dataset_id=dataset_id, ranker_id=ranker_id, device=device, precision=precision, engine=engine,
+                  rule=SCORING_RULE, params=params or {}, job_id=job_id, status="queued")
         session.add(run)
         session.flush()
         return run
@@ -60,24 +61,25 @@ def create_run(store: Store, dataset_id: int, ranker_id: int, device: str, preci
 
 
 def start_or_join(store: Store, dataset_id: int, ranker_id: int, device: str, precision: str, params: dict,
-                  job_params: dict) -> tuple[Run, bool]:
+                  job_params: dict, engine: str = "torch") -> tuple[Run, bool]:
     """(the run, joined): a queued or running scoring run of the same dataset, ranker, device,
-    precision and sample when there is one (joined True), else a new run with its queued job. One
+    precision, engine and sample when there is one (joined True), else a new run with its queued job. One
     transaction holding the dataset's row, so two starts at once (a double click, two servers) never
     both create a run."""
     def work(session: Session) -> tuple[Run, bool]:
         session.execute(select(Dataset.id).where(Dataset.id == dataset_id).with_for_update())
         active = session.scalars(select(Run).join(Job, Job.id == Run.job_id).where(
             Run.dataset_id == dataset_id, Run.ranker_id == ranker_id, Run.device == device,
-            Run.precision == precision, Job.status.in_(("queued", "running"))).order_by(Run.id))
+            Run.precision == precision, Run.engine == engine, Run.rule == SCORING_RULE,
+            Job.status.in_(("queued", "running"))).order_by(Run.id))
         same = next((r for r in active if r.params.get("sample") == params.get("sample")), None)
         if same is not None:
             return same, True
         job = Job(kind="score", params=job_params, status="queued")
         session.add(job)
         session.flush()
-        run = Run(dataset_id=dataset_id, ranker_id=ranker_id, device=device, precision=precision, params=params,
-                  job_id=job.id, status="queued")
+        run = Run(dataset_id=dataset_id, ranker_id=ranker_id, device=device, precision=precision, engine=engine,
+                  rule=SCORING_RULE, params=params, job_id=job.id, status="queued")
         session.add(run)
         session.flush()
         job.params = {**job_params, "run_id": run.id}
@@ -99,12 +101,14 @@ def list_runs(store: Store, dataset_id: int | None = None) -> list[Run]:
 
 
 def fill_from_cache(store: Store, run_id: int) -> int:
-    """Copy results for this run's missing examples from earlier runs with the same ranker and precision,
-    matched by content id; returns how many rows were copied. No model is loaded."""
+    """Copy results for this run's missing examples from earlier runs with the same ranker, precision,
+    engine and scoring rule (those give the same bits), matched by content id; returns how many rows
+    were copied. No model is loaded."""
     def work(session: Session) -> int:
         run = session.get(Run, run_id)
-        earlier = list(session.scalars(select(Run.id).where(Run.ranker_id == run.ranker_id, Run.id != run_id,
-                                                            Run.precision == run.precision)))
+        earlier = list(session.scalars(select(Run.id).where(
+            Run.ranker_id == run.ranker_id, Run.id != run_id, Run.precision == run.precision,
+            Run.engine == run.engine, Run.rule == run.rule)))
         if not earlier:
             return 0
         prev, prev_ex, src = aliased(Result), aliased(Example), aliased(Result)

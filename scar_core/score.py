@@ -35,6 +35,11 @@ from scar_core.ranker import StyleRanker
 
 Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
 
+# The version of the rule above that decides a score's bits (1: padding to the batch's longest text,
+# before 2026-12-06; 2: per-text widths and row blocks). Runs record it; cached scores are reused only
+# between runs of the same rule.
+SCORING_RULE = 2
+
 # (most texts, most padded tokens) per encoder batch when the caller does not say.
 BATCH_DEFAULTS = {"cpu": (128, 2048), "cuda": (512, 65536)}
 

@@ -12,11 +12,12 @@ from sqlalchemy.exc import IntegrityError
 
 from db import cleaning, datasets, jobs, labels, maps, open_store, rankers, runs, selections
 from scar_core.jobs import datasets as importing, labelling, selection
-from db.models import Adjudication, Base, Dataset, Example, LabelAction, Result
+from db.models import Adjudication, Base, Dataset, Example, LabelAction, Result, Run
 from db.runs import ResultFilter
 from scar_core.errors import ScarError
 from scar_core.example import Example as CoreExample
 from scar_core.load import LoadResult
+from scar_core.score import SCORING_RULE
 from tests.conftest import postgres_url
 
 
@@ -276,6 +277,21 @@ def test_cache_copies_by_content_ranker_and_precision(store, dataset_file, tmp_p
     other_ranker = rankers.register_ranker(store, "r2", "/r2", "b" * 64, "tiny")
     changed = runs.create_run(store, other.id, other_ranker.id, "cpu", "fp32")
     assert runs.fill_from_cache(store, bf16.id) == 0 and runs.fill_from_cache(store, changed.id) == 0
+    other_engine = runs.create_run(store, other.id, first.ranker_id, "cpu", "fp32", engine="int8")
+    assert runs.fill_from_cache(store, other_engine.id) == 0
+
+
+def test_cache_never_mixes_scores_of_an_older_scoring_rule(store, dataset_file, tmp_path):
+    """Rows scored before per-text padding (rule 1, kept by migration 0004) may differ in their last
+    bits from today's: a new run copies none of them, so it equals a fresh CLI run bit for bit."""
+    ds = importing.import_file(store, dataset_file)
+    first = scored_run(store, ds.id)
+    with store.write() as session:
+        session.get(Run, first.id).rule = 1
+    again = runs.create_run(store, ds.id, first.ranker_id, "cpu", "fp32")
+    assert again.rule == SCORING_RULE == 2
+    assert runs.fill_from_cache(store, again.id) == 0
+    assert runs.start_or_join(store, ds.id, first.ranker_id, "cpu", "fp32", {}, {})[0].rule == SCORING_RULE
 
 
 def test_selections_exports_and_cascading_delete(store, dataset_file):
