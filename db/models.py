@@ -109,7 +109,7 @@ class Run(Base):
     device: Mapped[str] = mapped_column(String(32))
     precision: Mapped[str] = mapped_column(String(16))           # resolved: fp32, bf16 or fp16
     engine: Mapped[str] = mapped_column(String(16), default="torch", server_default="torch")
-    rule: Mapped[int] = mapped_column(Integer, server_default="1")  # scar_core.score.SCORING_RULE it ran
+    rule: Mapped[int] = mapped_column(Integer, server_default="1")  # scar_core.scoring_rule.SCORING_RULE it ran
     params: Mapped[dict] = mapped_column(JSON, default=dict)     # batch size, chunk rows, ...
     status: Mapped[str] = mapped_column(String(16), default="queued")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -268,3 +268,40 @@ class SignalValue(Base):
     signal_id: Mapped[int] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
     example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"))
     value: Mapped[float] = mapped_column(Float)
+
+
+class Person(Base):
+    """Someone who signs in to a team-mode server (`identity`: their e-mail, else the provider's subject)
+    and their role: annotator, lead or admin (scar_core.jobs.access.ROLES)."""
+
+    __tablename__ = "people"
+    __table_args__ = (UniqueConstraint("identity", name="uq_people_identity"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Assignment(Base):
+    """A data set an annotator may label (leads and admins may work on every data set)."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("person_id", "dataset_id", name="uq_assignments_person_dataset"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ActionLog(Base):
+    """One action a person did (saved a selection, exported, deleted, assigned) or was refused: who, what,
+    when. Labelling is in label_actions; this holds the rest. Never deleted."""
+
+    __tablename__ = "action_log"
+    __table_args__ = (Index("ix_action_log_created_at", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    who: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(32))
+    what: Mapped[str] = mapped_column(Text)
+    allowed: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

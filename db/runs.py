@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from db.models import Dataset, Example, Job, Result, Run
 from db.store import Store
 from scar_core.errors import ScarError
-from scar_core.score import SCORING_RULE
+from scar_core.scoring_rule import SCORING_RULE
 
 VECTOR_DTYPE = np.dtype("<f2")
 SORTS = ("score_desc", "score_asc", "position")

@@ -6,7 +6,8 @@ so the CLI, the app's scoring job (which scores only rows missing from the store
 engine agree. Each text is padded to its own width (scar_core.lm.padded_width, its token count
 rounded up to a multiple of 16) and batched only with texts of that width, and every linear layer
 runs on whole blocks of 8 rows (scar_core.lm.row_blocks); the LM term's NLL follows the same rules.
-Measured on a CPU (fp32 and bf16, 1 and 2 threads); on a GPU other kernels may choose otherwise.
+Measured on a CPU (fp32 and bf16, 1 and 2 threads); on a GPU other kernels may choose otherwise. The rule's
+version is scar_core.scoring_rule.SCORING_RULE: raise it with any change that can move a score's bits.
 
 What makes it fast (bench/throughput.py measures it against scar-tool): texts are encoded in
 batches of one padded width sized by a token budget, so padding is small; each distinct instruction
@@ -34,11 +35,6 @@ from scar_core.lm import padded_width, row_blocks
 from scar_core.ranker import StyleRanker
 
 Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
-
-# The version of the rule above that decides a score's bits (1: padding to the batch's longest text,
-# before 2026-12-06; 2: per-text widths and row blocks). Runs record it; cached scores are reused only
-# between runs of the same rule.
-SCORING_RULE = 2
 
 # (most texts, most padded tokens) per encoder batch when the caller does not say.
 BATCH_DEFAULTS = {"cpu": (128, 2048), "cuda": (512, 65536)}

@@ -17,7 +17,7 @@ from db.runs import ResultFilter
 from scar_core.errors import ScarError
 from scar_core.example import Example as CoreExample
 from scar_core.load import LoadResult
-from scar_core.score import SCORING_RULE
+from scar_core.scoring_rule import SCORING_RULE
 from tests.conftest import postgres_url
 
 
