@@ -19,9 +19,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from scar_core import formats
+from scar_core.baselines import baselines
+from scar_core.coverage import cluster_rows
 from scar_core.errors import ScarError
+from scar_core.evidence import evidence
 from scar_core.example import Example
+from scar_core.select import Selection
 
 
 def to_jsonl_lines(examples: Iterable[Example], fmt: str, scores: Iterable[float] | None = None) -> Iterable[str]:
@@ -198,3 +204,64 @@ def export(path: str | Path, examples: Sequence[Example], fmt: str, scores: Sequ
 
 def manifest_json(info: dict) -> str:
     return json.dumps(info, indent=2, default=str) + "\n"
+
+
+@dataclass(frozen=True)
+class BundlePart:
+    """One subset of a matched-baselines bundle: its rows best first, their scores (None: not written)
+    and its own manifest."""
+
+    kind: str  # "cut", "random", "longest" or "length-matched"
+    name: str  # the file name the bundle lists it under
+    examples: list[Example]
+    scores: list[float] | None
+    manifest: dict
+
+    def jsonl(self) -> bytes:
+        return "".join(to_jsonl_lines(self.examples, self.manifest["format"], self.scores)).encode("utf-8")
+
+
+def baseline_name(name: str, kind: str) -> str:
+    """OUT.jsonl -> OUT.random.jsonl (the suffix kept last, so the file still reads as JSONL)."""
+    path = Path(name)
+    return str(path.with_name(f"{path.stem}.{kind}{path.suffix or '.jsonl'}"))
+
+
+def response_words(examples: Sequence[Example]) -> np.ndarray:
+    """Whitespace-separated words of each response: the length the baselines match and the evidence reports."""
+    return np.array([len(ex.response.split()) for ex in examples], dtype=np.int64)
+
+
+def matched_bundle(cut: Selection, examples: Sequence[Example], scores: np.ndarray, info: dict, name: str, *,
+                   vectors: np.ndarray, sources: np.ndarray, labels: np.ndarray | None, seed: int,
+                   clusters: np.ndarray | None = None) -> list[BundlePart]:
+    """The cut and its three matched baselines (scar_core.baselines: the same size, cleaning, quotas and
+    labels), the one builder for `rank --baselines` and the Export page's bundle. Arrays align with
+    `examples` (the pool the cut was made from; `labels` the decided label per row when the cut applied
+    them); `info` is the cut's manifest (`manifest()`), `name` its file name. Each baseline's manifest is
+    the cut's with its own rows and selection; the cut's gains `baselines` (file name, rows, sha256, how
+    each was made) and `evidence` (scar_core.evidence over all four, clusters: seeded k-means of the cut's
+    pool, or `clusters` when the cut's coverage already made them). The cut comes first."""
+    scores = np.asarray(scores, dtype=np.float64)
+    fmt, with_scores = info["format"], info["with_scores"]
+    lengths = response_words(examples)
+    subsets = baselines(cut, scores, lengths, sources=sources, labels=labels, seed=seed)
+    parts, listed = [], []
+    for kind, subset in subsets.items():
+        rows = [examples[i] for i in subset.kept]
+        part = BundlePart(kind, baseline_name(name, kind), rows, scores[subset.kept].tolist() if with_scores else None,
+                          manifest(rows, fmt, with_scores, inputs=info["inputs"], ranker=info["ranker"],
+                                   device=info["device"], precision=info["precision"], cleaning=info["cleaning"],
+                                   scope=info["scope"], selection=subset.params()))
+        parts.append(part)
+        listed.append({"kind": kind, "path": part.name, "rows": len(rows),
+                       "sha256": hashlib.sha256(part.jsonl()).hexdigest(),
+                       "selected_ids_sha256": part.manifest["selected_ids_sha256"], "made": subset.params()["ordering"]})
+    if clusters is None:
+        clusters = cluster_rows(vectors, pool=cut.pool, seed=seed)[0]
+    found = evidence({"cut": cut, **subsets}, scores=scores, lengths=lengths, vectors=vectors, clusters=clusters,
+                     sources=sources, labels=labels, pool=cut.pool)
+    kept = [examples[i] for i in cut.kept]
+    head = BundlePart("cut", name, kept, scores[cut.kept].tolist() if with_scores else None,
+                      {**info, "baselines": listed, "evidence": found.record})
+    return [head, *parts]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -11,14 +10,13 @@ from scar_core.cli.common import (add_clean_options, add_engine_options, add_inp
                                   clean_examples, load_inputs, open_ranker, ray_cluster, score_with_progress)
 from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
-from scar_core.export import describe_input, describe_ranker, export, file_sha256, manifest
+from scar_core.export import (BundlePart, describe_input, describe_ranker, export, file_sha256, manifest,
+                              matched_bundle)
 from scar_core.jobs.ray import ray_device_precision
 from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_labels, resolve as decide_labels
 from scar_core.ranker import checkpoint_location
 from scar_core.select import rule_of
-from scar_core.baselines import baselines
-from scar_core.coverage import cluster_rows, covered_cut
-from scar_core.evidence import evidence
+from scar_core.coverage import covered_cut
 
 
 def add(sub) -> None:
@@ -92,43 +90,15 @@ def run(args: argparse.Namespace) -> int:
                                            ranker.weights_hash, ranker.identity),
                     device=device, precision=precision, cleaning=report.summary(),
                     scope={"sample": False, "rows": len(examples), "of": len(examples)}, selection=chosen.params())
-    if args.baselines:
-        groups = spread.clusters if spread else cluster_rows(vectors, pool=chosen.pool, seed=args.seed)[0]
-        info["baselines"], info["evidence"] = write_baselines(args, examples, chosen, score, vectors, groups, sources,
-                                                              per_row, info)
-    written = export(args.out, kept, args.format, score[chosen.kept] if args.with_scores else None, info)
+    if args.baselines:  # the cut and each baseline with its manifest, the cut's listing them all
+        parts = matched_bundle(chosen, examples, score, info, args.out, vectors=vectors, sources=sources,
+                               labels=per_row, seed=args.seed, clusters=spread.clusters if spread else None)
+    else:
+        parts = [BundlePart("cut", args.out, kept, score[chosen.kept].tolist() if args.with_scores else None, info)]
+    written = [export(part.name, part.examples, args.format, part.scores, part.manifest) for part in parts][0]
     print(f"kept {len(kept)} of {chosen.eligible} pairs (lowest kept score {chosen.threshold}); "
           f"wrote {written.path} and {written.manifest_path}", file=sys.stderr)
     return 0
-
-
-def write_baselines(args: argparse.Namespace, examples: list, chosen, score: np.ndarray, vectors: np.ndarray,
-                    groups: np.ndarray, sources: np.ndarray, labels: np.ndarray | None,
-                    info: dict) -> tuple[list[dict], dict]:
-    """Write the cut's three matched baselines beside the output (OUT.random.jsonl, OUT.longest.jsonl,
-    OUT.length-matched.jsonl, each with its manifest); (their list for the cut's manifest, the evidence
-    comparing all four subsets)."""
-    lengths = np.array([len(ex.response.split()) for ex in examples])
-    subsets = baselines(chosen, score, lengths, sources=sources, labels=labels, seed=args.seed)
-    listed = []
-    for kind, subset in subsets.items():
-        path = baseline_path(args.out, kind)
-        rows = [examples[i] for i in subset.kept]
-        written = export(path, rows, args.format, score[subset.kept] if args.with_scores else None,
-                         manifest(rows, args.format, args.with_scores, inputs=info["inputs"], ranker=info["ranker"],
-                                  device=info["device"], precision=info["precision"], cleaning=info["cleaning"],
-                                  scope=info["scope"], selection=subset.params()))
-        listed.append({"kind": kind, "path": str(written.path), "rows": len(rows), "sha256": file_sha256(written.path),
-                       "selected_ids_sha256": written.manifest["selected_ids_sha256"], "made": subset.params()["ordering"]})
-    found = evidence({"cut": chosen, **subsets}, scores=score, lengths=lengths, vectors=vectors, clusters=groups,
-                     sources=sources, labels=labels, pool=chosen.pool)
-    return listed, found.record
-
-
-def baseline_path(out: str, kind: str) -> Path:
-    """OUT.jsonl -> OUT.random.jsonl (the suffix kept last, so the file still reads as JSONL)."""
-    path = Path(out)
-    return path.with_name(f"{path.stem}.{kind}{path.suffix or '.jsonl'}")
 
 
 def parse_quotas(items: list[str]) -> dict[str, int] | None:
