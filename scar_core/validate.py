@@ -26,10 +26,17 @@ tokens count; measured by scar_core.lm, the same code as the ranker's LM term). 
 - **Comparison.** Per subset: rows, steps, answer tokens trained on, training seconds, eval NLL and its
   perplexity, and against the cut the difference in eval NLL with a 95% paired bootstrap interval over
   the eval prompts (positive: the subset's model predicts the references worse than the cut's).
+- **Judge.** With an OpenAI-compatible chat-completions endpoint (the synth back end,
+  scar_core.synth.openai_backend), every tuned model answers a seeded sample of the eval prompts
+  (greedy, a token cap) and the judge compares each subset's answer with the random subset's, each pair
+  in both orders: a prompt counts 1 when the subset wins in both, 0 when it loses in both, 1/2 otherwise
+  (tie, inconsistent, unreadable). The win rate is the mean, with a 95% percentile bootstrap interval
+  over prompts. A judge that fails after tuning leaves the NLL results standing and says why.
 
 The optional curve (`ratios` with the pool's scores) re-cuts the pool without the held-out rows at
 each share kept with scar_core.select, the same rule as `rank`, and trains the cut and a random subset
-of its size at each.
+of its size at each (with a judge, the cut's win rate against that random subset too); the app's
+background job (scar_core.jobs.validation) draws the same curve from a scoring run.
 
 Everything is deterministic for a seed on one machine and device: LoRA's initial weights are seeded,
 dropout is off, and rows are fed in a fixed order (a sequential sampler over the planned order).
@@ -40,6 +47,7 @@ import copy
 import inspect
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -59,11 +67,14 @@ from scar_core.example import Example
 from scar_core.export import file_sha256, ids_sha256, to_jsonl_lines
 from scar_core.lm import LanguageModel, end_of_turn, load_language_model, measure_surprisal
 from scar_core.load import load
+from scar_core.select import eligible_rows, select
+from scar_core.synth.client import BackendError, Client
 
 DEFAULT_MODEL = "default"
 BUDGETS = ("tokens", "steps")
 OWN_BASELINES = ("random", "longest")
 DEFAULT_EVAL_ROWS = 200
+DEFAULT_JUDGE_ROWS = 100
 BOOTSTRAP = 1000
 Log = Callable[[str], None]
 
@@ -90,6 +101,8 @@ class Settings:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+    gen_tokens: int = 256         # the judge's answers: greedy decoding, at most this many new tokens
+    judge_rows: int | None = DEFAULT_JUDGE_ROWS  # eval prompts the judge sees (a seeded sample); None: all
 
     def check(self) -> None:
         if self.budget not in BUDGETS:
@@ -103,6 +116,10 @@ class Settings:
         for name in ("batch_size", "lora_r"):
             if getattr(self, name) < 1:
                 raise ScarError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.gen_tokens < 1:
+            raise ScarError(f"--gen-tokens must be at least 1, got {self.gen_tokens}")
+        if self.judge_rows is not None and self.judge_rows < 1:
+            raise ScarError(f"--judge-rows must be at least 1, got {self.judge_rows}")
         if self.max_tokens < 8:
             raise ScarError(f"--max-tokens must be at least 8, got {self.max_tokens}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -326,11 +343,11 @@ def eligible(report, manifest: dict) -> np.ndarray:
     return report.rows("kept")
 
 
-def touching(report, positions: np.ndarray, n: int) -> np.ndarray:
-    """Mask of the rows at `positions` and every row sharing a duplicate cluster with one of them."""
-    mask = np.zeros(n, bool)
+def touching(clusters: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Mask of the rows at `positions` and every row sharing a duplicate cluster (-1: none) with one of them."""
+    clusters = np.asarray(clusters)
+    mask = np.zeros(len(clusters), bool)
     mask[positions] = True
-    clusters = report.cluster_ids
     hit = np.unique(clusters[positions][clusters[positions] >= 0])
     mask |= np.isin(clusters, hit) & (clusters >= 0)
     return mask
@@ -339,9 +356,8 @@ def touching(report, positions: np.ndarray, n: int) -> np.ndarray:
 def held_out_rows(pool: list[Example], report, manifest: dict, used_ids: set[str], size: int, seed: int) -> np.ndarray:
     """Sorted pool positions of a seeded sample of `size` rows that no subset was drawn from: eligible,
     not in a subset and in no duplicate cluster with a subset's row."""
-    n = len(pool)
     used = np.array([ex.id in used_ids for ex in pool], bool)
-    blocked = touching(report, np.flatnonzero(used), n)
+    blocked = touching(report.cluster_ids, np.flatnonzero(used))
     first = _first_of_id([ex.id for ex in pool])
     free = np.array([p for p in eligible(report, manifest) if not blocked[p] and first[p]], dtype=np.int64)
     if len(free) == 0:
@@ -364,8 +380,7 @@ def own_baselines(pool: list[Example], report, manifest: dict, k: int, held_out:
                   kinds: Sequence[str] = OWN_BASELINES) -> list[Subset]:
     """Baselines of k rows from the eligible pool rows outside the held-out set (and their duplicate
     clusters): "random" a seeded draw, "longest" the longest responses in words (ties in pool order)."""
-    n = len(pool)
-    blocked = touching(report, held_out, n) if len(held_out) else np.zeros(n, bool)
+    blocked = touching(report.cluster_ids, held_out)
     first = _first_of_id([ex.id for ex in pool])
     free = np.array([p for p in eligible(report, manifest) if not blocked[p] and first[p]], dtype=np.int64)
     if len(free) < k:
@@ -470,6 +485,9 @@ class BaseModel:
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    def describe(self) -> dict:
+        return {"name": self.name, "location": self.location, "parameters": self.parameters}
 
 
 def load_base(name: str = DEFAULT_MODEL) -> BaseModel:
@@ -677,12 +695,133 @@ def paired_delta(a: Scored, b: Scored, seed: int, rounds: int = BOOTSTRAP) -> di
             "prompts": n}
 
 
+# --------------------------------------------------------------------------- the judge
+
+
+JUDGE_PROMPT = """Compare two AI assistants' responses to the same user request. Judge which one answers it better: \
+more helpful, more correct, clearer. Do not let the order of the responses or their length decide.
+
+[User request]
+{prompt}
+
+[Response A]
+{a}
+[End of Response A]
+
+[Response B]
+{b}
+[End of Response B]
+
+Reply with one letter and nothing else: A if Response A is better, B if Response B is better, T for a tie."""
+VERDICT = re.compile(r"^\W*(?:response\s+)?(a|b|t|tie)\b", re.I)
+NO_JUDGE = ("not measured: no judge endpoint configured (give --base-url or $OPENAI_BASE_URL, and --judge-model: "
+            "any OpenAI-compatible chat-completions server)")
+
+
+@dataclass
+class Judge:
+    """A pairwise judge behind an OpenAI-compatible chat-completions endpoint (the synth back end)."""
+
+    client: Client
+    base_url: str = ""
+    max_tokens: int = 8
+
+    def describe(self) -> dict:
+        return {"base_url": self.base_url, "model": self.client.model, "max_tokens": self.max_tokens,
+                "temperature": 0.0}
+
+
+def judge_prompt(ex: Example, a: str, b: str) -> str:
+    """The judge's request for one ordered pair (the conversation's earlier turns, if any, before the request)."""
+    earlier = "".join(f"{t['role']}: {t['content']}\n" for t in ex.context)
+    return JUDGE_PROMPT.format(prompt=earlier + ex.instruction, a=a, b=b)
+
+
+def verdict(reply: str) -> str | None:
+    """"A", "B" or "tie" from a judge reply ("A", "Response B.", "T", "tie"); None when unreadable."""
+    m = VERDICT.match(reply or "")
+    if not m:
+        return None
+    return {"a": "A", "b": "B"}.get(m.group(1).lower(), "tie")
+
+
+def generate(model: torch.nn.Module, tokenizer, examples: list[Example], settings: Settings) -> list[str]:
+    """Each prompt's answer from `model`: greedy decoding, at most `settings.gen_tokens` new tokens, stopping at
+    the token that ends the turn; the prompt rendered as in training (latest max_tokens/2 tokens kept)."""
+    device, dtype = resolve(settings.device, settings.precision)
+    model = model.to(device).eval()
+    end = end_of_turn(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
+    out = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        for ex in examples:  # one prompt at a time: no padding, so an answer does not depend on its batch
+            ids = tokenizer(prompt_text(tokenizer, ex), add_special_tokens=False)["input_ids"]
+            ids = ids[len(ids) - min(len(ids), settings.max_tokens // 2):]
+            x = torch.tensor([ids], device=device)
+            y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=settings.gen_tokens,
+                               do_sample=False, num_beams=1, eos_token_id=end, pad_token_id=pad)
+            out.append(tokenizer.decode(y[0, len(ids):], skip_special_tokens=True).strip())
+    model.to("cpu")
+    return out
+
+
+def win_rate(judge: Judge, examples: list[Example], mine: list[str], theirs: list[str], seed: int,
+             rounds: int = BOOTSTRAP) -> dict:
+    """How often `mine` beats `theirs` by the judge, each pair asked in both orders (position swapped):
+    a prompt scores 1 when `mine` wins in both orders, 0 when it loses in both, 1/2 otherwise (a tie, an
+    inconsistent pair, an unreadable reply); the win rate is the mean, with a 95% percentile bootstrap
+    interval over prompts."""
+    prompts = []
+    for ex, a, b in zip(examples, mine, theirs):
+        prompts += [judge_prompt(ex, a, b), judge_prompt(ex, b, a)]
+    replies: list[str] = [""] * len(prompts)
+    judge.client.generate_many(prompts, replies.__setitem__, temperature=0.0, max_tokens=judge.max_tokens)
+    said = [verdict(r) for r in replies]
+    outcome = np.empty(len(examples))
+    counts = {"wins": 0, "losses": 0, "ties": 0, "inconsistent": 0}
+    for i in range(len(examples)):
+        first, second = said[2 * i], said[2 * i + 1]  # mine is A in the first order, B in the second
+        if first == "A" and second == "B":
+            outcome[i], kind = 1.0, "wins"
+        elif first == "B" and second == "A":
+            outcome[i], kind = 0.0, "losses"
+        else:
+            outcome[i], kind = 0.5, "ties" if first == second == "tie" else "inconsistent"
+        counts[kind] += 1
+    draws = np.random.default_rng(seed).integers(0, len(outcome), size=(rounds, len(outcome)))
+    lo, hi = np.quantile(outcome[draws].mean(axis=1), [0.025, 0.975])
+    return {"win_rate": float(outcome.mean()), "ci95": [float(lo), float(hi)], "prompts": len(outcome), **counts,
+            "unreadable_replies": sum(v is None for v in said), "judge_calls": len(prompts)}
+
+
+def judged_prompts(examples: list[Example], settings: Settings) -> list[Example]:
+    """The eval prompts the judge sees: a seeded sample of `judge_rows` (all when fewer)."""
+    return sample(examples, settings.judge_rows, settings.seed)
+
+
+def judge_all(judge: Judge, examples: list[Example], answers: dict[str, list[str]], against: str, seed: int,
+              log: Log) -> tuple[dict[str, dict], str | None]:
+    """({subset: win_rate(...)} of every answered subset against `against`, None) or ({}, why not)."""
+    if against not in answers:
+        return {}, f"not measured: no '{against}' subset to judge against"
+    out = {}
+    try:
+        for name, mine in answers.items():
+            if name != against:
+                out[name] = win_rate(judge, examples, mine, answers[against], seed)
+                log(f"  judge: {name} vs {against}: win rate {out[name]['win_rate']:.1%}")
+    except BackendError as e:  # the tuned models' NLL stands; the judge's column says what went wrong
+        return {}, f"not measured: the judge failed ({e})"
+    return out, None
+
+
 # --------------------------------------------------------------------------- the experiment
 
 
 def run(study: Study, base: BaseModel, settings: Settings, *, ratios: Sequence[float] | None = None,
-        scores: dict[str, float] | None = None, log: Log = say) -> dict:
-    """Tune on the cut and each baseline, evaluate every model and the untuned one: the report (JSON-ready)."""
+        scores: dict[str, float] | None = None, judge: Judge | None = None, log: Log = say) -> dict:
+    """Tune on the cut and each baseline, evaluate every model and the untuned one, and with a `judge` the
+    pairwise win rate of each subset's answers against random's: the report (JSON-ready)."""
     settings.check()
     device, dtype = resolve(settings.device, settings.precision)
     cut_steps = settings.steps_for(len(study.cut.examples))
@@ -693,6 +832,8 @@ def run(study: Study, base: BaseModel, settings: Settings, *, ratios: Sequence[f
     log(f"  untuned: eval NLL {untuned.nll:.4f} ({untuned.seconds:.0f} s)")
     results = [_row("untuned", None, None, untuned, "the base model, not tuned")]
     scored: dict[str, Scored] = {}
+    judged = judged_prompts(study.eval_examples, settings) if judge else []
+    answers: dict[str, list[str]] = {}
     budget_tokens = None
     for subset in [study.cut, *study.baselines]:
         if subset is study.cut or settings.budget == "steps":
@@ -702,6 +843,8 @@ def run(study: Study, base: BaseModel, settings: Settings, *, ratios: Sequence[f
         if subset is study.cut:
             budget_tokens = tuned.answer_tokens
         s = evaluate(tuned.model, base.tokenizer, study.eval_examples, settings, subset.name)
+        if judge:
+            answers[subset.name] = generate(tuned.model, base.tokenizer, judged, settings)
         del tuned.model
         scored[subset.name] = s
         results.append(_row(subset.name, subset, tuned, s, subset.origin))
@@ -712,32 +855,56 @@ def run(study: Study, base: BaseModel, settings: Settings, *, ratios: Sequence[f
         other = scored.get(row["subset"]) if row["subset"] != "untuned" else untuned
         if row["subset"] != "cut":
             row["vs_cut"] = paired_delta(cut, other, settings.seed)
+    wins, why_not = judge_all(judge, judged, answers, "random", settings.seed, log) if judge else ({}, NO_JUDGE)
+    for row in results:
+        row["win_vs_random"] = wins.get(row["subset"])
     report = {
         "what": "LoRA fine-tunes of one base model on the cut and on matched baselines, compared on held-out "
                 "prompts: mean NLL per answer token of the reference answers given the prompt (lower is better)",
         "manifest": str(study.manifest_path), "manifest_sha256": file_sha256(study.manifest_path),
         "selection": study.cut.path, "selection_sha256": study.cut.sha256,
         "baselines_from": study.baselines_from,
-        "base_model": {"name": base.name, "location": base.location, "parameters": base.parameters},
-        "settings": {"seed": settings.seed, "budget": settings.budget, "cut_steps": cut_steps,
-                     "steps": settings.steps, "epochs": settings.epochs, "batch_size": settings.batch_size,
-                     "learning_rate": settings.learning_rate, "lr_schedule": "constant", "lora_r": settings.lora_r,
-                     "lora_alpha": settings.alpha, "lora_dropout": 0.0, "lora_targets": "all-linear",
-                     "max_tokens": settings.max_tokens, "device": str(device), "precision": precision_name(dtype),
-                     "trainer": "trl.SFTTrainer (completion-only loss) + peft.LoraConfig"},
-        "eval": {**study.eval_info, "answer_tokens": int(untuned.tokens.sum()),
-                 "metric": "token-weighted mean NLL (nats) of the reference answers' tokens given the prompt "
-                           "(chat template; answer tokens only; the turn-ending token not counted)"},
+        "base_model": base.describe(),
+        "settings": settings_record(settings, cut_steps),
+        "eval": {**study.eval_info, "answer_tokens": int(untuned.tokens.sum()), "metric": NLL_METRIC},
         "results": results,
-        "win_rate": None,
-        "win_rate_note": "not measured: validate has no pairwise judge yet (generation plus an OpenAI-compatible "
-                         "judge with position swapping); the column is left out",
+        **judge_record(judge, judged, answers, why_not),
         "notes": study.notes,
         "versions": _versions(),
     }
     if ratios:
-        report["curve"] = curve(study, base, settings, ratios, scores or {})
+        report["curve"] = curve(study, base, settings, ratios, scores or {}, judge=judge, log=log)
     return report
+
+
+NLL_METRIC = ("token-weighted mean NLL (nats) of the reference answers' tokens given the prompt "
+              "(chat template; answer tokens only; the turn-ending token not counted)")
+WIN_RULE = ("each pair judged in both orders (position swapped); a prompt counts 1 when the subset's answer wins "
+            "in both, 0 when it loses in both, 1/2 otherwise (tie, inconsistent, unreadable); 95% interval: "
+            f"percentile bootstrap over prompts, {BOOTSTRAP} rounds")
+
+
+def settings_record(settings: Settings, cut_steps: int | None = None) -> dict:
+    """The settings every model was tuned and evaluated with, as the report records them."""
+    device, dtype = resolve(settings.device, settings.precision)
+    return {"seed": settings.seed, "budget": settings.budget, "cut_steps": cut_steps,
+            "steps": settings.steps, "epochs": settings.epochs, "batch_size": settings.batch_size,
+            "learning_rate": settings.learning_rate, "lr_schedule": "constant", "lora_r": settings.lora_r,
+            "lora_alpha": settings.alpha, "lora_dropout": 0.0, "lora_targets": "all-linear",
+            "max_tokens": settings.max_tokens, "device": str(device), "precision": precision_name(dtype),
+            "gen_tokens": settings.gen_tokens, "judge_rows": settings.judge_rows,
+            "trainer": "trl.SFTTrainer (completion-only loss) + peft.LoraConfig"}
+
+
+def judge_record(judge: Judge | None, judged: list[Example], answers: dict[str, list[str]],
+                 why_not: str | None) -> dict:
+    """The report's judge part: who judged, how, which prompts and every model's answers; or why not."""
+    if judge is None or why_not is not None:
+        return {"judge": None, "win_rate_note": why_not or NO_JUDGE}
+    return {"judge": {**judge.describe(), "rule": WIN_RULE, "against": "random", "prompts": len(judged),
+                      "generation": "greedy, one prompt at a time, at most gen_tokens new tokens"},
+            "win_rate_note": None,
+            "generations": {"prompt_ids": [e.id for e in judged], **answers}}
 
 
 def _row(name: str, subset: Subset | None, tuned: Tuned | None, s: Scored, origin: str) -> dict:
@@ -748,7 +915,7 @@ def _row(name: str, subset: Subset | None, tuned: Tuned | None, s: Scored, origi
             "train_seconds": round(tuned.seconds, 2) if tuned else None,
             "train_loss": tuned.train_loss if tuned else None,
             "eval_nll": s.nll, "eval_perplexity": math.exp(s.nll), "eval_seconds": round(s.seconds, 2),
-            "win_rate": None, "origin": origin, "path": subset.path if subset else None,
+            "win_vs_random": None, "origin": origin, "path": subset.path if subset else None,
             "sha256": subset.sha256 if subset else None}
 
 
@@ -774,29 +941,39 @@ def read_scores(path: str | Path) -> dict[str, float]:
 
 
 def curve(study: Study, base: BaseModel, settings: Settings, ratios: Sequence[float], scores: dict[str, float],
-          log: Log = say) -> list[dict]:
-    """Eval NLL against the share of the pool kept: at each ratio the cut (scar_core.select on the pool's
-    scores, held-out rows and their duplicate clusters left out) and a seeded random subset of its size."""
-    from scar_core.select import select
-
+          judge: Judge | None = None, log: Log = say) -> list[dict]:
+    """curve_points over the manifest's pool: its scores, its cleaning, the held-out rows left out."""
     pool, report = study.pool, study.pool_report
-    n = len(pool)
-    blocked = touching(report, study.held_out, n) if len(study.held_out) else np.zeros(n, bool)
-    eval_ids = {e.id for e in study.eval_examples}
-    blocked |= np.array([ex.id in eval_ids for ex in pool])
     score = np.array([scores.get(ex.id, np.nan) for ex in pool], dtype=np.float64)
     if np.isnan(score).all():
         raise ScarError("--scores holds no score for any pool row: score the same pool the manifest names")
-    score[blocked] = np.nan
     keep_flagged = bool((study.manifest.get("selection") or {}).get("keep_flagged"))
-    free = np.flatnonzero(~blocked & ~np.isnan(score))
+    return curve_points(pool, score, report.cluster_ids, report.left_out_by, study.held_out, study.eval_examples,
+                        base, settings, ratios, keep_flagged=keep_flagged, judge=judge, log=log)
+
+
+def curve_points(pool: list[Example], score: np.ndarray, clusters: np.ndarray, left_out_by: np.ndarray,
+                 held_out: np.ndarray, eval_examples: list[Example], base: BaseModel, settings: Settings,
+                 ratios: Sequence[float], *, keep_flagged: bool = False, judge: Judge | None = None,
+                 log: Log = say, on_point: Callable[[dict], None] | None = None) -> list[dict]:
+    """Eval NLL (and with a `judge` the cut's win rate against random) by the share of the pool kept: at each
+    ratio the cut (scar_core.select on `score` under the pool's cleaning, the `held_out` positions, the eval
+    rows and their duplicate clusters left out) and a seeded random draw of as many eligible rows.
+    `on_point` sees each point as it is measured (the app's job stores them as they come)."""
+    blocked = touching(clusters, np.asarray(held_out, dtype=np.int64))
+    eval_ids = {e.id for e in eval_examples}
+    blocked |= np.array([ex.id in eval_ids for ex in pool], bool)
+    score = np.where(blocked, np.nan, np.asarray(score, dtype=np.float64))
+    free = np.flatnonzero(eligible_rows(score, clusters, left_out_by, keep_flagged)[0])
+    judged = judged_prompts(eval_examples, settings) if judge else []
     out = []
     for ratio in ratios:
-        chosen = select(score, "ratio", ratio, clusters=report.cluster_ids, left_out_by=report.left_out_by,
-                        keep_flagged=keep_flagged)
+        chosen = select(score, "ratio", ratio, clusters=clusters, left_out_by=left_out_by, keep_flagged=keep_flagged)
         k = len(chosen.kept)
         rnd = np.sort(np.random.default_rng(settings.seed).choice(free, size=min(k, len(free)), replace=False))
         budget = None
+        answers: dict[str, list[str]] = {}
+        points = []
         for name, rows in (("cut", chosen.kept), ("random", rnd)):
             examples = [pool[p] for p in rows]
             if name == "cut" or settings.budget == "steps":
@@ -804,12 +981,23 @@ def curve(study: Study, base: BaseModel, settings: Settings, ratios: Sequence[fl
                 budget = tuned.answer_tokens
             else:
                 tuned = tune(base, examples, settings, tokens=budget)
-            s = evaluate(tuned.model, base.tokenizer, study.eval_examples, settings, f"{name}@{ratio}")
+            s = evaluate(tuned.model, base.tokenizer, eval_examples, settings, f"{name}@{ratio}")
+            if judge:
+                answers[name] = generate(tuned.model, base.tokenizer, judged, settings)
             del tuned.model
-            out.append({"ratio": ratio, "subset": name, "rows": len(examples), "steps": tuned.steps,
-                        "answer_tokens": tuned.answer_tokens, "train_seconds": round(tuned.seconds, 2),
-                        "eval_nll": s.nll})
+            points.append({"ratio": ratio, "subset": name, "rows": len(examples), "steps": tuned.steps,
+                           "answer_tokens": tuned.answer_tokens, "input_tokens": tuned.input_tokens,
+                           "train_seconds": round(tuned.seconds, 2), "eval_seconds": round(s.seconds, 2),
+                           "eval_nll": s.nll, "win_vs_random": None})
             log(f"  curve {ratio:g} {name}: {len(examples)} rows, eval NLL {s.nll:.4f}")
+        if judge:
+            wins, why_not = judge_all(judge, judged, answers, "random", settings.seed, log)
+            points[0]["win_vs_random"] = wins.get("cut")
+            points[0]["win_rate_note"] = why_not
+        for point in points:
+            out.append(point)
+            if on_point:
+                on_point(point)
     return out
 
 
@@ -826,20 +1014,17 @@ def _versions() -> dict:
 
 
 def table(report: dict) -> str:
-    """The results as a plain-text table (the win-rate column only when a judge measured one)."""
-    judged = any(r.get("win_rate") is not None for r in report["results"])
-    head = ["subset", "rows", "steps", "tokens", "train s", "eval NLL", "ppl", "vs cut [95% CI]"]
-    if judged:
-        head.append("win rate")
+    """The results as a plain-text table; the "win vs random" column shows the judge's win rate with its 95%
+    interval, or n/a with the reason below the table."""
+    head = ["subset", "rows", "steps", "tokens", "train s", "eval NLL", "ppl", "vs cut [95% CI]", "win vs random"]
     lines = []
     for r in report["results"]:
         vs = r.get("vs_cut")
         cells = [r["subset"], _n(r["rows"]), _n(r["steps"]), _n(r["answer_tokens"]),
                  "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}", f"{r['eval_nll']:.4f}",
                  f"{r['eval_perplexity']:.2f}",
-                 "" if not vs else f"{vs['delta_nll']:+.4f} [{vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}]"]
-        if judged:
-            cells.append("" if r.get("win_rate") is None else f"{r['win_rate']:.1%}")
+                 "" if not vs else f"{vs['delta_nll']:+.4f} [{vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}]",
+                 _win(r.get("win_vs_random"), report.get("judge"), r["subset"])]
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
@@ -856,15 +1041,32 @@ def table(report: dict) -> str:
                + ("every subset the cut's answer tokens ('tokens' = answer tokens trained on)"
                   if s["budget"] == "tokens" else f"every subset {s['cut_steps']} steps"))
     out.append(f"baselines: {report['baselines_from']}")
-    if not judged:
-        out.append("win rate: not measured (no pairwise judge in validate yet)")
+    judge = report.get("judge")
+    if judge:
+        out.append(f"win vs random: judge {judge['model']} at {judge['base_url']} on {judge['prompts']} eval prompts, "
+                   f"answers greedy up to {s['gen_tokens']} tokens; {judge['rule']}")
+    else:
+        out.append(f"win vs random: {report.get('win_rate_note') or NO_JUDGE}")
     if report.get("curve"):
         out.append("")
         out.append("curve (eval NLL by share of the pool kept):")
         for c in report["curve"]:
+            won = c.get("win_vs_random")
             out.append(f"  {c['ratio']:<6g} {c['subset']:<7} {c['rows']:>6} rows  {c['answer_tokens']:>8} tokens  "
-                       f"eval NLL {c['eval_nll']:.4f}")
+                       f"eval NLL {c['eval_nll']:.4f}" + (f"  win vs random {_win(won, True, 'cut')}" if won else ""))
     return "\n".join(out)
+
+
+def _win(won: dict | None, judged, subset: str) -> str:
+    if subset == "untuned":
+        return ""
+    if not judged:
+        return "n/a"
+    if subset == "random":
+        return "(reference)"
+    if won is None:
+        return "n/a"
+    return f"{won['win_rate']:.1%} [{won['ci95'][0]:.1%}, {won['ci95'][1]:.1%}]"
 
 
 def _n(value) -> str:

@@ -5,6 +5,9 @@ ranker is needed; the model is conftest's tiny random GPT-2 (no chat template), 
 from __future__ import annotations
 
 import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +59,8 @@ def one_thread():
 
 
 @pytest.fixture
-def study(tmp_path) -> Path:
+def study(tmp_path, monkeypatch) -> Path:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)  # no judge unless a test names one
     return write_study(tmp_path)
 
 
@@ -92,7 +96,9 @@ def test_validate_tunes_every_subset_and_writes_the_table(study, tiny_lm, capsys
     assert delta["delta_nll"] == pytest.approx(rows["random"]["eval_nll"] - rows["cut"]["eval_nll"])
     assert delta["ci95"][0] <= delta["delta_nll"] <= delta["ci95"][1]
     assert report["eval"]["source"] == "held-out split of the pool" and report["eval"]["rows"] == 6
-    assert report["win_rate"] is None and "win rate" not in out.splitlines()[0]
+    # no judge endpoint: the column is there and says why it is empty
+    assert report["judge"] is None and all(r["win_vs_random"] is None for r in report["results"])
+    assert "win vs random" in out.splitlines()[0] and "win vs random: not measured: no judge endpoint" in out
     assert report["settings"]["trainer"].startswith("trl.SFTTrainer")
 
 
@@ -236,3 +242,84 @@ def test_ratios_give_a_curve_for_the_cut_and_random(study, tiny_lm, capsys):
     held = {e.id for e in s.eval_examples}
     assert curve[2]["rows"] == 40 - len(held)  # the whole pool but the held-out rows (no duplicates here)
     assert all(c["eval_nll"] > 0 for c in curve)
+
+
+class LongerWins(BaseHTTPRequestHandler):
+    """/v1/chat/completions of a judge that prefers the longer response and, when both are as long, says "A"
+    (a position bias, which the swap turns into an inconsistent pair); it records every (A, B) it is shown."""
+
+    seen: list[tuple[str, str]] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.path == "/v1/chat/completions" and body["temperature"] == 0.0
+        text = body["messages"][-1]["content"]
+        a, b = (re.search(rf"\[Response {x}\]\n(.*?)\n\[End of Response {x}\]", text, re.S).group(1) for x in "AB")
+        type(self).seen.append((a, b))
+        answer = "B" if len(b) > len(a) else "A"
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def judge_url():
+    LongerWins.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LongerWins)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_judge_on_loopback_gives_win_rates_against_random_with_positions_swapped(study, tiny_lm, judge_url, capsys):
+    assert validate_cli(study, tiny_lm, "--base-url", judge_url, "--judge-model", "longer-wins", "--judge-rows", "4",
+                        "--gen-tokens", "12") == 0
+    out = capsys.readouterr().out
+    report = json.loads(written(study).read_text())
+    answers = report["generations"]
+    assert len(answers["prompt_ids"]) == 4 and set(answers) == {"prompt_ids", "cut", "random", "longest"}
+    assert len(LongerWins.seen) == 2 * 4 * 2  # cut and longest against random, each pair in both orders
+    rows = {r["subset"]: r for r in report["results"]}
+    for name in ("cut", "longest"):
+        for mine, theirs in zip(answers[name], answers["random"]):
+            assert (mine, theirs) in LongerWins.seen and (theirs, mine) in LongerWins.seen  # the swap happened
+        # longer wins both orders; as long: "A" both times, inconsistent, half
+        expected = [1.0 if len(m) > len(t) else 0.0 if len(m) < len(t) else 0.5
+                    for m, t in zip(answers[name], answers["random"])]
+        won = rows[name]["win_vs_random"]
+        assert won["win_rate"] == pytest.approx(np.mean(expected))
+        assert won["wins"] == expected.count(1.0) and won["losses"] == expected.count(0.0)
+        assert won["inconsistent"] == expected.count(0.5) and won["ties"] == 0
+        assert won["ci95"][0] <= won["win_rate"] <= won["ci95"][1]
+        assert f"{won['win_rate']:.1%} [" in next(line for line in out.splitlines() if line.startswith(name + " "))
+    assert rows["random"]["win_vs_random"] is None and rows["untuned"]["win_vs_random"] is None
+    assert report["judge"]["model"] == "longer-wins" and "bootstrap" in report["judge"]["rule"]
+    assert "(reference)" in next(line for line in out.splitlines() if line.startswith("random "))
+
+
+def test_the_verdict_and_the_win_rate_rule():
+    assert [validate.verdict(r) for r in ("A", " b.", "Response B", "T", "tie", "Both are fine", "")] == \
+        ["A", "B", "B", "tie", "tie", None, None]
+
+    class Says(validate.Client):
+        name, model = "fixed", "fixed"
+
+        def __init__(self, replies):
+            self.replies = iter(replies)
+
+        def generate(self, prompt, temperature=0.0, max_tokens=512):
+            return next(self.replies)
+
+    ex = [Example(f"q{i}", "r") for i in range(4)]
+    # per prompt (mine as A, then mine as B): win both, lose both, tie both, unreadable + win
+    judge = validate.Judge(Says(["A", "B", "B", "A", "T", "tie", "???", "B"]))
+    won = validate.win_rate(judge, ex, ["m"] * 4, ["t"] * 4, seed=0)
+    assert won["win_rate"] == pytest.approx((1 + 0 + 0.5 + 0.5) / 4)
+    assert (won["wins"], won["losses"], won["ties"], won["inconsistent"], won["unreadable_replies"]) == (1, 1, 1, 1, 1)

@@ -2,11 +2,14 @@
 
 LoRA-fine-tunes one small LM on the cut and on each baseline with the same budget, evaluates every tuned
 model and the untuned one on held-out prompts, prints the table and writes it as JSON beside the
-manifest (SELECTED.jsonl.validate.json). See scar_core/validate.py."""
+manifest (SELECTED.jsonl.validate.json). With an OpenAI-compatible endpoint (--base-url or $OPENAI_BASE_URL,
+and --judge-model, as `synth` takes them) a judge compares each subset's answers with random's, position
+swapped. See scar_core/validate.py."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from scar_core import validate
@@ -49,6 +52,18 @@ def add(sub) -> None:
                    help="also a curve of eval NLL against the share of the pool kept (e.g. 0.05 0.1 0.25 0.5 1.0), "
                         "for the cut and random; needs --scores")
     p.add_argument("--scores", help="the pool's scores (what `python -m scar_core score` writes), for --ratios")
+    p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
+                   help="the judge: an OpenAI-compatible server URL up to /v1, e.g. http://127.0.0.1:8000/v1 "
+                        "(default: $OPENAI_BASE_URL); without it (or --judge-model) no win rate is measured")
+    p.add_argument("--judge-model", help="the judge: the model name the server knows")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="the judge: environment variable holding the API key (none sent when it is unset)")
+    p.add_argument("--concurrency", type=int, default=4, help="the judge: requests in flight")
+    p.add_argument("--judge-rows", type=int, default=validate.DEFAULT_JUDGE_ROWS,
+                   help=f"eval prompts each tuned model answers for the judge, a seeded sample (default "
+                        f"{validate.DEFAULT_JUDGE_ROWS})")
+    p.add_argument("--gen-tokens", type=int, default=256,
+                   help="longest answer a tuned model writes for the judge (greedy decoding; default 256)")
     p.add_argument("--out", help="where to write the JSON (default: beside the manifest, SELECTED.jsonl.validate.json)")
     p.set_defaults(run=run)
 
@@ -56,8 +71,10 @@ def add(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = validate.Settings(steps=args.steps, epochs=args.epochs, budget=args.budget, batch_size=args.batch_size,
                                  learning_rate=args.lr, lora_r=args.lora_r, max_tokens=args.max_tokens, seed=args.seed,
-                                 device=args.device, precision=args.precision)
+                                 device=args.device, precision=args.precision, gen_tokens=args.gen_tokens,
+                                 judge_rows=args.judge_rows)
     settings.check()
+    judge = open_judge(args)
     if args.ratios and not args.scores:
         raise ScarError("--ratios needs --scores (the pool's scores, as `python -m scar_core score` writes them): "
                         "the selection holds only the kept rows")
@@ -75,8 +92,25 @@ def run(args: argparse.Namespace) -> int:
     for note in study.notes:
         validate.say(f"validate: {note}")
     base = validate.load_base(args.tune_model)
-    report = validate.run(study, base, settings, ratios=args.ratios, scores=scores)
+    try:
+        report = validate.run(study, base, settings, ratios=args.ratios, scores=scores, judge=judge)
+    finally:
+        if judge:
+            judge.client.close()
     print(validate.table(report))
     write_atomic(out, [json.dumps(report, indent=2, default=str) + "\n"])
     validate.say(f"wrote {out}")
     return 0
+
+
+def open_judge(args: argparse.Namespace) -> validate.Judge | None:
+    """The judge's client when an endpoint and a model are named; None (no win rate) when neither is."""
+    if args.judge_model and not args.base_url:
+        raise ScarError("--judge-model needs --base-url (or $OPENAI_BASE_URL): the judge's server")
+    if not args.judge_model:
+        return None
+    from scar_core.synth.openai_backend import OpenAIBackend
+
+    client = OpenAIBackend(args.base_url, args.judge_model, api_key_env=args.api_key_env,
+                           concurrency=args.concurrency)
+    return validate.Judge(client, base_url=args.base_url)
