@@ -50,6 +50,7 @@ class Selection:
     labels_applied: bool = False
     label_policy: dict | None = None  # scar_core.labels.label_summary of the labels applied
     ordering: dict | None = None  # what made the walk's `priority` (None: the scores), e.g. Coverage.params()
+    blend: dict | None = None  # the weights and signals the cut's scores were blended from (scar_core.signals)
 
     @property
     def eligible(self) -> int:
@@ -62,7 +63,8 @@ class Selection:
                 "keep_flagged": self.keep_flagged, "labels_applied": self.labels_applied, "quotas": self.quotas,
                 "overrides": {"forced_in": self.forced_in, "forced_out": self.forced_out},
                 "quota_skipped": self.quota_skipped, "labels": self.label_policy,
-                **({"ordering": self.ordering} if self.ordering is not None else {})}
+                **({"ordering": self.ordering} if self.ordering is not None else {}),
+                **({"blend": self.blend} if self.blend is not None else {})}
 
 
 def rank_order(scores: np.ndarray) -> np.ndarray:

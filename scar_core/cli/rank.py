@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_label
 from scar_core.ranker import checkpoint_location
 from scar_core.select import rule_of
 from scar_core.coverage import covered_cut
+from scar_core.signals import (BLEND_SCALE, NOVELTY_NEIGHBOURS, SCAR, Blend, check_name, combine, imported_values,
+                               knn_novelty, parse_weights, response_tokens)
 
 
 def add(sub) -> None:
@@ -52,6 +55,14 @@ def add(sub) -> None:
                    help="also write the random, longest and length-matched subsets of the same size beside the "
                         "output (OUT.random.jsonl, ...), listed with the evidence in the manifest")
     p.add_argument("--seed", type=int, default=0, help="seed of the clustering and the baselines")
+    p.add_argument("--signal", action="append", default=[], choices=["length", "novelty"],
+                   help="compute this signal beside the score for --weights (length: response tokens; novelty: "
+                        "mean cosine distance to the 10 nearest responses); repeat for several")
+    p.add_argument("--import-scores", action="append", default=[], metavar="FILE:NAME",
+                   help="scores from another tool (id, score rows keyed by the ids `score` writes) as signal NAME")
+    p.add_argument("--weights", metavar="RULE",
+                   help="cut on a blend, e.g. 'scar=1, novelty=0.5': the weighted sum of each named value's "
+                        "z-score (scar: the SCAR score; others: --signal or --import-scores names)")
     p.set_defaults(run=run)
 
 
@@ -73,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
     cleaning = dict(clusters=report.cluster_ids, left_out_by=report.left_out_by, keep_flagged=args.keep_flagged)
     vectors = np.zeros((len(examples), scores.v_lf.shape[1]), np.float32)
     vectors[todo] = scores.v_lf
-    chosen, spread = covered_cut(score, *rule_of(args.ratio, args.topk, args.threshold), args.coverage,
-                                 vectors=vectors, seed=args.seed, sources=sources, quotas=quotas, labels=per_row,
-                                 **cleaning)
+    by = blended(args, ranker, examples, score, vectors, todo) if args.weights else None
+    chosen, spread = covered_cut(score if by is None else by.values, *rule_of(args.ratio, args.topk, args.threshold),
+                                 args.coverage, vectors=vectors, seed=args.seed, sources=sources, quotas=quotas,
+                                 labels=per_row, **cleaning)
     chosen.label_policy = label_summary(decided)
+    chosen.blend = None if by is None else by.settings
     kept = [examples[i] for i in chosen.kept]
     if cluster is None:
         device, dtype = resolve(args.device, args.precision)
@@ -96,9 +109,34 @@ def run(args: argparse.Namespace) -> int:
     else:
         parts = [BundlePart("cut", args.out, kept, score[chosen.kept].tolist() if args.with_scores else None, info)]
     written = [export(part.name, part.examples, args.format, part.scores, part.manifest) for part in parts][0]
-    print(f"kept {len(kept)} of {chosen.eligible} pairs (lowest kept score {chosen.threshold}); "
+    print(f"kept {len(kept)} of {chosen.eligible} pairs (lowest kept score {score_text(chosen.threshold)}); "
           f"wrote {written.path} and {written.manifest_path}", file=sys.stderr)
     return 0
+
+
+def blended(args: argparse.Namespace, ranker, examples: list, score: np.ndarray, vectors: np.ndarray,
+            todo: np.ndarray) -> Blend:
+    """The blend --weights asks for, of the score and the --signal / --import-scores values (per row)."""
+    columns, made = {SCAR: score}, {}
+    for kind in dict.fromkeys(args.signal):
+        values = np.full(len(examples), np.nan)
+        if kind == "length":
+            values[todo] = response_tokens(ranker.tokenizer, [examples[i].response for i in todo])
+            made[kind] = {"kind": kind, "settings": {"unit": "tokens", "tokenizer": ranker.encoder_name}}
+        else:
+            values[todo] = knn_novelty(vectors[todo])
+            made[kind] = {"kind": kind, "settings": {"k": NOVELTY_NEIGHBOURS, "embedding": "v_lf", "metric": "cosine"}}
+        columns[kind] = values
+    for item in args.import_scores:
+        path, _, name = item.rpartition(":")
+        if not path or not name:
+            raise ScarError(f"--import-scores takes FILE:NAME, got {item!r}")
+        check_name(name, list(columns))
+        columns[name] = imported_values(path, [ex.id for ex in examples])
+        made[name] = {"kind": "imported", "settings": {"file": Path(path).name, "rows": len(examples)}}
+    weights = parse_weights(args.weights)
+    return Blend(combine(columns, weights), {"weights": weights, "scale": BLEND_SCALE,
+                                             "signals": {n: made[n] for n in weights if n in made}})
 
 
 def parse_quotas(items: list[str]) -> dict[str, int] | None:

@@ -11,12 +11,13 @@ from db import browse, runs, selections
 from db.models import Selection as SavedSelection
 from db.store import Store
 from scar_core.clean import duplicate_of, left_out_kind
-from scar_core.jobs import labelling
+from scar_core.jobs import labelling, signals as signal_jobs
 from scar_core.labels import DEFAULT_POLICY, Resolution, label_summary
 from scar_core.baselines import baselines
 from scar_core.coverage import cluster_rows, covered_cut
 from scar_core.evidence import evidence
 from scar_core.select import Selection
+from scar_core.signals import SCAR, combine
 
 
 def run_table(store: Store, run_id: int) -> pd.DataFrame:
@@ -74,14 +75,18 @@ def run_space(store: Store, run_id: int, table: pd.DataFrame, seed: int = 0) -> 
 def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels: bool = True,
                policy: str = DEFAULT_POLICY, keep_flagged: bool = False, quotas: dict[str, int] | None = None,
                table: pd.DataFrame | None = None, coverage: float = 0.0,
-               space: Space | None = None) -> tuple[Selection, pd.DataFrame]:
+               space: Space | None = None, weights: dict[str, float] | None = None) -> tuple[Selection, pd.DataFrame]:
     """Apply the selection rule to a run (its table from `run_table`, read when not given; labels are
     always read fresh and decided by the label `policy`; `coverage` above 0 spreads the cut over the
-    run's clusters, from `space` (run_space) when given): (what it kept, the table its positions refer to)."""
+    run's clusters, from `space` (run_space) when given; `weights` ({"scar": 1, signal name: w}) cut on
+    the blend of the score and the run's signals, scar_core.signals.combine): (what it kept, the table
+    its positions refer to)."""
     table = run_table(store, run_id) if table is None else table
     decided = labelling.resolution(store, run_id, policy) if use_labels else None
     per_row = table["example_id"].map(decided.decided).to_numpy(dtype=object) if decided else None
     scores = table["score"].to_numpy()
+    if weights:
+        scores = blended_scores(store, run_id, table, weights)
     cleaning = dict(clusters=table["duplicate_cluster"].to_numpy(),
                     left_out_by=table["left_out_by"].to_numpy(dtype=object), keep_flagged=keep_flagged)
     if coverage > 0:
@@ -90,7 +95,18 @@ def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels
                             k=space.k if space else None, sources=table["source"].to_numpy(dtype=object),
                             quotas=quotas, labels=per_row, **cleaning)
     chosen.label_policy = label_summary(decided)
+    if weights:
+        chosen.blend = signal_jobs.blend_settings(store, run_id, weights)
     return chosen, table
+
+
+def blended_scores(store: Store, run_id: int, table: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
+    """The blend of the score and the run's signals by `weights`, per row of `table` (NaN: a weighted
+    value is missing, so the row is not eligible)."""
+    columns = signal_jobs.with_signals(store, run_id, table[["example_id"]])
+    named = {SCAR: table["score"].to_numpy(dtype=np.float64),
+             **{c: columns[c].to_numpy(dtype=np.float64) for c in columns.columns if c != "example_id"}}
+    return combine(named, weights)
 
 
 def run_evidence(chosen: Selection, table: pd.DataFrame, space: Space, decided: Resolution | None) -> pd.DataFrame:

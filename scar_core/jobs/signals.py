@@ -1,0 +1,157 @@
+"""Signals beside a run's score (scar_core.signals): compute or import one, read them as table columns,
+compare one with the SCAR score. The Explore, Select and Compare pages and `rank` use these."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from db import datasets, runs, signals as stored
+from db.models import Signal
+from db.store import Store
+from scar_core import signals
+from scar_core.compare import Comparison, compare
+from scar_core.errors import ScarError
+from scar_core.lm import DEFAULT_LM, load_language_model, response_nll
+
+IFD_PAIRS_PER_SECOND_CPU = 4.0  # two LM passes of SmolLM2 per pair on a 2-core CPU (bench: bench/evidence.py)
+
+
+@dataclass(frozen=True)
+class Added:
+    """A stored signal and what it says about its values."""
+
+    signal: Signal
+    rows: int
+
+    def message(self) -> str:
+        s = self.signal
+        return f"Added signal '{s.name}' ({s.kind}) for {self.rows} example{'s' if self.rows != 1 else ''}."
+
+
+def _run(store: Store, run_id: int):
+    run = runs.get_run(store, run_id)
+    if run is None:
+        raise ScarError(f"no scoring run {run_id} in the store")
+    return run
+
+
+def _ranker(run):
+    from scar_core.ranker import load_ranker
+    return load_ranker(run.params["model"], encoder=run.params.get("encoder"))
+
+
+def _save(store: Store, run_id: int, name: str, kind: str, settings: dict, made_by: str,
+          ids: Sequence[int], values: np.ndarray) -> Added:
+    taken = [s.name for s in stored.run_signals(store, run_id)]
+    signals.check_name(name, taken + list(RESERVED))
+    signal = stored.save_signal(store, run_id, name, kind, settings, made_by, ids, values)
+    return Added(signal, len(ids))
+
+
+# Column names of the run table (scar_core.jobs.selection.run_table) a signal may not take.
+RESERVED = ("example_id", "score", "lf_contribution", "is_contribution", "source", "words", "duplicate_cluster",
+            "exact_group", "flags", "findings", "left_out_by", "label", "rank")
+
+
+def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str | None = None,
+               k: int = signals.NOVELTY_NEIGHBOURS, exemplar_ids: Sequence[int] = (),
+               exemplar_texts: Sequence[str] = (), lm: str | None = None, device: str = "auto",
+               precision: str = "auto") -> Added:
+    """Compute a signal of `kind` (length, novelty, exemplar, ifd) for every scored example of the run
+    and store it under `name` (default: the kind). Exemplars are example ids of the run and/or pasted
+    response texts (encoded by the run's ranker)."""
+    run = _run(store, run_id)
+    name = name or kind
+    ids, vectors = runs.run_vectors(store, run_id, "lf")
+    if kind == "novelty":
+        return _save(store, run_id, name, kind, {"k": int(min(k, max(len(ids) - 1, 1))), "embedding": "v_lf",
+                                                 "metric": "cosine"}, made_by, ids, signals.knn_novelty(vectors, k))
+    if kind == "exemplar":
+        at = pd.Series(np.arange(len(ids)), index=ids)
+        unknown = [int(e) for e in exemplar_ids if e not in at.index]
+        if unknown:
+            raise ScarError(f"exemplar example ids {unknown[:5]} are not scored in run {run_id}")
+        parts = [vectors[at.loc[list(exemplar_ids)].to_numpy()]] if len(exemplar_ids) else []
+        texts = [t for t in exemplar_texts if t.strip()]
+        if texts:
+            from scar_core.score import score_pairs
+            parts.append(score_pairs(_ranker(run), [""] * len(texts), texts).v_lf)
+        exemplars = np.concatenate(parts) if parts else np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0))
+        settings = {"exemplar_ids": [int(e) for e in exemplar_ids], "pasted": len(texts), "embedding": "v_lf",
+                    "method": "cosine to the exemplars' mean"}
+        return _save(store, run_id, name, kind, settings, made_by, ids,
+                     signals.exemplar_similarity(vectors, exemplars))
+    rows = _scored_examples(store, run_id)
+    if kind == "length":
+        tokenizer = _ranker(run).tokenizer
+        return _save(store, run_id, name, kind, {"unit": "tokens", "tokenizer": run.params.get("encoder") or "the ranker's"},
+                     made_by, [r.id for r in rows], signals.response_tokens(tokenizer, [r.response for r in rows]))
+    if kind == "ifd":
+        model = lm or DEFAULT_LM
+        language = load_language_model(model, device, precision)
+        instructions = [datasets.to_core(r).ranker_instruction() for r in rows]
+        responses = [r.response for r in rows]
+        with_instruction = response_nll(language, instructions, responses)
+        without = response_nll(language, [""] * len(rows), responses)
+        if np.isnan(without).all():
+            raise ScarError(f"language model '{model}' gives no prompt for an empty instruction (it has no chat "
+                            "template), so a response's NLL without its instruction cannot be measured; use a chat model")
+        return _save(store, run_id, name, kind, {"lm": model, "formula": "PPL(response|instruction) / PPL(response)"},
+                     made_by, [r.id for r in rows], signals.ifd(with_instruction, without))
+    raise ScarError(f"unknown signal kind '{kind}'; choose one of {', '.join(k for k in signals.KINDS if k != 'imported')}"
+                    " (or import scores from a file)")
+
+
+def ifd_estimate_seconds(store: Store, run_id: int) -> float:
+    """A rough time for the IFD pass over a run on a CPU (the page shows it before starting)."""
+    return runs.count_done(store, run_id) / IFD_PAIRS_PER_SECOND_CPU
+
+
+def _scored_examples(store: Store, run_id: int):
+    ids = set(runs.run_scores(store, run_id)[0].tolist())
+    return [row for row in datasets.examples(store, _run(store, run_id).dataset_id, limit=None) if row.id in ids]
+
+
+def import_scores(store: Store, run_id: int, path: str | Path, name: str, made_by: str,
+                  label: str | None = None) -> Added:
+    """Store scores from another tool (`id, score` rows keyed by the ids `score` writes) as a signal.
+    Every scored example of the run needs a score and every id must be one of the run's: otherwise a
+    message names the file (as `label`, e.g. an upload's own name) and the line, and nothing is stored."""
+    path = Path(path)
+    rows = _scored_examples(store, run_id)
+    values = signals.imported_values(path, [r.content_id for r in rows], label or path.name)
+    return _save(store, run_id, name, "imported", {"file": label or path.name, "rows": len(rows)}, made_by,
+                 [r.id for r in rows], values)
+
+
+def run_signals(store: Store, run_id: int) -> list[Signal]:
+    return stored.run_signals(store, run_id)
+
+
+def with_signals(store: Store, run_id: int, table: pd.DataFrame) -> pd.DataFrame:
+    """The run table with one column per signal (NaN where a row has no value)."""
+    frame = stored.signal_frame(store, run_id)
+    if len(frame.columns) == 1:
+        return table
+    return table.merge(frame, on="example_id", how="left")
+
+
+def blend_settings(store: Store, run_id: int, weights: dict[str, float]) -> dict:
+    """What a blended cut records: the weights and, per weighted signal, its kind and settings."""
+    known = {s.name: s for s in stored.run_signals(store, run_id)}
+    return {"weights": weights, "scale": signals.BLEND_SCALE,
+            "signals": {n: {"kind": known[n].kind, "settings": known[n].settings, "made_by": known[n].made_by}
+                        for n in weights if n in known}}
+
+
+def compare_signal(store: Store, run_id: int, name: str) -> Comparison:
+    """A signal against the run's SCAR score: rank correlation and top-k overlap (scar_core.compare)."""
+    frame = stored.signal_frame(store, run_id)
+    if name not in frame.columns:
+        raise ScarError(f"run {run_id} has no signal named '{name}'")
+    ids, scores = runs.run_scores(store, run_id)
+    return compare(ids, scores, frame["example_id"].to_numpy(), frame[name].to_numpy())
