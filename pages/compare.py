@@ -8,7 +8,7 @@ from pages import shared
 from scar_core import plots
 from scar_core.display import markdown_escape, snippet, visible
 from scar_core.errors import ScarError
-from scar_core.jobs import compare
+from scar_core.jobs import compare, signals
 
 store = shared.store()
 st.header("Compare runs")
@@ -24,6 +24,11 @@ run_a = c1.selectbox("Run A", ids, format_func=names.get, key="compare_a")
 dataset_of = {r.id: r.dataset_id for r in items}
 others = sorted((i for i in ids if i != run_a), key=lambda i: dataset_of[i] != dataset_of[run_a])  # same data first
 run_b = c2.selectbox("Run B", others, format_func=names.get, key="compare_b")
+beside = signals.signal_summary(store, run_a)
+if len(beside):
+    with st.expander(f"Run {run_a}'s signals against its SCAR score ({len(beside)})"):
+        st.dataframe(beside, hide_index=True, key="compare_signals")
+        st.caption("Rank correlation and the share of the top 10% both keep, per signal (scar_core.compare).")
 try:
     comparison, a, b = compare.compare_runs(store, run_a, run_b)
 except ScarError as e:

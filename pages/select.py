@@ -11,9 +11,11 @@ from db import runs
 from pages import shared
 from scar_core import plots
 from scar_core.display import snippet
-from scar_core.jobs import labelling, score as scoring, selection
+from scar_core.errors import ScarError
+from scar_core.jobs import labelling, score as scoring, selection, signals
 from scar_core.labels import POLICIES, steps_in_words
 from scar_core.select import around_cut, rank_and_percentile, rule_value_at, split_stats
+from scar_core.signals import parse_weights
 
 store, run = shared.page_run("Select", finished_only=True)
 sample = scoring.scope_note(store, run)
@@ -89,9 +91,68 @@ space = shared.run_space(store, run.id) if coverage > 0 or st.session_state.get(
 if coverage > 0:
     st.caption(f"{space.k} clusters (k-means of the responses' v_lf embeddings, seed 0; the cut takes from each "
                "in proportion to its size as coverage rises).")
-cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, policy=policy,
-                              keep_flagged=not skip_flagged, quotas=quotas, table=table, coverage=coverage,
-                              space=space)
+
+
+def add_signal(kind: str) -> None:
+    """Compute or import the signal the Signals section asks for; say what happened."""
+    name = st.session_state["signal_name"].strip() or kind
+    try:
+        if kind == "imported":
+            upload = st.session_state["signal_file"]
+            if upload is None:
+                raise ScarError("choose a file of id, score rows first")
+            added = signals.import_upload(store, run.id, upload.getvalue(), upload.name, name, shared.annotator() or "local")
+        else:
+            pasted = [t for t in st.session_state.get("signal_exemplars", "").split("\n---\n") if t.strip()]
+            added = signals.add_signal(store, run.id, kind, name=name, made_by=shared.annotator() or "local",
+                                       exemplar_texts=pasted)
+        st.session_state["signal_message"] = (True, added.message())
+    except ScarError as e:
+        st.session_state["signal_message"] = (False, str(e))
+
+
+weights = None
+with st.expander("Signals beside the score: length, novelty, exemplar similarity, IFD, imported scores"):
+    summary = signals.signal_summary(store, run.id)
+    if len(summary):
+        st.dataframe(summary, hide_index=True, key="signal_table")
+    s1, s2 = st.columns(2)
+    kind = s1.selectbox("Add a signal", ["length", "novelty", "exemplar", "ifd", "imported"], key="signal_kind",
+                        format_func={"length": "length: response tokens", "novelty": "novelty: distance to the 10 "
+                                     "nearest responses", "exemplar": "exemplar similarity: cosine to pasted examples",
+                                     "ifd": "IFD: the LM's perplexity with / without the instruction",
+                                     "imported": "imported: id, score rows from another tool"}.get)
+    s2.text_input("Its name", key="signal_name", placeholder=kind, max_chars=64)
+    if kind == "exemplar":
+        st.text_area("Exemplar responses (separate several with a line holding ---)", key="signal_exemplars")
+    elif kind == "imported":
+        st.file_uploader("Scores file (.jsonl, .json or .csv with id and score; ids as `score` writes them)",
+                         type=["jsonl", "json", "csv"], key="signal_file")
+    elif kind == "ifd":
+        st.caption(f"IFD runs the language model twice over every row: about "
+                   f"{signals.ifd_estimate_seconds(store, run.id) / 60:.0f} minutes on a 2-core CPU.")
+    st.button("Add signal", key="signal_add", on_click=add_signal, args=(kind,))
+    ok, said = st.session_state.pop("signal_message", (True, None))
+    if said:
+        (st.success if ok else shared.error)(said)
+    blend = st.text_input("Cut on a blend of the score and signals (weights of z-scores, e.g. scar=1, novelty=0.5; "
+                          "empty: the score alone)", key="signal_weights")
+    if blend.strip():
+        try:
+            weights = parse_weights(blend)
+        except ScarError as e:
+            shared.error(str(e))
+try:
+    cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, policy=policy,
+                                  keep_flagged=not skip_flagged, quotas=quotas, table=table, coverage=coverage,
+                                  space=space, weights=weights)
+except ScarError as e:  # a weight naming no signal
+    shared.error(str(e))
+    st.stop()
+if cut.blend:
+    st.caption(f"Cut on the blend {cut.blend['weights']} ({cut.blend['scale']}): the kept rows are the best by the "
+               "blend (a threshold compares blended values), and the manifest records the weights and each signal's "
+               "settings.")
 left_out = n - cut.eligible
 
 m = st.columns(5)
@@ -139,7 +200,8 @@ a2.caption(f"Left out, just below the cut: the {len(below)} best-scored eligible
 a2.dataframe(near_cut(below), hide_index=True, key="cut_below")
 
 c1, c2 = st.columns(2)
-c1.plotly_chart(plots.histogram(scores, "Score distribution and the cut", "score", cut_at=cut.threshold),
+c1.plotly_chart(plots.histogram(scores, "Score distribution and the cut", "score",
+                                cut_at=None if cut.blend else cut.threshold),
                 key="cut_hist")
 c2.plotly_chart(plots.threshold_curve(scores[cut.pool], len(cut.kept) / max(cut.eligible, 1)), key="cut_curve",
                 on_select=partial(move_cut, rule, scores[cut.pool]), selection_mode="points")

@@ -149,3 +149,42 @@ def test_rank_cli_blends_imported_scores_like_the_app(store, run, tmp_path, tiny
     assert {json.loads(line)["instruction"] for line in out.open()} == app_rows and len(app_rows) == 3
     manifest = json.loads((tmp_path / "cut.jsonl.manifest.json").read_text())
     assert manifest["selection"]["blend"]["weights"] == {"scar": 1.0, "tool": 1.0}
+
+
+def test_select_page_adds_a_signal_and_cuts_on_a_blend(store, run):
+    """On the Select page a lead adds the length signal and cuts on it alone: the longest rows are kept."""
+    from tests.test_trust import page
+
+    at = page("select", annotator="lead", run_id=run.id)
+    at.radio(key="rule").set_value("topk").run()
+    at.number_input(key="topk_number").set_value(3).run()
+    at.selectbox(key="signal_kind").set_value("length").run()
+    at.button(key="signal_add").click().run()
+    assert not at.exception, at.exception
+    assert any("Added signal 'length' (length) for 12 examples" in s.value for s in at.success)
+    assert signal_jobs.run_signals(store, run.id)[0].made_by == "lead"
+    at.text_input(key="signal_weights").set_value("scar=0, length=1").run()
+    assert not at.exception, at.exception
+    assert any("Cut on the blend {'scar': 0.0, 'length': 1.0}" in c.value for c in at.caption)
+    frame = stored.signal_frame(store, run.id)
+    longest = set(frame.sort_values("length", ascending=False, kind="stable")["example_id"].head(3))
+    chosen, table = select_run(store, run.id, "topk", 3, weights={"scar": 0, "length": 1})
+    assert set(table["example_id"].to_numpy()[chosen.kept]) == longest
+    at.text_input(key="signal_weights").set_value("scar=1, nope=1").run()
+    assert any("no signal named" in e.value and "nope" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_compare_page_sets_each_signal_of_run_a_against_its_score(store, tmp_path, tiny_checkpoint):
+    from tests.test_trust import page
+
+    first = score_file(store, pool(tmp_path, "a.jsonl"), tiny_checkpoint)
+    score_file(store, pool(tmp_path, "b.jsonl", [{**r, "output": r["output"] + " More."} for r in ROWS]),
+               tiny_checkpoint)
+    signal_jobs.add_signal(store, first.id, "novelty", made_by="ann", k=3)
+    at = page("compare")
+    at.selectbox(key="compare_a").set_value(first.id).run()
+    assert not at.exception, at.exception
+    shown = next(d.value for d in at.dataframe if "signal" in d.value.columns)
+    expected = signal_jobs.compare_signal(store, first.id, "novelty")
+    assert shown["signal"].tolist() == ["novelty"]
+    assert shown["Spearman with score"].iloc[0] == pytest.approx(expected.spearman)

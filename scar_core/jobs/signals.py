@@ -2,6 +2,7 @@
 compare one with the SCAR score. The Explore, Select and Compare pages and `rank` use these."""
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,27 @@ def import_scores(store: Store, run_id: int, path: str | Path, name: str, made_b
     values = signals.imported_values(path, [r.content_id for r in rows], label or path.name)
     return _save(store, run_id, name, "imported", {"file": label or path.name, "rows": len(rows)}, made_by,
                  [r.id for r in rows], values)
+
+
+def import_upload(store: Store, run_id: int, data: bytes, filename: str, name: str, made_by: str) -> Added:
+    """import_scores for an uploaded file's bytes; messages name the file as the user called it."""
+    suffix = Path(filename).suffix.lower()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"scores{suffix}"
+        path.write_bytes(data)
+        return import_scores(store, run_id, path, name, made_by, label=filename)
+
+
+def signal_summary(store: Store, run_id: int) -> pd.DataFrame:
+    """One row per signal of the run: name, kind, who made it, settings, and its rank correlation and
+    top-10% overlap with the SCAR score (the Select and Compare pages show it)."""
+    rows = []
+    for s in stored.run_signals(store, run_id):
+        c = compare_signal(store, run_id, s.name)
+        rows.append({"signal": s.name, "kind": s.kind, "made by": s.made_by, "rows": len(c.example_ids),
+                     "Spearman with score": c.spearman, "Kendall with score": c.kendall,
+                     "top 10% shared": c.overlap_at(10), "settings": str(s.settings)})
+    return pd.DataFrame(rows)
 
 
 def run_signals(store: Store, run_id: int) -> list[Signal]:
