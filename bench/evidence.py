@@ -1,7 +1,8 @@
 """Does a cut beat cheap alternatives of the same size? The evidence, on the public pools.
 
     python bench/evidence.py [--pools dolly alpaca lima sharegpt] [--limit 2000] [--model default]
-                             [--ratio 0.1] [--coverage 0.5 1.0] [--seed 0] [--scores-cache DIR]
+                             [--ratio 0.1] [--coverage 0.5 1.0] [--blend "scar=1, novelty=0.5"] [--seed 0]
+                             [--scores-cache DIR]
 
 Per pool in ../shared/data/pools (skipped when absent): a seeded random sample of `--limit` pairs,
 loaded with scar_core.load (ShareGPT leniently), cleaned (near duplicates, English) and scored with the
@@ -9,7 +10,9 @@ ranker (`--model`; scores and v_lf are cached under `--scores-cache`, one file p
 identity and precision, keyed by pair id: a rerun scores only pairs not scored before, and a larger
 `--limit` extends the same sample); then the cut (`--ratio` of the
 eligible pairs, scar_core.select), its coverage-aware variants (scar_core.coverage, each `--coverage`)
-and its three matched baselines (scar_core.baselines: random, longest, length-matched), compared by
+a cut on a `--blend` of the score and signals (scar_core.signals: kNN novelty, length; each signal's
+Spearman with the score is printed) and its three matched baselines (scar_core.baselines: random,
+longest, length-matched), compared by
 scar_core.evidence: clusters touched (of the pool's k-means clusters of v_lf), diversity (mean pairwise
 cosine distance of v_lf), mean response length in words, mean score, overlap with the longest-k
 baseline. Prints a table per pool, the seconds each step took, and ends with one JSON line of it all.
@@ -42,6 +45,8 @@ from scar_core.load import load  # noqa: E402
 from scar_core.ranker import checkpoint_hashes, load_ranker  # noqa: E402
 from scar_core.score import score_examples  # noqa: E402
 from scar_core.select import select  # noqa: E402
+from scar_core.signals import SCAR, combine, knn_novelty, parse_weights  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
 
 
 class Timer(dict):
@@ -114,6 +119,17 @@ def run_pool(name: str, args, identity: str, ranker_box: dict) -> dict | None:
         chosen = select(score, "ratio", args.ratio, priority=cov.priority, **rule)
         chosen.ordering = cov.params()
         subsets[f"coverage {c}"] = chosen
+    if args.blend:  # the SCAR score blended with kNN novelty and length, as `rank --weights` cuts
+        novelty = np.full(len(examples), np.nan)
+        novelty[cut.pool] = t("novelty", knn_novelty, vectors[cut.pool])
+        columns = {SCAR: score, "novelty": novelty, "length": lengths}
+        weights = parse_weights(args.blend)
+        chosen = select(t("blend", combine, columns, weights), "ratio", args.ratio, **rule)
+        subsets[f"blend {args.blend}"] = chosen
+        eligible = cut.pool
+        signal_rho = {n: round(float(spearmanr(score[eligible], v[eligible]).statistic), 3)
+                      for n, v in columns.items() if n != SCAR}
+        print(f"{name}: Spearman of each signal with the SCAR score over eligible rows: {signal_rho}")
     subsets.update(t("baselines", baselines, cut, score, lengths, sources=sources, seed=args.seed))
     table, record = t("evidence", evidence, subsets, scores=score, lengths=lengths, vectors=vectors,
                       clusters=clusters, sources=sources, pool=cut.pool)
@@ -139,6 +155,8 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.1)
     parser.add_argument("--coverage", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--blend", default="scar=1, novelty=0.5",
+                        help="also cut on this blend of the score and signals (novelty; length in words); '' for none")
     parser.add_argument("--scores-cache", default="/tmp/scar_evidence_cache")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
