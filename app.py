@@ -10,13 +10,15 @@ PAGES = Path(__file__).resolve().parent / "pages"
 st.set_page_config(page_title="SCAR Studio", layout="wide")
 shared.sidebar()
 navigation = st.navigation([
-    st.Page(PAGES / "datasets.py", title="Datasets", default=True),
+    st.Page(PAGES / "home.py", title="Start", default=True),
+    st.Page(PAGES / "datasets.py", title="Datasets"),
     st.Page(PAGES / "rank.py", title="Rank"),
     st.Page(PAGES / "explore.py", title="Explore"),
     st.Page(PAGES / "select.py", title="Select"),
     st.Page(PAGES / "compare.py", title="Compare runs"),
     st.Page(PAGES / "export.py", title="Export"),
     st.Page(PAGES / "train.py", title="Train"),
+    st.Page(PAGES / "runs.py", title="Runs"),
 ])
 
 shared.guarded(navigation.run)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import case, delete, func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from db.models import Dataset, Example
 from db.store import Store
@@ -69,16 +69,6 @@ def sources(store: Store, dataset_id: int) -> list[str]:
 def count_examples(store: Store, dataset_id: int) -> int:
     with store.read() as s:
         return s.scalar(select(func.count()).where(Example.dataset_id == dataset_id)) or 0
-
-
-def text_size(store: Store, dataset_id: int, cap: int) -> int:
-    """Characters of instruction and response over a dataset's examples, each text counted up to `cap`
-    (what scoring time follows: the models truncate longer texts)."""
-    def capped(column):
-        return case((func.length(column) > cap, cap), else_=func.length(column))
-    size = func.sum(capped(Example.instruction) + capped(Example.response))
-    with store.read() as s:
-        return int(s.scalar(select(size).where(Example.dataset_id == dataset_id)) or 0)
 
 
 def to_core(row: Example) -> core.Example:

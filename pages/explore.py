@@ -32,6 +32,9 @@ done = runs.count_done(store, run.id)
 if done == 0:
     st.info("This run has no scores yet; watch its progress on the Rank page.")
     st.stop()
+linked = shared.url_choice("example")  # a shared link's open example (?run=N&example=ID), if this run has it
+if linked is not None and runs.results_page(store, run.id, runs.ResultFilter(ids=[linked]), limit=1):
+    state["open_id"], state["opened_on_map"] = linked, False
 me = shared.annotator()
 scope_said = scope_note(store, run)
 if scope_said:
@@ -342,6 +345,7 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
     open_id = opened(nav)
     if open_id is None:
         return
+    shared.put_in_url("example", open_id)
     position = nav.index(open_id) if open_id in nav else -1  # -1: opened on a map, outside this order
     row = by_id.get(open_id) or runs.results_page(store, run.id, runs.ResultFilter(ids=[open_id]), limit=1)[0]
     rank, percentile = rank_and_percentile(scores, [row["score"]])[0]

@@ -10,7 +10,7 @@ from scar_core import display, hub
 from scar_core.clean import DEDUP_MODES, DEFAULT_ECHOES, DEFAULT_EMPTY, DEFAULT_REFUSALS, DEGENERATE_MODES
 from scar_core.device import PRECISION_CHOICES, gpu_name
 from scar_core.errors import ScarError
-from scar_core.jobs import ray as ray_engine, runner as background, score as scoring
+from scar_core.jobs import estimate as estimates, ray as ray_engine, runner as background, score as scoring
 from scar_core.ranker import DEFAULT_DIR
 
 store = shared.store()
@@ -19,6 +19,7 @@ jobs.mark_stale(store)
 dataset_id = shared.pick_dataset(store)
 if dataset_id is None:
     st.stop()
+top = st.container()  # progress goes here, above the fold, once the start buttons below have been handled
 
 choice = st.radio("Ranker", ["default", "trained", "checkpoint folder", "hub id"], horizontal=True, key="ranker_kind")
 model = None
@@ -84,7 +85,7 @@ with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
 
 if model is not None and not on_ray:
     try:
-        guess = scoring.estimate(store, dataset_id, model, device, precision)
+        guess = estimates.estimate(store, dataset_id, model, device, precision)
     except ScarError:
         guess = None  # the device is not here; starting says why
     if guess is None:
@@ -94,7 +95,8 @@ if model is not None and not on_ray:
         faster = " A GPU or the Ray engine would be faster." if guess.device == "cpu" else ""
         where = "CPU" if guess.device == "cpu" else "GPU"
         st.info(f"Scoring all {guess.rows:,} pairs: about {display.duration(guess.seconds)} on this {where} "
-                f"(run {guess.run_id} measured {guess.rows_per_s:.1f} pairs/s).{faster}")
+                f"(between {display.duration(guess.low)} and {display.duration(guess.high)}).{faster}  \n"
+                f"How: {guess.how()}.")
 
 start_col, sample_col, size_col = st.columns([1, 1, 1], vertical_alignment="bottom")
 start_all = start_col.button("Start scoring", type="primary", disabled=model is None, key="start")
@@ -115,8 +117,8 @@ if start_all or start_sample:
                                                                     int(workers) if workers else None).params()
                                        if on_ray else None)
         st.session_state["run"] = run.id
-        st.success(f"Run {run.id} is already scoring this data set with this ranker and precision; following it."
-                   if joined else f"Started run {run.id}.")
+        top.success(f"Run {run.id} is already scoring this data set with this ranker and precision; following it."
+                    if joined else f"Started run {run.id}.")
     except ScarError as e:
         shared.error(str(e))
 
@@ -129,16 +131,15 @@ def active_jobs() -> list:
 
 @st.fragment(run_every=1.0 if active_jobs() else None)
 def progress() -> None:
-    """Live progress of this dataset's running jobs, with a cancel button each (polls only while one runs)."""
+    """Live progress of this dataset's running jobs, with a cancel button each (polls only while one runs);
+    once none runs, how the latest run ended and, when it finished, the way on to Explore."""
     active = active_jobs()
     watching = st.session_state.setdefault("watching", set())
     if watching - {j.id for _, j in active}:
         watching.clear()
         st.rerun()  # a job ended: refresh the history below
     if not active:
-        latest = runs.list_runs(store, dataset_id)
-        st.text(f"No scoring job running. Latest run {latest[0].id}: {latest[0].status}." if latest
-                else "No scoring job running.")
+        ended()
     for run, job in active:
         watching.add(job.id)
         fraction = min(job.done / job.total, 1.0) if job.total else 0.0
@@ -148,12 +149,27 @@ def progress() -> None:
                                                f"{job.done:,}/{job.total:,}", *filter(None, known)]))
         if st.button("Cancel", key=f"cancel_{job.id}"):
             background.cancel(store, job.id)
-    st.subheader("History")
-    run_history()
 
 
+def ended() -> None:
+    """How this dataset's latest run ended, with a link into Explore when it finished."""
+    latest = runs.list_runs(store, dataset_id)
+    if not latest:
+        st.text("No scoring job running.")
+        return
+    run = latest[0]
+    if run.status == "done":
+        c1, c2 = st.columns([3, 1], vertical_alignment="center")
+        c1.success(f"Run {run.id} finished: {runs.count_done(store, run.id):,} pairs scored. No scoring job running.")
+        c2.page_link("pages/explore.py", label=f"Open run {run.id} in Explore", icon=":material/arrow_forward:",
+                     query_params={"run": str(run.id)})
+    else:
+        st.text(f"No scoring job running. Latest run {run.id}: {run.status}.")
+
+
+@st.fragment(run_every=1.0 if active_jobs() else None)
 def run_history() -> None:
-    """This dataset's runs, read in the same fragment run as the progress above, so the two agree."""
+    """This dataset's runs, redrawn every second while one runs, as the progress at the top is."""
     history = runs.list_runs(store, dataset_id)
     if not history:
         st.info("This dataset has not been scored yet.")
@@ -181,5 +197,7 @@ def run_history() -> None:
                 shared.error(str(e))
 
 
-st.subheader("Progress")
-progress()
+with top:
+    progress()
+st.subheader("History")
+run_history()

@@ -12,9 +12,10 @@ import streamlit as st
 
 from db import datasets, rankers, runs
 from db.store import Store, open_store, resolve_url
+from scar_core import display
 from scar_core.display import markdown_escape
 from scar_core.errors import ScarError
-from scar_core.jobs import score as scoring, selection
+from scar_core.jobs import overview, score as scoring, selection
 
 log = logging.getLogger("scar_studio")
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -95,11 +96,27 @@ def guarded(work: Callable[[], None]) -> None:
 
 
 def sidebar() -> None:
-    """The annotator name, set once and kept for the session."""
+    """The annotator name, set once and kept for the session, and the scoring under way (on every page)."""
     with st.sidebar:
         st.text_input("Your name (for labels)", key="_annotator", value=st.session_state.get("annotator", ""),
                       on_change=lambda: st.session_state.update(annotator=st.session_state["_annotator"].strip()),
                       max_chars=128, placeholder="annotator name")
+        try:
+            opened = _store(resolve_url())  # not store(): app.py calls this before its navigation exists
+        except ScarError:
+            return  # the page itself says why the store does not open
+        scoring_status(opened)
+
+
+def scoring_status(store_: Store) -> None:
+    """A live line per scoring job under way (polled every two seconds only while one is)."""
+    @st.fragment(run_every=2.0 if overview.active_scoring(store_) else None)
+    def status() -> None:
+        for run, job in overview.active_scoring(store_):
+            fraction = min(job.done / job.total, 1.0) if job.total else 0.0
+            left = f" · about {display.duration(job.eta_s)} left" if job.eta_s else ""
+            st.progress(fraction, text=f"Scoring run {run.id}: {job.done:,}/{job.total:,}{left}")
+    status()
 
 
 def annotator() -> str:
@@ -127,14 +144,38 @@ def page_run(title: str, finished_only: bool = False) -> tuple[Store, runs.Run]:
 
 
 def pick_run(store: Store, finished_only: bool = False) -> runs.Run | None:
-    """A scoring-run chooser remembered across pages; None when no run exists."""
+    """A scoring-run chooser remembered across pages and kept in the URL (`?run=N`), so a link or a
+    bookmark opens the same run; with no run named, the newest finished run (not one still scoring).
+    None when no run exists."""
     items = [r for r in runs.list_runs(store) if not finished_only or r.status == "done"]
     if not items:
         st.info("No scored runs yet: score a dataset on the Rank page.")
         return None
+    named = url_choice("run", [r.id for r in items])
+    if named is not None:
+        st.session_state["run"] = named
     labels = run_names(store, items)
-    chosen = _remembered("run", "Scoring run", list(labels), labels.get)
+    newest_done = next((r.id for r in items if r.status == "done"), items[0].id)
+    chosen = _remembered("run", "Scoring run", list(labels), labels.get, default=newest_done)
+    put_in_url("run", chosen)
     return next(r for r in items if r.id == chosen)
+
+
+def url_choice(name: str, options: list[int] | None = None) -> int | None:
+    """The id the URL names under `name` (one of `options` when given) unless it is the one this session
+    last wrote there: a choice made since on the page is not undone by the URL it has not updated yet."""
+    value = st.query_params.get(name)
+    if value is None or value == st.session_state.get(f"_url_{name}"):
+        return None
+    st.session_state[f"_url_{name}"] = value
+    return int(value) if value.isdigit() and (options is None or int(value) in options) else None
+
+
+def put_in_url(name: str, value: int) -> None:
+    """Keep `?name=value` in the address bar, so the page can be shared or bookmarked as it is."""
+    if st.query_params.get(name) != str(value):
+        st.query_params[name] = str(value)
+    st.session_state[f"_url_{name}"] = str(value)
 
 
 def run_names(store: Store, items: list[runs.Run]) -> dict[int, str]:
@@ -154,13 +195,14 @@ def set_widget(key: str, value) -> None:
         st.session_state[key] = value
 
 
-def _remembered(key: str, label: str, options: list[int], describe: Callable[[int], str]) -> int:
+def _remembered(key: str, label: str, options: list[int], describe: Callable[[int], str],
+                default: int | None = None) -> int:
     """A selectbox whose choice survives page switches (widget state alone is dropped on switch) and
     follows a choice made elsewhere (a dataset just imported, a run just started): the remembered
-    value, not the widget's own earlier state, decides what it shows."""
+    value, not the widget's own earlier state, decides what it shows; with none, `default` (else the first)."""
     widget = f"_{key}"
     current = st.session_state.get(key)
-    set_widget(widget, current if current in options else options[0])
+    set_widget(widget, current if current in options else default if default in options else options[0])
     choice = st.selectbox(label, options, format_func=describe, key=widget,
                           on_change=lambda: st.session_state.update({key: st.session_state[widget]}))
     st.session_state[key] = choice

@@ -46,7 +46,7 @@ def scored(store, data_file, tiny_checkpoint):
     return score_file(store, data_file, tiny_checkpoint, lenient=True)
 
 
-def app(page: str | None = None) -> AppTest:
+def app(page: str = "datasets") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120).run()
     if page:
         at.switch_page(f"pages/{page}.py").run()

@@ -61,7 +61,7 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
             page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached")  # rerun finished
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
-        page.goto(server)
+        page.goto(server + "/datasets")
         page.get_by_role("heading", name="Datasets").wait_for()
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(data))
         page.get_by_text("Detected format: alpaca").wait_for()
@@ -76,7 +76,7 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
         folder.press("Enter")
         page.get_by_role("button", name="Start scoring").click()
         page.get_by_text("Started run 1.").wait_for(timeout=120_000)
-        page.get_by_text("Latest run 1: done.").wait_for(timeout=120_000)
+        page.get_by_text("Run 1 finished: 6 pairs scored.").wait_for(timeout=120_000)
         shot("2-rank")
 
         go("Explore", "Explore")

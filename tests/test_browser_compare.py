@@ -52,7 +52,7 @@ def test_compare_view_and_clicking_the_threshold_curve(server, tmp_path, tiny_ch
             page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached")
 
         page.goto(server)
-        page.get_by_role("heading", name="Datasets").wait_for()
+        page.get_by_role("heading", name="SCAR Studio").wait_for()
         go("Compare runs", "Compare runs")
         metrics = page.locator('[data-testid="stMetric"]')
         expect(metrics.first).to_contain_text("Rows compared6")

@@ -34,6 +34,7 @@ def texts(elements) -> list[str]:
 def test_rank_page_preselects_the_dataset_just_imported(store, tmp_path):
     importing.import_file(store, pool(tmp_path, "first.jsonl"))
     at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/datasets.py").run()  # the app opens on its Start page
     assert at.selectbox(key="_dataset").value == 1  # the Library tab's chooser holds dataset 1
     at.text_input(key="server_path").set_value(str(pool(tmp_path, "second.jsonl", ROWS[:3]))).run()
     at.button(key="import_0").click().run()
@@ -190,9 +191,10 @@ def record_history(monkeypatch) -> list[bool]:
 
 def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_path, tiny_checkpoint,
                                                                      monkeypatch):
-    from db import datasets, jobs, runs
+    from db import jobs, runs
+    from scar_core.jobs.estimate import estimate
     from scar_core.jobs.runner import run_job
-    from scar_core.jobs.score import WORK_CHARS, estimate, submit_score
+    from scar_core.jobs.score import submit_score
 
     dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl", LENGTHS))
     model = str(tiny_checkpoint)
@@ -209,12 +211,11 @@ def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_
     job = run_job(store, sample.job_id)
     assert job.status == "done" and job.total == 12 and runs.count_done(store, sample.id) == 12
     guess = estimate(store, dataset.id, model, "cpu", "auto")
-    assert guess.rows == 20 and guess.run_id == sample.id
-    assert datasets.text_size(store, dataset.id, 20) == sum(min(len(r["instruction"]), 20) + min(len(r["output"]), 20)
-                                                            for r in LENGTHS)  # texts count up to the cap
-    assert guess.seconds == pytest.approx(datasets.text_size(store, dataset.id, WORK_CHARS) / job.result["chars_per_s"])
+    assert guess.rows == 20 and guess.rate_runs == (sample.id,)
+    timing = jobs.get_job(store, sample.job_id).params["timing"]  # measured once, kept with the job
+    assert guess.seconds == pytest.approx(timing["startup_s"] + guess.tokens * timing["scoring_s"] / timing["tokens"])
     at.run()
-    assert any(i.startswith("Scoring all 20 pairs: about ") and f"run {sample.id} measured" in i
+    assert any(i.startswith("Scoring all 20 pairs: about ") and f"run {sample.id}" in i
                for i in texts(at.info)), texts(at.info)
     assert history_in_fragment == [True]  # the History table reruns with the progress bar, every second
     assert not at.exception and jobs.get_job(store, sample.job_id).params["sample_ids"] == sorted(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -16,6 +17,9 @@ from scar_core.jobs.ray import (ENGINES, RayCluster, check_reachable, default_ad
 from scar_core.load import LoadResult, load
 from scar_core.ranker import StyleRanker, load_ranker
 from scar_core.score import Scores, score_examples
+
+PROGRESS_EVERY_S = 10.0  # a progress line this often when stderr is not a terminal
+LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit}s, {rate_fmt}, {elapsed} elapsed, about {remaining} left"
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
@@ -33,6 +37,21 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                    help="auto: bf16 where the hardware supports it natively, else fp32")
     p.add_argument("--batch-size", type=int, help="most texts per encoder batch (default: 128 on CPU, 512 on GPU)")
+    add_quiet_option(p)
+
+
+def add_quiet_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress on stderr (by default a bar on a terminal, elsewhere a line every "
+                        f"{PROGRESS_EVERY_S:.0f} s with the rate, done/total and the time left)")
+
+
+def quiet_loading(args: argparse.Namespace) -> None:
+    """With --quiet, also silence the model-loading bars of transformers."""
+    if getattr(args, "quiet", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -108,6 +127,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[list[LoadResult], list[Exampl
 
 
 def open_ranker(args: argparse.Namespace) -> StyleRanker:
+    quiet_loading(args)
     return load_ranker(args.model, encoder=args.encoder)
 
 
@@ -115,7 +135,7 @@ def score_with_progress(args: argparse.Namespace, ranker: StyleRanker, examples:
                         cluster: RayCluster | None) -> Scores:
     """Score examples with the command's device, precision and batch options on its engine (`cluster`,
     from ray_cluster, or None for this process), showing a progress bar."""
-    bar, update = progress_bar(len(examples))
+    bar, update = progress_bar(len(examples), quiet=getattr(args, "quiet", False))
     with bar:
         if cluster is not None:
             precision = ray_device_precision(args.device, args.precision)[1]
@@ -126,11 +146,63 @@ def score_with_progress(args: argparse.Namespace, ranker: StyleRanker, examples:
                               batch_size=args.batch_size, progress=update)
 
 
-def progress_bar(total: int, desc: str = "scoring"):
-    """A tqdm bar on stderr and a callback for the scoring engine's progress."""
-    bar = tqdm(total=total, desc=desc, unit="pair", file=sys.stderr, disable=None)
+def score_text(value: float | None) -> str:
+    """A score as messages print it: 4 decimals (files keep every digit)."""
+    return "none" if value is None else f"{value:.4f}"
+
+
+def progress_bar(total: int, desc: str = "scoring", quiet: bool = False):
+    """A progress display on stderr (see `progress`) and a callback for the scoring engine's progress."""
+    bar = progress(total, desc, "pair", quiet)
 
     def update(done: int, _total: int, _rate: float) -> None:
         bar.update(done - bar.n)
 
     return bar, update
+
+
+def progress(total: int, desc: str, unit: str, quiet: bool = False):
+    """tqdm's bar when stderr is a terminal; elsewhere (a log file, a pipe) a ProgressLine every
+    PROGRESS_EVERY_S seconds; nothing at all with --quiet."""
+    if quiet:
+        return tqdm(total=total, disable=True)
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+    return ProgressLine(total, desc, unit)
+
+
+class ProgressLine:
+    """Progress as plain lines for stderr that is not a terminal, where tqdm's bar would hide itself:
+    done/total, rate and time left, every `every` seconds and once at the end. Takes tqdm's calls."""
+
+    def __init__(self, total: int, desc: str, unit: str, every: float = PROGRESS_EVERY_S):
+        self.total, self.desc, self.unit, self.every = total, desc, unit, every
+        self.n, self.postfix = 0, ""
+        self.started = self.said = time.monotonic()
+        self.said_n = -1
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+        now = time.monotonic()
+        if now - self.said >= self.every or (self.total and self.n >= self.total):
+            self.say(now)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def say(self, now: float) -> None:
+        if self.n == self.said_n:
+            return
+        line = tqdm.format_meter(self.n, self.total or None, now - self.started, prefix=self.desc, unit=self.unit,
+                                 bar_format=LINE_FORMAT if self.total else "{desc}: {n_fmt} {unit}s, {rate_fmt}")
+        print(line + (f" ({self.postfix})" if self.postfix else ""), file=sys.stderr, flush=True)
+        self.said, self.said_n = now, self.n
+
+    def close(self) -> None:
+        self.say(time.monotonic())
+
+    def __enter__(self) -> ProgressLine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
              "ranker": {"model": str(args.model), "encoder": ranker.encoder_name,
                         "weights_sha256": ranker.weights_hash, "identity": ranker.identity}}
     if args.surprisal:
-        bar, update = progress_bar(min(args.sample or len(examples), len(examples)), desc="surprisal")
+        bar, update = progress_bar(min(args.sample or len(examples), len(examples)), desc="surprisal", quiet=args.quiet)
         with bar:
             measured = measure_surprisal(examples, args.lm, sample=args.sample, seed=args.seed, progress=update,
                                          device=args.device, precision=args.precision)

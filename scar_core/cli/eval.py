@@ -22,7 +22,7 @@ def add(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = read_training_rows(args.data, args.source, args.exclude_source)
     ranker = open_ranker(args)
-    bar, update = progress_bar(sum(len(r.responses) for r in rows), desc="scoring")
+    bar, update = progress_bar(sum(len(r.responses) for r in rows), desc="scoring", quiet=args.quiet)
     with bar:
         scores = score_rows(ranker, rows, device=args.device, precision=args.precision,
                             batch_size=args.batch_size, progress=update)

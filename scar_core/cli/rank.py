@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from scar_core.cli.common import (add_clean_options, add_engine_options, add_input_options, add_model_options,
-                                  clean_examples, load_inputs, open_ranker, ray_cluster, score_with_progress)
+                                  clean_examples, load_inputs, open_ranker, ray_cluster, score_text,
+                                  score_with_progress)
 from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
 from scar_core.export import (BundlePart, describe_input, describe_ranker, export, file_sha256, manifest,

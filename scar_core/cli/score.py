@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     cluster = ray_cluster(args)  # refuse bad engine options before loading anything
     results, examples = load_inputs(args)
     if args.db:
-        bar, update = progress_bar(len(examples))
+        bar, update = progress_bar(len(examples), quiet=args.quiet)
         with bar:
             scores, diagnostics = stored_scores(args, results, update, cluster)
     else:

@@ -7,9 +7,8 @@ import json
 import os
 import sys
 
-from tqdm import tqdm
 
-from scar_core.cli.common import load_inputs
+from scar_core.cli.common import add_quiet_option, load_inputs, progress
 from scar_core.errors import ScarError, terminal_text
 from scar_core.synth import prompts
 from scar_core.synth.pipeline import SynthProgress, synthesize
@@ -42,6 +41,7 @@ def add(sub) -> None:
     p.add_argument("--no-judge", action="store_true", help="skip quality judging (rows get no scores)")
     p.add_argument("--cache", help="call cache (SQLite; default OUT.cache.sqlite): rerun to resume")
     p.add_argument("--show-prompts", action="store_true", help="print the prompts the LLM is sent and exit")
+    add_quiet_option(p)
     p.set_defaults(run=run)
 
 
@@ -57,13 +57,13 @@ def run(args: argparse.Namespace) -> int:
     if not examples:
         raise ScarError("no human pairs to work on")
     backend = open_backend(args)
-    bars: dict[str, tqdm] = {}
+    bars: dict = {}
 
     def show(p: SynthProgress) -> None:
         bar = bars.get(p.phase)
         if bar is None:
             desc = "generating" if p.phase == "generate" else "judging"
-            bar = bars[p.phase] = tqdm(total=p.total, desc=desc, unit="call", file=sys.stderr, disable=None)
+            bar = bars[p.phase] = progress(p.total, desc, "call", args.quiet)
         bar.update(p.done - bar.n)
         bar.set_postfix(cached=p.cached)
 

@@ -7,6 +7,7 @@ import sys
 
 from tqdm import tqdm
 
+from scar_core.cli.common import add_quiet_option, progress
 from scar_core.device import PRECISION_CHOICES
 from scar_core.export import file_sha256
 from scar_core.train import TrainConfig, TrainProgress, start_ranker, train
@@ -70,6 +71,7 @@ def add(sub) -> None:
                    help="autocast of the encoder's passes while training it (bf16: faster on CPUs with native bf16)")
     p.add_argument("--save-precision", default=d.save_precision, choices=["fp32", "fp16"],
                    help="storage type of the saved weights (fp16 halves the file; loading casts to fp32)")
+    add_quiet_option(p)
     p.set_defaults(run=run)
 
 
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                           args.lm_max_tokens, args.predict_lm)
     metadata = {"init": args.init, "data": [{"path": str(p), "sha256": file_sha256(p)} for p in args.data],
                 "sources": args.source, "exclude_sources": args.exclude_source, "rows": len(rows)}
-    bars: dict[str, tqdm] = {}
+    bars: dict = {}
 
     def show(p: TrainProgress) -> None:
         bar = bars.get(p.phase)
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             return
         if bar is None:
             desc, unit = {"lm": ("LM surprisal", "text"), "encode": ("encoding", "text")}.get(p.phase, ("training", "step"))
-            bar = bars[p.phase] = tqdm(total=p.steps, desc=desc, unit=unit, file=sys.stderr, disable=None)
+            bar = bars[p.phase] = progress(p.steps, desc, unit, args.quiet)
         bar.update(p.step - bar.n)
         if p.loss is not None:
             bar.set_postfix(epoch=p.epoch, loss=f"{p.loss:.4f}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from db import datasets, jobs, rankers, runs
 from db.models import Job, Run
@@ -43,7 +43,7 @@ def start_score(store: Store, dataset_id: int, model: str = "default", encoder: 
     """(run, joined): create a scoring run for a dataset. With `clean` ({"dedup": ..., "lang": ...}) the worker cleans
     the dataset first and keeps the summary with the job (export manifests record it); the caller never
     waits for it. `sample` scores a seeded random sample of that many rows instead, from scratch (no
-    copies from earlier runs), which measures this machine's rate for `estimate`. Rows already scored
+    copies from earlier runs), which measures this machine's rate (scar_core.jobs.estimate). Rows already scored
     with the same ranker (weights and LM term settings) and precision (matched by content id) are
     copied at once; when nothing is left the run is done without loading a model, otherwise a worker
     process is started (launch=False leaves the job queued for `run_job`). `engine` (RayCluster.params())
@@ -203,37 +203,6 @@ def scope_note(store: Store, run: Run) -> str | None:
         return None
     scope = run_scope(store, run)
     return f"sample of {scope['rows']:,} of {scope['of']:,} rows"
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """How long scoring a dataset would take here, from a rate measured on this machine."""
-
-    seconds: float
-    rows: int
-    rows_per_s: float
-    run_id: int
-    device: str
-
-
-def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", precision: str = "auto",
-             ) -> Estimate | None:
-    """The time to score a dataset with a ranker on this device and precision, from the characters per
-    second the latest run of the same ranker, device and precision measured (whole runs and samples
-    alike; rows differ in length, so characters, not rows, carry over between datasets). None when no
-    such run has measured one yet: score a sample first."""
-    dev, dtype = resolve(device, precision)
-    for run in runs.list_runs(store):
-        job = jobs.get_job(store, run.job_id) if run.job_id else None
-        if (run.params.get("model") != str(model) or run.device != str(dev) or run.precision != precision_name(dtype)
-                or job is None or run.params.get("engine")):
-            continue
-        speed = (job.result or {}).get("chars_per_s")
-        if speed:
-            return Estimate(seconds=datasets.text_size(store, dataset_id, WORK_CHARS) / speed,
-                            rows=datasets.count_examples(store, dataset_id),
-                            rows_per_s=float(job.result["rows_per_s"]), run_id=run.id, device=dev.type)
-    return None
 
 
 def iter_first_early(ranker: StyleRanker, instructions: list[str], responses: list[str], *, first_rows: int,
