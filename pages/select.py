@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from db import runs
+from db import jobs, runs
 from pages import shared
 from scar_core import plots
 from scar_core.display import snippet
 from scar_core.errors import ScarError
-from scar_core.jobs import labelling, score as scoring, selection, signals
+from scar_core.jobs import labelling, runner as background, score as scoring, selection, signals
 from scar_core.labels import POLICIES, steps_in_words
 from scar_core.select import around_cut, rank_and_percentile, rule_value_at, split_stats
 from scar_core.signals import parse_weights
@@ -102,6 +102,10 @@ def add_signal(kind: str) -> None:
             if upload is None:
                 raise ScarError("choose a file of id, score rows first")
             added = signals.import_upload(store, run.id, upload.getvalue(), upload.name, name, shared.annotator() or "local")
+        elif kind == "ifd":  # two LM passes over every row: a background job
+            job = signals.submit_signal(store, run.id, kind, name=name, made_by=shared.annotator() or "local")
+            st.session_state["signal_message"] = (True, f"Started job {job.id} computing '{name}'.")
+            return
         else:
             pasted = [t for t in st.session_state.get("signal_exemplars", "").split("\n---\n") if t.strip()]
             added = signals.add_signal(store, run.id, kind, name=name, made_by=shared.annotator() or "local",
@@ -129,9 +133,23 @@ with st.expander("Signals beside the score: length, novelty, exemplar similarity
         st.file_uploader("Scores file (.jsonl, .json or .csv with id and score; ids as `score` writes them)",
                          type=["jsonl", "json", "csv"], key="signal_file")
     elif kind == "ifd":
-        st.caption(f"IFD runs the language model twice over every row: about "
+        st.caption(f"IFD runs the language model twice over every row, as a background job: about "
                    f"{signals.ifd_estimate_seconds(store, run.id) / 60:.0f} minutes on a 2-core CPU.")
-    st.button("Add signal", key="signal_add", on_click=add_signal, args=(kind,))
+    signal_job = signals.latest_signal_job(store, run.id)
+    busy = signal_job is not None and signal_job.status in ("queued", "running")
+    st.button("Add signal", key="signal_add", on_click=add_signal, args=(kind,), disabled=busy and kind == "ifd")
+    if busy:
+        @st.fragment(run_every=2.0)
+        def signal_progress() -> None:
+            job = jobs.get_job(store, signal_job.id)
+            if job.status not in ("queued", "running"):
+                st.rerun()
+            st.progress(job.done / job.total if job.total else 0.0,
+                        text=f"signal job {job.id}: {job.message or job.status}")
+            st.button("Cancel", key="signal_cancel", on_click=background.cancel, args=(store, job.id))
+        signal_progress()
+    elif signal_job is not None and signal_job.status != "done" and signal_job.error:
+        shared.error(f"Signal job {signal_job.id} {signal_job.status}: {signal_job.error.splitlines()[0]}")
     ok, said = st.session_state.pop("signal_message", (True, None))
     if said:
         (st.success if ok else shared.error)(said)

@@ -188,3 +188,23 @@ def test_compare_page_sets_each_signal_of_run_a_against_its_score(store, tmp_pat
     expected = signal_jobs.compare_signal(store, first.id, "novelty")
     assert shown["signal"].tolist() == ["novelty"]
     assert shown["Spearman with score"].iloc[0] == pytest.approx(expected.spearman)
+
+
+def test_ifd_runs_as_a_background_job_and_a_cancel_stores_nothing(store, run, chat_lm):
+    from scar_core.jobs.runner import run_job
+
+    options = dict(lm=str(chat_lm), device="cpu", precision="fp32")
+    cancelled = signal_jobs.submit_signal(store, run.id, "ifd", made_by="lead", launch=False, **options)
+    from db.models import Job
+    with store.write() as session:  # a cancel arriving once the worker runs: seen at its first progress report
+        session.get(Job, cancelled.id).cancel_requested = True
+    assert run_job(store, cancelled.id).status == "cancelled"
+    assert signal_jobs.run_signals(store, run.id) == []
+    job = signal_jobs.submit_signal(store, run.id, "ifd", name="difficulty", made_by="lead", launch=False, **options)
+    done = run_job(store, job.id)
+    assert done.status == "done" and done.result == {"signal": "difficulty", "rows": 12}
+    assert (done.done, done.total) == (24, 24)  # two LM passes over 12 rows
+    [signal] = signal_jobs.run_signals(store, run.id)
+    assert (signal.name, signal.kind, signal.made_by) == ("difficulty", "ifd", "lead")
+    with pytest.raises(ScarError, match="exists already"):  # refused before queueing a second job
+        signal_jobs.submit_signal(store, run.id, "ifd", name="difficulty", made_by="ann", launch=False, **options)

@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "score": "scar_core.jobs.score:run_score",
     "map": "scar_core.jobs.map:run_map",
     "train": "scar_core.jobs.train:run_train",
+    "signal": "scar_core.jobs.signals:run_signal",
 }
 HEARTBEAT_S = 2.0
 CANCEL_GRACE_S = 5.0

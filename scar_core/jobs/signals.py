@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from db import datasets, runs, signals as stored
-from db.models import Signal
+from db import datasets, jobs, runs, signals as stored
+from db.models import Job, Signal
 from db.store import Store
 from scar_core import signals
 from scar_core.compare import Comparison, compare
 from scar_core.errors import ScarError
-from scar_core.lm import DEFAULT_LM, load_language_model, response_nll
+from scar_core.jobs import runner as background
+from scar_core.lm import DEFAULT_LM, Progress, load_language_model, response_nll
 
 IFD_PAIRS_PER_SECOND_CPU = 4.0  # two LM passes of SmolLM2 per pair on a 2-core CPU (bench: bench/evidence.py)
 
@@ -61,10 +62,11 @@ RESERVED = ("example_id", "score", "lf_contribution", "is_contribution", "source
 def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str | None = None,
                k: int = signals.NOVELTY_NEIGHBOURS, exemplar_ids: Sequence[int] = (),
                exemplar_texts: Sequence[str] = (), lm: str | None = None, device: str = "auto",
-               precision: str = "auto") -> Added:
+               precision: str = "auto", progress: Progress | None = None) -> Added:
     """Compute a signal of `kind` (length, novelty, exemplar, ifd) for every scored example of the run
     and store it under `name` (default: the kind). Exemplars are example ids of the run and/or pasted
-    response texts (encoded by the run's ranker)."""
+    response texts (encoded by the run's ranker). `progress(done, total, rate)` follows IFD's two LM
+    passes (the background job of submit_signal reports it)."""
     run = _run(store, run_id)
     name = name or kind
     ids, vectors = runs.run_vectors(store, run_id, "lf")
@@ -96,8 +98,13 @@ def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str 
         language = load_language_model(model, device, precision)
         instructions = [datasets.to_core(r).ranker_instruction() for r in rows]
         responses = [r.response for r in rows]
-        with_instruction = response_nll(language, instructions, responses)
-        without = response_nll(language, [""] * len(rows), responses)
+        n = len(rows)
+
+        def second(done: int, _total: int, rate: float) -> None:
+            progress(n + done, 2 * n, rate)
+        with_instruction = response_nll(language, instructions, responses,
+                                        progress=(lambda d, _t, r: progress(d, 2 * n, r)) if progress else None)
+        without = response_nll(language, [""] * n, responses, progress=second if progress else None)
         if np.isnan(without).all():
             raise ScarError(f"language model '{model}' gives no prompt for an empty instruction (it has no chat "
                             "template), so a response's NLL without its instruction cannot be measured; use a chat model")
@@ -105,6 +112,38 @@ def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str 
                      made_by, [r.id for r in rows], signals.ifd(with_instruction, without))
     raise ScarError(f"unknown signal kind '{kind}'; choose one of {', '.join(k for k in signals.KINDS if k != 'imported')}"
                     " (or import scores from a file)")
+
+
+def submit_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str | None = None,
+                  launch: bool = True, **options) -> Job:
+    """Queue a signal's computation as a background job (IFD's LM passes take minutes) and start its
+    worker; the job stores the signal when it ends, or nothing when it fails or is cancelled."""
+    run = _run(store, run_id)
+    name = name or kind
+    signals.check_name(name, [s.name for s in stored.run_signals(store, run.id)] + list(RESERVED))
+    job = jobs.create_job(store, "signal", {"run_id": run_id, "kind": kind, "name": name, "made_by": made_by,
+                                            "options": options})
+    if launch:
+        background.start_worker(store, job.id)
+    return job
+
+
+def latest_signal_job(store: Store, run_id: int) -> Job | None:
+    """The newest signal job of a run, if any."""
+    return next((j for j in jobs.list_jobs(store, "signal", limit=200) if j.params.get("run_id") == run_id), None)
+
+
+def run_signal(store: Store, job: Job, beat: background.Beat) -> None:
+    """Worker body: compute and store the signal the job names, reporting the LM passes' progress."""
+    p = job.params
+
+    def progress(done: int, total: int, rate: float) -> None:
+        if store.transact(lambda s: jobs.report(s, job.id, done, total, rate, f"{p['kind']}: {done}/{total}")):
+            raise background.Cancelled
+    store.transact(lambda s: jobs.report(s, job.id, 0, 0, None, "loading the language model"))
+    added = add_signal(store, int(p["run_id"]), p["kind"], made_by=p["made_by"], name=p["name"], progress=progress,
+                       **p.get("options", {}))
+    beat.result = {"signal": added.signal.name, "rows": added.rows}
 
 
 def ifd_estimate_seconds(store: Store, run_id: int) -> float:
