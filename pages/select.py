@@ -250,3 +250,111 @@ if taken and st.session_state.get("save_pending") == st.session_state[name_key].
     r2.button("Choose another name", key="save_rename", on_click=lambda: st.session_state.pop("save_pending", None))
 elif said:
     st.success(said)
+
+# --------------------------------------------------------------------------- validation: how much to keep?
+import os  # noqa: E402  (this section's own imports, kept with it)
+
+from scar_core import display  # noqa: E402
+from scar_core.jobs import validation  # noqa: E402
+from scar_core.validate import Settings as TuneSettings  # noqa: E402
+
+st.divider()
+st.subheader("Does the cut train a better model? Eval NLL (and win rate) against share kept, SCAR cut vs random")
+
+
+def validation_chart(points: list[dict], untuned_nll: float | None, key: str) -> None:
+    """Eval NLL of the cut's and random's tuned models by share kept; the judge's win rate when measured."""
+    frame = validation.curve_frame(points, untuned_nll)
+    lines = [c for c in ("SCAR cut", "random", "untuned") if c in frame.columns]
+    st.line_chart(frame, x="share kept", y=lines, x_label="share of the pool kept",
+                  y_label="eval NLL (lower is better)")
+    if "cut's win rate vs random" in frame.columns:
+        st.line_chart(frame, x="share kept", y=["cut's win rate vs random", "win rate 95% low", "win rate 95% high"],
+                      x_label="share of the pool kept", y_label="judge win rate (0.5: a tie)")
+    st.dataframe(frame, hide_index=True, key=f"{key}_table")
+
+
+finished = validation.reports(store, run.dataset_id)
+if finished:
+    names = {j.id: f"validation job {j.id} (run {j.params['run_id']}, {j.finished_at:%Y-%m-%d %H:%M})"
+             for j in finished}
+    shown = st.selectbox("Validation", list(names), format_func=names.get, key="validation_shown")
+    report = next(j for j in finished if j.id == shown).result
+    validation_chart(report["curve"], report.get("untuned_nll"), "validation")
+    s = report["settings"]
+    st.caption(f"{report['base_model']['name']} + LoRA r={s['lora_r']}, the cut and a random draw of as many rows "
+               f"at each share, the same answer tokens each; eval: {report['eval']['rows']} {report['eval']['source']} "
+               f"rows, mean NLL of the reference answers (lower is better); {s['device']} {s['precision']}, seed "
+               f"{s['seed']}, {display.duration(report['seconds'])}. Win rate: "
+               + (f"judge {report['judge']['model']}, {report['judge']['rule']}" if report.get("judge")
+                  else report.get("win_rate_note") or "not measured"))
+else:
+    st.info("No validation of this data set yet: start one below to see how a model tuned on the cut compares "
+            "with one tuned on random rows, at several shares kept.")
+
+with st.expander("Validate: fine-tune a small LM on the cut and on random rows at several shares kept "
+                 "(background job; a GPU is strongly suggested)", expanded=not finished):
+    v1, v2, v3 = st.columns(3)
+    ratios_text = v1.text_input("Shares kept", "0.05 0.1 0.25 0.5 1.0", key="val_ratios")
+    tune_model = v2.text_input("Model to tune", "default", key="val_model",
+                               help="default: the bundled SmolLM2-135M-Instruct; or a causal LM folder on the server")
+    eval_rows = v3.number_input("Held-out rows", 1, 100_000, validation.DEFAULT_EVAL_ROWS, key="val_eval_rows",
+                                help="a seeded sample of the run's eligible rows, never trained on")
+    w1, w2, w3 = st.columns(3)
+    val_epochs = w1.number_input("Passes over each cut", 0.1, 20.0, 1.0, step=0.5, key="val_epochs")
+    val_device = w2.selectbox("Device", ["auto", "cpu", "cuda"], key="val_device")
+    val_tokens = w3.number_input("Tokens per pair", 32, 8192, 256, step=32, key="val_max_tokens")
+    j1, j2 = st.columns(2)
+    base_url = j1.text_input("Judge base URL (optional)", os.environ.get("OPENAI_BASE_URL", ""), key="val_base_url",
+                             placeholder="http://127.0.0.1:8000/v1").strip() or None
+    judge_model = j2.text_input("Judge model", key="val_judge_model",
+                                help="with a base URL: the judge compares the cut's answers with random's").strip() or None
+    plan = None
+    try:
+        ratios = [float(x) for x in ratios_text.replace(",", " ").split()]
+        tune = TuneSettings(epochs=float(val_epochs), max_tokens=int(val_tokens), device=val_device)
+        guess = validation.estimate(store, run.id, ratios, tune, int(eval_rows), judge=bool(judge_model), table=table)
+        plan = ratios, tune
+        where = "CPU" if guess.device == "cpu" else "GPU"
+        st.info(f"{2 * len(ratios)} fine-tunes (the cut and random at {len(ratios)} shares): about "
+                f"{display.duration(guess.seconds)} on this {where} ({guess.basis})."
+                + (" A GPU is strongly suggested." if guess.device == "cpu" else ""))
+    except ValueError:
+        shared.error(f"Shares kept: numbers between 0 and 1 separated by spaces, got '{ratios_text}'")
+    except ScarError as e:
+        shared.error(str(e))
+    if st.button("Start validation", key="start_validation", disabled=plan is None):
+        try:
+            started = validation.start_validation(store, run.id, plan[0], settings=plan[1],
+                                                  tune_model=tune_model.strip() or "default",
+                                                  eval_rows=int(eval_rows), base_url=base_url, judge_model=judge_model)
+            st.success(f"Started validation job {started.id}: about {display.duration(started.params['estimate_s'])}.")
+        except ScarError as e:
+            shared.error(str(e))
+
+
+@st.fragment(run_every=1.0 if validation.active(store, run.dataset_id) else None)
+def validation_progress() -> None:
+    """This data set's running validations: progress, time left, the points so far, a cancel button each."""
+    running = validation.active(store, run.dataset_id)
+    watching = st.session_state.setdefault("validations_watched", set())
+    if watching - {j.id for j in running}:
+        watching.clear()
+        st.rerun()  # one ended: its report shows above
+    for job in running:
+        watching.add(job.id)
+        left = f" · about {display.duration(job.eta_s)} left" if job.eta_s else ""
+        st.progress(min(job.done / job.total, 1.0) if job.total else 0.0,
+                    text=f"validation job {job.id}: {job.message or job.status} · {job.done}/{job.total} models{left}")
+        if st.button("Cancel", key=f"cancel_validation_{job.id}"):
+            background.cancel(store, job.id)
+            st.rerun()
+        if job.params.get("points"):
+            validation_chart(job.params["points"], None, f"validation_{job.id}")
+    ended = validation.latest(store, run.dataset_id)
+    if not running and ended is not None and ended.status != "done":
+        st.caption(f"Latest validation job {ended.id}: {ended.status}"
+                   + (f": {ended.error.splitlines()[0]}" if ended.error else "."))
+
+
+validation_progress()

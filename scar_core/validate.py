@@ -367,6 +367,19 @@ def held_out_rows(pool: list[Example], report, manifest: dict, used_ids: set[str
     return np.sort(np.random.default_rng(seed).choice(free, size=take, replace=False))
 
 
+def held_out_scored(pool: list[Example], score: np.ndarray, clusters: np.ndarray, left_out_by: np.ndarray,
+                    size: int, seed: int, keep_flagged: bool = False) -> np.ndarray:
+    """Sorted positions of a seeded sample of `size` rows a cut of these scores could take (scored, cleaning's
+    eligibility, one row per content id): a scoring run's held-out set, before any subset is drawn (the
+    curve then leaves them and their duplicate clusters out of every subset)."""
+    free = np.flatnonzero(eligible_rows(score, clusters, left_out_by, keep_flagged)[0]
+                          & _first_of_id([ex.id for ex in pool]))
+    if len(free) < 2:
+        raise ScarError(f"only {len(free)} eligible scored rows: too few to hold some out for evaluation")
+    take = min(size, len(free) // 2)  # at most half: the rest is what the curve trains on
+    return np.sort(np.random.default_rng(seed).choice(free, size=take, replace=False))
+
+
 def _first_of_id(ids: list[str]) -> np.ndarray:
     seen, out = set(), np.zeros(len(ids), bool)
     for p, i in enumerate(ids):
@@ -870,7 +883,7 @@ def run(study: Study, base: BaseModel, settings: Settings, *, ratios: Sequence[f
         "results": results,
         **judge_record(judge, judged, answers, why_not),
         "notes": study.notes,
-        "versions": _versions(),
+        "versions": library_versions(),
     }
     if ratios:
         report["curve"] = curve(study, base, settings, ratios, scores or {}, judge=judge, log=log)
@@ -959,7 +972,8 @@ def curve_points(pool: list[Example], score: np.ndarray, clusters: np.ndarray, l
     """Eval NLL (and with a `judge` the cut's win rate against random) by the share of the pool kept: at each
     ratio the cut (scar_core.select on `score` under the pool's cleaning, the `held_out` positions, the eval
     rows and their duplicate clusters left out) and a seeded random draw of as many eligible rows.
-    `on_point` sees each point as it is measured (the app's job stores them as they come)."""
+    `on_point` sees each model's point as it is measured (the app's job stores them as they come; the cut's
+    win rate is written into its point once random's answers are in)."""
     blocked = touching(clusters, np.asarray(held_out, dtype=np.int64))
     eval_ids = {e.id for e in eval_examples}
     blocked |= np.array([ex.id in eval_ids for ex in pool], bool)
@@ -982,26 +996,28 @@ def curve_points(pool: list[Example], score: np.ndarray, clusters: np.ndarray, l
             else:
                 tuned = tune(base, examples, settings, tokens=budget)
             s = evaluate(tuned.model, base.tokenizer, eval_examples, settings, f"{name}@{ratio}")
+            start = time.perf_counter()
             if judge:
                 answers[name] = generate(tuned.model, base.tokenizer, judged, settings)
             del tuned.model
             points.append({"ratio": ratio, "subset": name, "rows": len(examples), "steps": tuned.steps,
                            "answer_tokens": tuned.answer_tokens, "input_tokens": tuned.input_tokens,
                            "train_seconds": round(tuned.seconds, 2), "eval_seconds": round(s.seconds, 2),
+                           "generated": len(answers.get(name, [])),
+                           "generate_seconds": round(time.perf_counter() - start, 2),
                            "eval_nll": s.nll, "win_vs_random": None})
+            out.append(points[-1])
             log(f"  curve {ratio:g} {name}: {len(examples)} rows, eval NLL {s.nll:.4f}")
-        if judge:
+            if on_point:
+                on_point(points[-1])
+        if judge:  # written into the cut's point, already in `out`
             wins, why_not = judge_all(judge, judged, answers, "random", settings.seed, log)
             points[0]["win_vs_random"] = wins.get("cut")
             points[0]["win_rate_note"] = why_not
-        for point in points:
-            out.append(point)
-            if on_point:
-                on_point(point)
     return out
 
 
-def _versions() -> dict:
+def library_versions() -> dict:
     from scar_core.export import versions
 
     import peft

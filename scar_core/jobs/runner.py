@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
     "map": "scar_core.jobs.map:run_map",
     "train": "scar_core.jobs.train:run_train",
     "signal": "scar_core.jobs.signals:run_signal",
+    "validate": "scar_core.jobs.validation:run_validation",
 }
 HEARTBEAT_S = 2.0
 CANCEL_GRACE_S = 5.0
