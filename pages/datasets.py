@@ -9,17 +9,19 @@ from pages import shared
 from scar_core import formats, intake
 from scar_core.display import markdown_escape, snippet
 from scar_core.errors import ScarError
-from scar_core.jobs import datasets as importing
+from scar_core.jobs import access, datasets as importing
 
 store = shared.store()
 st.header("Datasets")
 add, library = st.tabs(["Add data", "Library"])
+may_import, may_delete = access.may(store, "import"), access.may(store, "delete")
 
 with add:
     uploads = st.file_uploader("Upload .jsonl, .json, .csv or .parquet files", accept_multiple_files=True,
-                               type=["jsonl", "json", "csv", "parquet"], key="uploads")
+                               type=["jsonl", "json", "csv", "parquet"], key="uploads", disabled=not may_import,
+                               help=None if may_import else "Only an admin adds data sets.")
     server_path = st.text_input("…or a file path on the server (big files are read in place, not uploaded)",
-                                key="server_path", placeholder="/data/corpus.jsonl").strip()
+                                key="server_path", placeholder="/data/corpus.jsonl", disabled=not may_import).strip()
     paths: list[Path] = []
     saved = st.session_state.setdefault("saved_uploads", {})
     for upload in uploads or []:
@@ -30,11 +32,10 @@ with add:
         except ScarError as e:
             shared.error(str(e))
     if server_path:
-        candidate = Path(server_path).expanduser()
-        if candidate.is_file():
-            paths.append(candidate)
-        else:
-            shared.error(f"{server_path}: no such file on the server")
+        try:
+            paths.append(importing.server_file(store, server_path))
+        except ScarError as e:
+            shared.error(str(e))
 
     shapes = ["auto", *formats.SHAPES]
     for n, path in enumerate(paths):
@@ -96,15 +97,15 @@ with library:
             st.text("Validation report: every row was accepted.")
         name_col, rename_col = st.columns([3, 1])
         new_name = name_col.text_input("Rename", value=dataset.name, key=f"rename_{dataset.id}")
-        if rename_col.button("Rename", key="rename_button"):
+        if rename_col.button("Rename", key="rename_button", disabled=not may_delete):
             try:
-                browse.rename_dataset(store, dataset.id, new_name)
+                importing.rename_dataset(store, dataset.id, new_name)
                 st.rerun()
             except ScarError as e:
                 shared.error(str(e))
         sure = st.checkbox("I want to delete this dataset with all its runs, labels and selections",
-                           key=f"sure_{dataset.id}")
+                           key=f"sure_{dataset.id}", disabled=not may_delete)
         if st.button("Delete dataset", disabled=not sure, key="delete_button"):
-            datasets.delete_dataset(store, dataset.id)
+            importing.delete_dataset(store, dataset.id)
             st.session_state.pop("dataset", None)
             st.rerun()

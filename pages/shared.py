@@ -15,7 +15,8 @@ from db.store import Store, open_store, resolve_url
 from scar_core import display
 from scar_core.display import markdown_escape
 from scar_core.errors import ScarError
-from scar_core.jobs import overview, score as scoring, selection
+from scar_core.jobs import access, overview, score as scoring, selection
+from pages import team_mode
 
 log = logging.getLogger("scar_studio")
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -59,8 +60,9 @@ def ranker(location: str):
 
 
 def error(message: str) -> None:
-    """Show a message that may quote data (file names, field values) as literal text."""
-    st.error(markdown_escape(message))
+    """Show a message that may quote data (file names, field values) as literal text; in team mode with
+    every server path cut to its last part (a user never learns where the server keeps files)."""
+    st.error(markdown_escape(access.without_paths(message) if access.team() else message))
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the run…")
@@ -92,15 +94,19 @@ def guarded(work: Callable[[], None]) -> None:
         error(str(e))
     except Exception as e:  # never show a traceback in the page
         log.error("unexpected error\n%s", traceback.format_exc())
-        error(f"Unexpected error ({type(e).__name__}): {e}. Details are in the server log.")
+        error("Unexpected error. Details are in the server log." if access.team() else
+              f"Unexpected error ({type(e).__name__}): {e}. Details are in the server log.")
 
 
 def sidebar() -> None:
     """The annotator name, set once and kept for the session, and the scoring under way (on every page)."""
     with st.sidebar:
-        st.text_input("Your name (for labels)", key="_annotator", value=st.session_state.get("annotator", ""),
-                      on_change=lambda: st.session_state.update(annotator=st.session_state["_annotator"].strip()),
-                      max_chars=128, placeholder="annotator name")
+        if access.team() is not None:
+            team_mode.signed_in_box(_store(resolve_url()))  # team mode: the signed-in identity labels, no name box
+        else:
+            st.text_input("Your name (for labels)", key="_annotator", value=st.session_state.get("annotator", ""),
+                          on_change=lambda: st.session_state.update(annotator=st.session_state["_annotator"].strip()),
+                          max_chars=128, placeholder="annotator name")
         try:
             opened = _store(resolve_url())  # not store(): app.py calls this before its navigation exists
         except ScarError:
@@ -120,12 +126,16 @@ def scoring_status(store_: Store) -> None:
 
 
 def annotator() -> str:
+    """The name labels are given under: the signed-in identity in team mode, else the sidebar's name box."""
+    if access.team() is not None:
+        return team_mode.identity() or ""
     return st.session_state.get("annotator", "")
 
 
 def pick_dataset(store: Store, key: str = "dataset") -> int | None:
     """A dataset chooser remembered across pages; None when the store has none."""
-    items = datasets.list_datasets(store)
+    allowed = access.visible_datasets(store)  # team mode: an annotator's assigned data sets
+    items = [d for d in datasets.list_datasets(store) if allowed is None or d.id in allowed]
     if not items:
         st.info("No datasets yet: add one on the Datasets page.")
         return None
@@ -147,7 +157,9 @@ def pick_run(store: Store, finished_only: bool = False) -> runs.Run | None:
     """A scoring-run chooser remembered across pages and kept in the URL (`?run=N`), so a link or a
     bookmark opens the same run; with no run named, the newest finished run (not one still scoring).
     None when no run exists."""
-    items = [r for r in runs.list_runs(store) if not finished_only or r.status == "done"]
+    allowed = access.visible_datasets(store)  # team mode: runs of an annotator's assigned data sets
+    items = [r for r in runs.list_runs(store) if (not finished_only or r.status == "done")
+             and (allowed is None or r.dataset_id in allowed)]
     if not items:
         st.info("No scored runs yet: score a dataset on the Rank page.")
         return None

@@ -7,6 +7,7 @@ from db.models import Run
 from db.store import Store
 from scar_core.compare import Comparison, compare
 from scar_core.errors import ScarError
+from scar_core.jobs import access
 
 
 def run_pair(store: Store, run_a: int, run_b: int) -> tuple[Run, Run]:
@@ -29,6 +30,7 @@ def run_pair(store: Store, run_a: int, run_b: int) -> tuple[Run, Run]:
 
 def compare_runs(store: Store, run_a: int, run_b: int, limit: int = 20) -> tuple[Comparison, Run, Run]:
     """(the comparison of two runs' scores over the examples both have scored, run A, run B)."""
+    access.require(store, "compare", run_id=run_a)
     a, b = run_pair(store, run_a, run_b)
     return compare(*runs.run_scores(store, a.id), *runs.run_scores(store, b.id), limit=limit), a, b
 

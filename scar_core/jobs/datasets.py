@@ -4,22 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db import cleaning, datasets
+from db import browse, cleaning, datasets
 from db.models import Dataset
 from db.store import Store
 from scar_core.clean import DEFAULT_DEDUP, DEFAULT_ECHOES, DEFAULT_EMPTY, DEFAULT_LANG, DEFAULT_REFUSALS, clean
 from scar_core.export import file_sha256
+from scar_core.errors import ScarError
+from scar_core.jobs import access
 from scar_core.load import LoadResult, load
 
 
+@access.action("import")
 def import_file(store: Store, path: str | Path, fmt: str | None = None, lenient: bool = False,
                 field_map: dict[str, str] | None = None, source: str | None = None, reuse: bool = True) -> Dataset:
     """Load a file with scar_core.load.load and store it (see import_loaded)."""
+    path = access.readable_file(store, str(path), also=(browse.upload_folder(store),))
     result = load(path, fmt=fmt, lenient=lenient, field_map=field_map, source=source)
     return import_loaded(store, result, {"fmt": fmt, "lenient": lenient, "field_map": field_map, "source": source},
                          reuse=reuse)
 
 
+@access.action("import", what="imported data set {result.path}")
 def import_loaded(store: Store, result: LoadResult, load_params: dict | None = None, reuse: bool = True) -> Dataset:
     """Store a loaded file as a dataset in one transaction; with reuse, the same file loaded with the
     same options is the dataset already stored (so its scores are found again)."""
@@ -47,3 +52,27 @@ def clean_dataset(store: Store, dataset_id: int, dedup: str = DEFAULT_DEDUP, lan
     cleaning.save_cleaning(store, findings)
     return report.summary()
 
+
+def server_file(store: Store, text: str) -> Path:
+    """The file a person typed into the server-path box, checked before anything reads it (in team mode
+    only inside the configured data folders: scar_core.jobs.access.readable_file)."""
+    access.require(store, "import")
+    path = access.readable_file(store, text.strip())
+    if not path.is_file():
+        raise ScarError(f"{text.strip()}: no such file on the server")
+    return path
+
+
+@access.action("rename", dataset="dataset_id", what="renamed data set #{dataset_id} to '{name}'")
+def rename_dataset(store: Store, dataset_id: int, name: str) -> None:
+    """Give a data set a new display name (the file it came from is unchanged)."""
+    browse.rename_dataset(store, dataset_id, name)
+
+
+def delete_dataset(store: Store, dataset_id: int) -> None:
+    """Delete a data set with its runs, labels and selections (an admin's action, logged with its name)."""
+    access.require(store, "delete", dataset_id=dataset_id)
+    gone = datasets.get_dataset(store, dataset_id)
+    datasets.delete_dataset(store, dataset_id)
+    if gone is not None:
+        access.record(store, "delete", f"deleted data set #{dataset_id} ({gone.name}, {gone.example_count} pairs)")

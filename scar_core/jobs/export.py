@@ -10,6 +10,7 @@ from db.models import Run, Selection
 from db.store import Store
 from scar_core.example import Example
 from scar_core.export import Exported, describe_input, export, manifest, manifest_json, to_jsonl_lines
+from scar_core.jobs import access
 from scar_core.jobs.rankers import describe
 from scar_core.jobs.score import run_scope
 
@@ -18,6 +19,7 @@ class ExportPackage:
     """A selection of a run in one shape; `jsonl` and `manifest_json` build bytes only when called."""
 
     def __init__(self, store: Store, run: Run, selection: Selection, fmt: str, with_scores: bool):
+        access.require(store, "export", run_id=run.id)
         self.store, self.run, self.selection, self.fmt, self.with_scores = store, run, selection, fmt, with_scores
         self.dataset = datasets.get_dataset(store, run.dataset_id)
 
@@ -33,6 +35,8 @@ class ExportPackage:
     def scores(self) -> list[float] | None:
         return self.rows()[1] if self.with_scores else None
 
+    @access.action("export", run="self.run.id", what="downloaded selection '{self.selection.name}' "
+                   "v{self.selection.version} of run {self.run.id} as {self.fmt}")
     def jsonl(self) -> bytes:
         return "".join(to_jsonl_lines(self.rows()[0], self.fmt, self.scores())).encode("utf-8")
 
@@ -58,6 +62,8 @@ class ExportPackage:
     def manifest_json(self) -> bytes:
         return manifest_json(self.manifest()).encode("utf-8")
 
+    @access.action("export", run="self.run.id", what="exported selection '{self.selection.name}' "
+                   "v{self.selection.version} of run {self.run.id} as {self.fmt} to {target}")
     def write(self, target: Path) -> Exported:
         """Write the JSONL and its manifest to `target` and record the export in the store."""
         written = export(target, self.rows()[0], self.fmt, self.scores(), self.manifest())

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from db import labels
 from db.store import Store
 from scar_core.errors import ScarError
+from scar_core.jobs import access
 from scar_core.labels import DEFAULT_POLICY, LEAD, Resolution, Verdict, resolve
 
 
@@ -18,6 +19,7 @@ def label(store: Store, run_id: int, example_ids: Sequence[int], verdict: str, a
           note: str | None = None) -> str:
     """Give these examples this annotator's verdict (one action, one transaction); says how many changed."""
     annotator = _name(annotator)
+    access.require(store, "label", run_id=run_id, person=annotator)
     what = f"labelled {_examples(example_ids)} {verdict}"
     done = labels.record(store, run_id, annotator, example_ids, verdict, note, description=what)
     return _said(what, done)
@@ -27,6 +29,7 @@ def adjudicate(store: Store, run_id: int, example_ids: Sequence[int], verdict: s
                note: str | None = None) -> str:
     """A lead's decision on examples whose annotators disagree; the label policy puts it first."""
     lead = _name(lead)
+    access.require(store, "adjudicate", run_id=run_id, person=lead)
     what = f"decided {_examples(example_ids)} {verdict} as lead"
     done = labels.record(store, run_id, lead, example_ids, verdict, note, description=what, adjudicate=True)
     return _said(what, done)
@@ -41,7 +44,7 @@ def undo_offer(store: Store, run_id: int, annotator: str) -> str | None:
 def undo(store: Store, run_id: int, annotator: str) -> str:
     """Revert this annotator's own latest action on this run (never another person's, never another
     run's) with a new action; says exactly what it reverted."""
-    done = labels.undo(store, run_id, _name(annotator))
+    done = labels.undo(store, run_id, access.require(store, "label", run_id=run_id, person=_name(annotator)))
     if done is None:
         return "Nothing of yours to undo on this run."
     text = f"Undone: {done.action.description.removeprefix('undid: ')} ({done.action.count} reverted"

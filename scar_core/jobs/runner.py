@@ -23,6 +23,7 @@ from db import jobs
 from db.models import Job
 from db.store import Store
 from scar_core.errors import ScarError
+from scar_core.jobs import access
 
 # Every job kind and its worker body "module:function(store, job, beat)"; imported only when a job runs.
 KINDS: dict[str, str] = {
@@ -54,11 +55,13 @@ def start_worker(store: Store, job_id: int) -> int:
     return process.pid
 
 
+@access.action("run", what="cancelled job {job_id}")
 def cancel(store: Store, job_id: int) -> Job:
     """Request a cancel; the worker stops within seconds and keeps the rows it committed."""
     return jobs.request_cancel(store, job_id)
 
 
+@access.action("run", what="resumed job {job_id}")
 def resume(store: Store, job_id: int, launch: bool = True) -> Job:
     """Queue an interrupted, failed or cancelled job again and start a worker for the remaining work."""
     jobs.mark_stale(store)

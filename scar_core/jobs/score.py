@@ -19,6 +19,7 @@ from db.store import Store
 from scar_core.device import precision_name, resolve
 from scar_core.diagnostics.table import head_score, pair_figures, records, run_figures
 from scar_core.errors import ScarError
+from scar_core.jobs import access
 from scar_core.jobs.datasets import clean_dataset
 from scar_core.jobs.rankers import register_checkpoint
 from scar_core.jobs.ray import RayCluster, iter_ray_scores, ray_device_precision
@@ -36,6 +37,7 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", **option
     return start_score(store, dataset_id, model, **options)[0]
 
 
+@access.action("run", dataset="dataset_id", what="started scoring data set #{dataset_id} with ranker {model}")
 def start_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
                 device: str = "auto", precision: str = "auto", batch_size: int | None = None,
                 chunk_rows: int | None = None, clean: dict | None = None, engine: dict | None = None,

@@ -11,6 +11,7 @@ from db import browse, runs, selections
 from db.models import Selection as SavedSelection
 from db.store import Store
 from scar_core.clean import duplicate_of, left_out_kind
+from scar_core.jobs import access
 from scar_core.jobs import labelling, signals as signal_jobs
 from scar_core.labels import DEFAULT_POLICY, Resolution, label_summary
 from scar_core.baselines import baselines
@@ -143,6 +144,7 @@ class Saved:
         return f"Saved selection '{s.name}' version {s.version} (#{s.id}) with {len(s.example_ids)} examples{replaced}."
 
 
+@access.action("select", run="run_id", what="saved selection '{name}' of run {run_id}")
 def save(store: Store, run_id: int, name: str, chosen: Selection, table: pd.DataFrame,
          replace: bool = False) -> Saved:
     """Store what a selection kept (example ids, best first), its parameters and the label events it

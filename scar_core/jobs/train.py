@@ -15,7 +15,7 @@ from pathlib import Path
 from db import browse, datasets, jobs, rankers
 from db.models import Job
 from db.store import Store
-from scar_core.jobs import runner as background
+from scar_core.jobs import access, runner as background
 from scar_core.errors import ScarError
 from scar_core.export import export_target
 
@@ -31,6 +31,7 @@ def ranker_folder(store: Store, name: str) -> Path:
     return export_target(browse.export_folder(store).parent / "rankers", name.strip() or "my-ranker", suffix="")
 
 
+@access.action("train", what="started training a ranker into {out}")
 def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, training_file: str | None = None,
                  backend: str = "local", model: str | None = None, base_url: str | None = None,
                  limit: int = 200, judge: bool = True, encoder: str = "minilm", epochs: int = 3,

@@ -1,0 +1,99 @@
+"""Team mode in the app: its configuration (`[scar]` and Streamlit's `[auth]` in .streamlit/secrets.toml,
+README "Team mode"), the sign-in every page shows until someone has signed in (Streamlit's st.login /
+st.user, OpenID Connect through Authlib), and which pages each role sees. Who may do what is decided
+in scar_core.jobs.access; this only asks it."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+from db.store import Store, open_store, resolve_url
+from scar_core.errors import ScarError
+from scar_core.jobs import access
+
+log = logging.getLogger("scar_studio")
+AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
+MIN_COOKIE_SECRET = 32
+# The action a page is for; a page not listed here (a new one) is shown to leads and admins only.
+PAGE_NEEDS = {"Datasets": "run", "Rank": "run", "Explore": "label", "Select": "select", "Compare runs": "compare",
+              "Export": "export", "Train": "train", "Audit": "audit", "Team": "assign"}
+
+
+def settings() -> dict | None:
+    """The `[scar]` settings when they turn team mode on (`team = true`), else None (local mode)."""
+    if not st.secrets.load_if_toml_exists():
+        return None
+    scar = st.secrets.get("scar", {})
+    return dict(scar) if scar.get("team") else None
+
+
+def problems(scar: dict) -> list[str]:
+    """What team mode's configuration lacks; the server serves nothing until the list is empty."""
+    auth = st.secrets.get("auth", {})
+    found = [f"[auth] {key} is missing" for key in AUTH_KEYS if not auth.get(key)]
+    if auth.get("cookie_secret") and len(str(auth["cookie_secret"])) < MIN_COOKIE_SECRET:
+        found.append(f"[auth] cookie_secret is shorter than {MIN_COOKIE_SECRET} characters")
+    if not str(scar.get("first_admin", "")).strip():
+        found.append("[scar] first_admin is missing")
+    if not st.get_option("server.enableXsrfProtection"):
+        found.append("server.enableXsrfProtection is off")
+    return found
+
+
+def identity() -> str | None:
+    """The signed-in person of the session being served (their e-mail, else the provider's subject), or None."""
+    try:
+        user = st.user.to_dict()
+    except Exception:  # no session: a thread outside any page run has no one signed in
+        return None
+    if not user.get("is_logged_in"):
+        return None
+    return str(user.get("email") or user.get("sub") or "") or None
+
+
+def gate() -> None:
+    """Local mode: nothing. Team mode: refuse to serve a misconfigured server; show only a sign-in until
+    someone has signed in; then act as that person in every action (scar_core.jobs.access)."""
+    scar = settings()
+    if scar is None:
+        access.leave_team_mode()
+        return
+    trouble = problems(scar)
+    if trouble:
+        log.error("team mode is on but not configured, nothing is served: %s", "; ".join(trouble))
+        st.error("This SCAR Studio server is in team mode but its configuration is incomplete, so it serves "
+                 "nothing. The administrator finds what is missing in the server log.")
+        st.stop()
+    try:
+        store = open_store(resolve_url())
+    except ScarError as e:
+        log.error("team mode: %s", e)
+        st.error("The store does not open. The administrator finds why in the server log.")
+        st.stop()
+    folders = tuple(Path(folder).expanduser() for folder in scar.get("data_folders", []))
+    access.enter_team_mode(store, access.Team(who=identity, first_admin=str(scar["first_admin"]).strip(),
+                                              data_folders=folders))
+    if identity() is None:
+        st.title("SCAR Studio")
+        st.write("Sign in to continue.")
+        st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
+        st.stop()
+
+
+def signed_in_box(store: Store) -> None:
+    """The sidebar's line in team mode: who is signed in, as what, and a way out."""
+    me = access.signed_in(store)
+    if me:
+        st.caption(f"Signed in as {me[0]} ({me[1]})")
+        st.button("Sign out", on_click=st.logout, key="sign_out")
+
+
+def pages(listed: list) -> list:
+    """The pages of `listed` (st.Page) that the signed-in person's role is for; in local mode every page
+    but those of team mode (Audit, Team)."""
+    if access.team() is None:
+        return [page for page in listed if page.title not in ("Audit", "Team")]
+    store = open_store(resolve_url())
+    return [page for page in listed if access.may(store, PAGE_NEEDS.get(page.title, "run"))]
