@@ -16,7 +16,7 @@ from db.store import Store
 from scar_core import signals
 from scar_core.compare import Comparison, compare
 from scar_core.errors import ScarError
-from scar_core.jobs import runner as background
+from scar_core.jobs import access, runner as background
 from scar_core.lm import DEFAULT_LM, Progress, load_language_model, response_nll
 
 IFD_PAIRS_PER_SECOND_CPU = 4.0  # two LM passes of SmolLM2 per pair on a 2-core CPU (bench: bench/evidence.py)
@@ -59,6 +59,7 @@ RESERVED = ("example_id", "score", "lf_contribution", "is_contribution", "source
             "exact_group", "flags", "findings", "left_out_by", "label", "rank")
 
 
+@access.action("select", run="run_id")
 def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str | None = None,
                k: int = signals.NOVELTY_NEIGHBOURS, exemplar_ids: Sequence[int] = (),
                exemplar_texts: Sequence[str] = (), lm: str | None = None, device: str = "auto",
@@ -114,6 +115,7 @@ def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str 
                     " (or import scores from a file)")
 
 
+@access.action("select", run="run_id", what="started computing the signal {kind} of run {run_id}")
 def submit_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str | None = None,
                   launch: bool = True, **options) -> Job:
     """Queue a signal's computation as a background job (IFD's LM passes take minutes) and start its
@@ -156,6 +158,7 @@ def _scored_examples(store: Store, run_id: int):
     return [row for row in datasets.examples(store, _run(store, run_id).dataset_id, limit=None) if row.id in ids]
 
 
+@access.action("select", run="run_id")
 def import_scores(store: Store, run_id: int, path: str | Path, name: str, made_by: str,
                   label: str | None = None) -> Added:
     """Store scores from another tool (`id, score` rows keyed by the ids `score` writes) as a signal.
@@ -168,6 +171,7 @@ def import_scores(store: Store, run_id: int, path: str | Path, name: str, made_b
                  [r.id for r in rows], values)
 
 
+@access.action("select", run="run_id", what="imported the signal '{name}' into run {run_id} from {filename}")
 def import_upload(store: Store, run_id: int, data: bytes, filename: str, name: str, made_by: str) -> Added:
     """import_scores for an uploaded file's bytes; messages name the file as the user called it."""
     suffix = Path(filename).suffix.lower()

@@ -24,6 +24,7 @@ from db.store import Store
 from scar_core import validate
 from scar_core.device import resolve
 from scar_core.errors import ScarError
+from scar_core.jobs import access
 from scar_core.jobs.runner import Beat, Cancelled, start_worker
 from scar_core.jobs.selection import run_table
 from scar_core.select import eligible_rows
@@ -102,6 +103,7 @@ def measured_rates(store: Store, device: str) -> tuple[dict[str, float], str]:
     return dict(PRIOR_RATES.get(device, PRIOR_RATES["cuda"])), f"no validation measured here yet: rates from {where}"
 
 
+@access.action("validate", run="run_id", what="started validating the cuts of run {run_id}")
 def start_validation(store: Store, run_id: int, ratios: list[float] | tuple[float, ...] = DEFAULT_RATIOS, *,
                      settings: validate.Settings | None = None, tune_model: str = validate.DEFAULT_MODEL,
                      eval_rows: int = DEFAULT_EVAL_ROWS, eval_path: str | None = None,
