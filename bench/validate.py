@@ -3,6 +3,7 @@
     python bench/validate.py [--work DIR] [--model default] [--scores SCORES.jsonl] [--ratio 0.1]
                              [--epochs 1 | --steps N] [--batch-size 8] [--lr 2e-4] [--max-tokens 256]
                              [--eval-rows 100] [--threads N] [--seed 0]
+                             [--base-url URL --judge-model NAME [--judge-rows 100] [--gen-tokens 256]]
 
 1. The pool: ../shared/data/pools/dolly_2k.alpaca.json (1,909 rows, human-written) and
    alpaca_2k.alpaca.json (2,000 rows, text-davinci-003), mixed in a seeded order: 3,909 rows, written
@@ -17,6 +18,8 @@
    --eval-rows N ...`: SmolLM2-135M-Instruct (bundled) + LoRA on the cut, random and longest-k, the cut
    `--epochs` passes (or `--steps` steps) of `--batch-size` rows and every baseline the same answer
    tokens; reference NLL of GPT-4 Turbo's AlpacaEval answers on a seeded sample of `--eval-rows` prompts.
+   With `--base-url` and `--judge-model` (an OpenAI-compatible server) also the judge's win rate of the cut
+   and longest-k against random, each pair in both orders (validate's "win vs random" column).
 
 Prints the CPU, each step's seconds, validate's table and the whole run's wall time.
 """
@@ -124,6 +127,10 @@ def main() -> None:
     p.add_argument("--eval-rows", type=int, default=100, help="AlpacaEval prompts, a seeded sample of the 805")
     p.add_argument("--threads", type=int, help="torch threads for validate (OMP_NUM_THREADS)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base-url", help="the judge: an OpenAI-compatible server up to /v1 (none: no win rate)")
+    p.add_argument("--judge-model", help="the judge: the model name the server knows")
+    p.add_argument("--judge-rows", type=int, default=100, help="eval prompts each tuned model answers for the judge")
+    p.add_argument("--gen-tokens", type=int, default=256, help="longest answer for the judge, in tokens")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from scar_core.load import load
@@ -151,7 +158,9 @@ def main() -> None:
            "--eval", str(POOLS / "alpacaeval_805_gpt4.json"), "--eval-rows", str(args.eval_rows),
            *(["--steps", str(args.steps)] if args.steps else ["--epochs", str(args.epochs)]),
            "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-           "--lora-r", str(args.lora_r), "--max-tokens", str(args.max_tokens), "--seed", str(args.seed)]
+           "--lora-r", str(args.lora_r), "--max-tokens", str(args.max_tokens), "--seed", str(args.seed),
+           *(["--base-url", args.base_url, "--judge-model", args.judge_model, "--judge-rows", str(args.judge_rows),
+              "--gen-tokens", str(args.gen_tokens)] if args.judge_model else [])]
     print("$ " + " ".join(cmd), flush=True)
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)

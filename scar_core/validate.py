@@ -75,6 +75,7 @@ BUDGETS = ("tokens", "steps")
 OWN_BASELINES = ("random", "longest")
 DEFAULT_EVAL_ROWS = 200
 DEFAULT_JUDGE_ROWS = 100
+GEN_BATCH = 32  # prompts per generation batch on a GPU
 BOOTSTRAP = 1000
 Log = Callable[[str], None]
 
@@ -760,20 +761,28 @@ def verdict(reply: str) -> str | None:
 
 def generate(model: torch.nn.Module, tokenizer, examples: list[Example], settings: Settings) -> list[str]:
     """Each prompt's answer from `model`: greedy decoding, at most `settings.gen_tokens` new tokens, stopping at
-    the token that ends the turn; the prompt rendered as in training (latest max_tokens/2 tokens kept)."""
+    the token that ends the turn; the prompt rendered as in training (latest max_tokens/2 tokens kept). On a
+    CPU one prompt at a time (no padding); on a GPU GEN_BATCH prompts at a time, left-padded (the answers
+    then depend on the batch's padding, the same for a seed and settings)."""
     device, dtype = resolve(settings.device, settings.precision)
     model = model.to(device).eval()
     end = end_of_turn(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
+    prompts = []
+    for ex in examples:
+        ids = tokenizer(prompt_text(tokenizer, ex), add_special_tokens=False)["input_ids"]
+        prompts.append(ids[len(ids) - min(len(ids), settings.max_tokens // 2):])
+    step = 1 if device.type == "cpu" else GEN_BATCH
     out = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        for ex in examples:  # one prompt at a time: no padding, so an answer does not depend on its batch
-            ids = tokenizer(prompt_text(tokenizer, ex), add_special_tokens=False)["input_ids"]
-            ids = ids[len(ids) - min(len(ids), settings.max_tokens // 2):]
-            x = torch.tensor([ids], device=device)
-            y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=settings.gen_tokens,
-                               do_sample=False, num_beams=1, eos_token_id=end, pad_token_id=pad)
-            out.append(tokenizer.decode(y[0, len(ids):], skip_special_tokens=True).strip())
+        for lo in range(0, len(prompts), step):
+            batch = prompts[lo:lo + step]
+            width = max(len(p) for p in batch)
+            x = torch.tensor([[pad or 0] * (width - len(p)) + p for p in batch], device=device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)
+            y = model.generate(x, attention_mask=mask, max_new_tokens=settings.gen_tokens, do_sample=False,
+                               num_beams=1, eos_token_id=end, pad_token_id=pad)
+            out += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in y]
     model.to("cpu")
     return out
 

@@ -38,8 +38,9 @@ SIZE_ROWS = 500        # the estimate sizes a pair from this many of the data se
 # Rates when no validation has run on this kind of device: training tokens (prompt + answer) per second,
 # eval rows per second, generated tokens per second. CPU: bench/validate.py on 2 AMD EPYC cores (bf16,
 # SmolLM2-135M, LoRA r=8, max 256 tokens): 133,892 tokens trained in 1,074 s, 100 eval rows in 36 s;
-# generation was not measured there (a guess). GPU: guesses, no GPU run measured here.
-PRIOR_RATES = {"cpu": {"train": 125.0, "eval": 2.8, "generate": 15.0},
+# generation: validate.generate with SmolLM2-135M, 71 tokens in 61 s on the same 2 cores under a load
+# average of 7.7 (a shared machine; an idle one is faster). GPU: guesses, no GPU run measured here.
+PRIOR_RATES = {"cpu": {"train": 125.0, "eval": 2.8, "generate": 1.2},
                "cuda": {"train": 5000.0, "eval": 60.0, "generate": 60.0}}
 
 
