@@ -10,20 +10,28 @@ length baseline scores about 0.5 by construction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scar_core.ranker import StyleRanker
 from scar_core.training_data import PAIR_NAMES, ROLES, TrainRow
 
+if TYPE_CHECKING:
+    from scar_core.engine import Engine
+    from scar_core.score import Progress
 
-def score_rows(ranker: StyleRanker, rows: Sequence[TrainRow], **options) -> dict[str, np.ndarray]:
-    """role -> (len(rows),) scores, NaN where the row lacks that response. Options go to score_pairs."""
-    from scar_core.score import score_pairs
 
+def score_rows(ranker: StyleRanker, rows: Sequence[TrainRow], engine: Engine | None = None,
+               progress: Progress | None = None, **options) -> dict[str, np.ndarray]:
+    """role -> (len(rows),) scores, NaN where the row lacks that response, scored by `engine` (default: the
+    torch engine with `options`: device, precision, batch_size)."""
+    from scar_core.engine import TorchEngine
+
+    engine = engine or TorchEngine(ranker, **options)
     keys = [(i, role) for i, row in enumerate(rows) for role in ROLES if role in row.responses]
-    scores = score_pairs(ranker, [rows[i].instruction for i, _ in keys],
-                         [rows[i].responses[role] for i, role in keys], **options).score
+    scores = engine.score([rows[i].instruction for i, _ in keys], [rows[i].responses[role] for i, role in keys],
+                          progress=progress).score
     out = {role: np.full(len(rows), np.nan, np.float32) for role in ROLES}
     for (i, role), s in zip(keys, scores):
         out[role][i] = s

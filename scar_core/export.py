@@ -168,9 +168,9 @@ def describe_ranker(location: str, encoder: str, weights_sha256: str | None, ide
 
 def manifest(examples: Sequence[Example], fmt: str, with_scores: bool, *, inputs: list[dict], ranker: dict,
              device: str, precision: str, cleaning: dict | None, selection: dict, scope: dict,
-             saved: dict | None = None) -> dict:
+             saved: dict | None = None, engine: str = "torch") -> dict:
     """The manifest of an export, the one builder for the CLI's `rank` and the app's Export page: what
-    went in (inputs, ranker, device and precision, cleaning options and counts), what was scored
+    went in (inputs, ranker, scoring engine, device and precision, cleaning options and counts), what was scored
     (`scope`: the whole data set, or a sample of it), the selection's parameters (labels: the policy
     and the verdicts' hash) and the threshold they produced, code and library versions, and the
     sha256 of the selected ids; rows are best first. The same selection gives the same manifest from
@@ -178,7 +178,7 @@ def manifest(examples: Sequence[Example], fmt: str, with_scores: bool, *, inputs
     it saw."""
     return {"format": fmt, "rows": len(examples), "with_scores": with_scores, "order": "best first",
             "selected_ids_sha256": ids_sha256([e.id for e in examples]), "inputs": inputs, "ranker": ranker,
-            "device": device, "precision": precision, "cleaning": cleaning, "scope": scope, "selection": selection,
+            "engine": engine, "device": device, "precision": precision, "cleaning": cleaning, "scope": scope, "selection": selection,
             "threshold_score": selection.get("threshold_score"), "versions": versions(),
             **({"saved": saved} if saved else {})}
 
@@ -232,6 +232,15 @@ def response_words(examples: Sequence[Example]) -> np.ndarray:
     return np.array([len(ex.response.split()) for ex in examples], dtype=np.int64)
 
 
+def subset_manifest(info: dict, examples: Sequence[Example], selection: dict) -> dict:
+    """The manifest of another subset of the pool a manifest `info` describes (`manifest()`: same inputs,
+    ranker, scoring, cleaning and scope): its own rows, ids hash and selection; no `saved`, which names
+    the saved selection `info` is."""
+    return {**{k: v for k, v in info.items() if k != "saved"}, "rows": len(examples),
+            "selected_ids_sha256": ids_sha256([e.id for e in examples]), "selection": selection,
+            "threshold_score": selection.get("threshold_score")}
+
+
 def matched_bundle(cut: Selection, examples: Sequence[Example], scores: np.ndarray, info: dict, name: str, *,
                    vectors: np.ndarray, sources: np.ndarray, labels: np.ndarray | None, seed: int,
                    clusters: np.ndarray | None = None) -> list[BundlePart]:
@@ -250,9 +259,7 @@ def matched_bundle(cut: Selection, examples: Sequence[Example], scores: np.ndarr
     for kind, subset in subsets.items():
         rows = [examples[i] for i in subset.kept]
         part = BundlePart(kind, baseline_name(name, kind), rows, scores[subset.kept].tolist() if with_scores else None,
-                          manifest(rows, fmt, with_scores, inputs=info["inputs"], ranker=info["ranker"],
-                                   device=info["device"], precision=info["precision"], cleaning=info["cleaning"],
-                                   scope=info["scope"], selection=subset.params()))
+                          subset_manifest(info, rows, subset.params()))
         parts.append(part)
         listed.append({"kind": kind, "path": part.name, "rows": len(rows),
                        "sha256": hashlib.sha256(part.jsonl()).hexdigest(),

@@ -29,6 +29,7 @@ id or local folder can be named instead.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ from scar_core.example import Example
 from scar_core.device import resolve
 
 DEFAULT_LM = "smollm2"
+CACHE_ENV = "SCAR_CACHE_DIR"
 Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
 WIDTH_STEP = 16  # a padded batch's width is a multiple of this (padded_width)
 ROW_BLOCK = 8   # linear layers run on a multiple of this many rows (row_blocks)
@@ -90,11 +92,17 @@ def _linear_in_blocks(linear: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LanguageModel:
+    """A causal LM in torch; other runtimes (scar_core.engine's int8 LM) subclass it and override batch_nll."""
+
     name: str
-    model: torch.nn.Module
+    model: torch.nn.Module | None
     tokenizer: object
     device: torch.device
     dtype: torch.dtype
+
+    def batch_nll(self, batch: list[_Encoded]) -> np.ndarray:
+        """Mean NLL of each pair's counted response tokens (see _batch_nll); NaN where none count."""
+        return _batch_nll(self, batch)
 
 
 @dataclass
@@ -120,19 +128,66 @@ def bundled_lm_file() -> Path:
     return files[0]
 
 
+def cache_folder() -> Path:
+    """Where converted model files are kept between runs (the de-quantised LM, int8 engine files):
+    $SCAR_CACHE_DIR, else $XDG_CACHE_HOME/scar_studio, else ~/.cache/scar_studio. Never the source
+    tree; deleting it only costs one conversion on the next start."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "scar_studio"
+
+
+def dequantised_lm_folder(gguf: Path) -> Path:
+    """A plain Hugging Face folder (fp32 safetensors, config, tokenizer) of the LM in a GGUF file, written
+    once into the cache folder under the GGUF's SHA-256: transformers de-quantises a GGUF on every load
+    (about 14 s for SmolLM2-135M on 2 cores), the safetensors load in a fraction of a second, with the
+    same weights bit for bit. Written to a temporary folder and renamed, so a crash leaves no half copy."""
+    from scar_core.export import file_sha256
+
+    folder = cache_folder() / "lm" / f"{gguf.stem}-{file_sha256(gguf)[:16]}"
+    if (folder / "config.json").exists():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise ScarError(f"cannot load language model {gguf}: {str(e).splitlines()[0]}") from None
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # a model loaded from a GGUF refuses save_pretrained as quantised
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial_folder = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+    plain.save_pretrained(partial_folder)
+    tokenizer.save_pretrained(partial_folder)
+    try:
+        partial_folder.rename(folder)
+    except OSError:  # another process finished first: its copy holds the same bits
+        import shutil
+
+        shutil.rmtree(partial_folder, ignore_errors=True)
+    return folder
+
+
+def language_model_folder(name: str = DEFAULT_LM) -> str:
+    """Where `name`'s weights load from: the de-quantised copy of the bundled GGUF for "smollm2",
+    else the Hugging Face id or folder as given."""
+    return str(dequantised_lm_folder(bundled_lm_file())) if name == DEFAULT_LM else name
+
+
 def load_language_model(name: str = DEFAULT_LM, device: str = "auto", precision: str = "auto") -> LanguageModel:
-    """Load "smollm2" (bundled, offline) or any Hugging Face causal LM id or folder."""
+    """Load "smollm2" (bundled, offline; from its cached de-quantised copy) or any Hugging Face causal LM
+    id or folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev, dtype = resolve(device, precision)
-    if name == DEFAULT_LM:
-        path = bundled_lm_file()
-        where, extra = str(path.parent), {"gguf_file": path.name}
-    else:
-        where, extra = name, {}
+    where = language_model_folder(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, **extra)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **extra)
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)
     except (OSError, ValueError) as e:
         raise ScarError(f"cannot load language model '{name}': {str(e).splitlines()[0]}") from None
     if dev.type == "cpu" and dtype == torch.bfloat16:
@@ -205,7 +260,7 @@ def iter_surprisal(examples: Sequence[Example], lm: LanguageModel, rows: np.ndar
             while (pos + size < len(idx) and size < 64 and (size + 1) * width <= budget
                    and padded_width(pairs[idx[pos + size]].width) == width):
                 size += 1
-            nll[pos:pos + size] = _batch_nll(lm, [pairs[i] for i in idx[pos:pos + size]])
+            nll[pos:pos + size] = lm.batch_nll([pairs[i] for i in idx[pos:pos + size]])
             pos += size
         done += len(idx)
         if progress:

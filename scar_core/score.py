@@ -37,7 +37,12 @@ from scar_core.ranker import StyleRanker
 Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
 
 # (most texts, most padded tokens) per encoder batch when the caller does not say.
-BATCH_DEFAULTS = {"cpu": (128, 2048), "cuda": (512, 65536)}
+BATCH_DEFAULTS = {"cpu": (128, 2048), "cuda": (512, 65536), "mps": (256, 16384)}
+
+
+RESULT_FIELDS = ("score", "v_lf", "v_is", "truncated_instruction", "truncated_response")
+LM_FIELDS = ("lm_nll", "lm_part")  # present for rankers with an LM term
+LMNLL = Callable[[list[str], list[str], Progress | None], np.ndarray]  # (instructions, responses, progress) -> NLLs
 
 
 @dataclass
@@ -57,7 +62,7 @@ class Scores:
 def default_chunk_rows(device_type: str) -> int:
     """Rows per chunk (a progress report, a commit in the scoring job): a few seconds of work, about
     1-60 pairs/s on 2 CPU cores depending on the ranker, thousands on a GPU."""
-    return 2048 if device_type == "cuda" else 64
+    return {"cuda": 2048, "mps": 512}.get(device_type, 64)
 
 
 def score_examples(ranker: StyleRanker, examples: Sequence[Example], **options) -> Scores:
@@ -69,27 +74,29 @@ def score_examples(ranker: StyleRanker, examples: Sequence[Example], **options) 
 def score_pairs(ranker: StyleRanker, instructions: Sequence[str], responses: Sequence[str],
                 **options) -> Scores:
     """Score (instruction, response) pairs; results in input order."""
-    n = len(responses)
-    parts = list(iter_scores(ranker, instructions, responses, **options))
+    return in_input_order(list(iter_scores(ranker, instructions, responses, **options)), len(responses), ranker)
+
+
+def in_input_order(parts: Sequence[Scores], n: int, ranker: StyleRanker) -> Scores:
+    """One Scores of `n` rows in input order from chunks that carry their `index` (every row once)."""
     if not parts:
         h = ranker.hidden_dim
         return Scores(np.zeros(0, np.float32), np.zeros((0, h), np.float32), np.zeros((0, h), np.float32),
                       np.zeros(0, bool), np.zeros(0, bool))
-    index = np.concatenate([p.index for p in parts])
     order = np.empty(n, dtype=np.int64)
-    order[index] = np.arange(n)
-    fields = ["score", "v_lf", "v_is", "truncated_instruction", "truncated_response"]
-    cat = {f: np.concatenate([getattr(p, f) for p in parts])[order]
-           for f in fields + (["lm_nll", "lm_part"] if ranker.lm_term is not None else [])}
-    return Scores(**cat)
+    order[np.concatenate([p.index for p in parts])] = np.arange(n)
+    fields = RESULT_FIELDS + (LM_FIELDS if ranker.lm_term is not None else ())
+    return Scores(**{f: np.concatenate([getattr(p, f) for p in parts])[order] for f in fields})
 
 
 def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Sequence[str], *,
                 left_truncate: Sequence[bool] | None = None, device: str = "auto",
                 precision: str = "fp32", batch_size: int | None = None, token_budget: int | None = None,
-                chunk_rows: int | None = None, progress: Progress | None = None) -> Iterator[Scores]:
+                chunk_rows: int | None = None, progress: Progress | None = None,
+                lm_nll: LMNLL | None = None) -> Iterator[Scores]:
     """Yield Scores for chunks of rows (default_chunk_rows when None), longest responses first; each
-    chunk carries its `index` and `progress` hears of it.
+    chunk carries its `index` and `progress` hears of it. `lm_nll` measures the LM term's NLLs in
+    another runtime (scar_core.engine's int8 engine) instead of the ranker's torch LM.
 
     batch_size / token_budget cap the texts and the padded tokens of one encoder batch
     (defaults per device in BATCH_DEFAULTS); on CUDA out-of-memory both are halved and scoring goes on.
@@ -124,8 +131,9 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
             def measured(k: int, _total: int, _rate: float, done: int = done) -> None:
                 if progress:
                     progress(done + k, n, (done + k) / max(time.perf_counter() - start, 1e-9))
-            nll = torch.from_numpy(ranker.lm_nll([instructions[i] for i in idx], [responses[i] for i in idx], dev,
-                                                 dtype, progress=measured))
+            texts = [instructions[i] for i in idx], [responses[i] for i in idx]
+            nll = torch.from_numpy(lm_nll(*texts, measured) if lm_nll else
+                                   ranker.lm_nll(*texts, dev, dtype, progress=measured))
         with torch.inference_mode(), row_blocks(ranker):
             head_dev = next(ranker.relation_network.parameters()).device
             form = torch.from_numpy(v_lf).to(head_dev)

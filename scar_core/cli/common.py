@@ -12,11 +12,12 @@ from scar_core.clean import (DEDUP_MODES, DEFAULT_DEDUP, DEFAULT_ECHOES, DEFAULT
 from scar_core.device import PRECISION_CHOICES
 from scar_core.errors import ScarError, terminal_text
 from scar_core.example import Example
-from scar_core.jobs.ray import (ENGINES, RayCluster, check_reachable, default_address, ray_device_precision,
-                                ray_score_examples)
+from scar_core.engine import Engine
+from scar_core.jobs.ray import (ENGINES, RayCluster, check_reachable, default_address, open_engine,
+                                ray_device_precision, split_engine)
 from scar_core.load import LoadResult, load
 from scar_core.ranker import StyleRanker, load_ranker
-from scar_core.score import Scores, score_examples
+from scar_core.score import Scores
 
 PROGRESS_EVERY_S = 10.0  # a progress line this often when stderr is not a terminal
 LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit}s, {rate_fmt}, {elapsed} elapsed, about {remaining} left"
@@ -33,7 +34,8 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="'default' (bundled ranker) or a checkpoint folder")
     p.add_argument("--encoder", help="load the encoder from here instead of the checkpoint's (offline copy)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto",
+                   help="auto (a CUDA GPU, else an Apple GPU, else the CPU), cpu, cuda or mps")
     p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                    help="auto: bf16 where the hardware supports it natively, else fp32")
     p.add_argument("--batch-size", type=int, help="most texts per encoder batch (default: 128 on CPU, 512 on GPU)")
@@ -55,8 +57,11 @@ def quiet_loading(args: argparse.Namespace) -> None:
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", default="local", choices=ENGINES,
-                   help="local: score in this process; ray: on a Ray cluster (Ray Data actors, one ranker each)")
+    p.add_argument("--engine", default="auto", choices=ENGINES,
+                   help="auto: the fastest engine that keeps the scores (models/default/README.md, 'Engines'); "
+                        "torch: the ranker in torch (CPU, CUDA, MPS); int8: the LM term in int8 through CTranslate2 "
+                        "(CPU); ray, ray:torch, ray:int8: that engine in Ray Data actors on a cluster, one ranker "
+                        "each (ray runs torch); local: the older name of auto")
     p.add_argument("--address", default=default_address(),
                    help="with --engine ray: the cluster to join (auto, HOST:PORT or ray://HOST:10001; default "
                         "$SCAR_RAY_ADDRESS); without one a local Ray instance is started")
@@ -69,7 +74,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
 def ray_cluster(args: argparse.Namespace) -> RayCluster | None:
     """The command's Ray engine settings, or None for the local engine; bad values and a cluster address
     that does not answer are refused here, before any work."""
-    if args.engine != "ray":
+    if not split_engine(args.engine)[0]:
         if args.workers is not None or args.block_rows is not None:
             raise ScarError("--workers and --block-rows apply only with --engine ray")
         return None
@@ -131,19 +136,20 @@ def open_ranker(args: argparse.Namespace) -> StyleRanker:
     return load_ranker(args.model, encoder=args.encoder)
 
 
+def command_engine(args: argparse.Namespace, ranker: StyleRanker, cluster: RayCluster | None = None) -> Engine:
+    """The engine a command scores with (scar_core.jobs.ray.open_engine): its --engine, --device,
+    --precision and --batch-size, and the Ray cluster from ray_cluster for the ray engines."""
+    return open_engine(ranker, args.model, getattr(args, "engine", "auto"), cluster=cluster, encoder=args.encoder,
+                       device=args.device, precision=args.precision, batch_size=args.batch_size)
+
+
 def score_with_progress(args: argparse.Namespace, ranker: StyleRanker, examples: list[Example],
                         cluster: RayCluster | None) -> Scores:
-    """Score examples with the command's device, precision and batch options on its engine (`cluster`,
-    from ray_cluster, or None for this process), showing a progress bar."""
+    """Score examples with the command's engine (command_engine; `cluster` from ray_cluster, or None for
+    this process), showing a progress bar."""
     bar, update = progress_bar(len(examples), quiet=getattr(args, "quiet", False))
     with bar:
-        if cluster is not None:
-            precision = ray_device_precision(args.device, args.precision)[1]
-            return ray_score_examples(ranker, args.model, examples, cluster=cluster, encoder=args.encoder,
-                                      device=args.device, precision=precision, batch_size=args.batch_size,
-                                      progress=update)
-        return score_examples(ranker, examples, device=args.device, precision=args.precision,
-                              batch_size=args.batch_size, progress=update)
+        return command_engine(args, ranker, cluster).score_examples(examples, progress=update)
 
 
 def score_text(value: float | None) -> str:

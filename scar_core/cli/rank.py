@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from db.runs import VECTOR_DTYPE
 from scar_core.cli.common import (add_clean_options, add_engine_options, add_input_options, add_model_options,
-                                  clean_examples, load_inputs, open_ranker, ray_cluster, score_text,
+                                  clean_examples, command_engine, load_inputs, open_ranker, ray_cluster, score_text,
                                   score_with_progress)
-from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
 from scar_core.export import (BundlePart, describe_input, describe_ranker, export, file_sha256, manifest,
                               matched_bundle)
-from scar_core.jobs.ray import ray_device_precision
 from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_labels, resolve as decide_labels
 from scar_core.ranker import checkpoint_location
 from scar_core.select import rule_of
@@ -84,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     per_row = None if decided is None else np.array([decided.decided.get(ex.id) for ex in examples], dtype=object)
     cleaning = dict(clusters=report.cluster_ids, left_out_by=report.left_out_by, keep_flagged=args.keep_flagged)
     vectors = np.zeros((len(examples), scores.v_lf.shape[1]), np.float32)
-    vectors[todo] = scores.v_lf
+    vectors[todo] = scores.v_lf.astype(VECTOR_DTYPE)  # as the store keeps them: the app clusters the same numbers
     by = blended(args, ranker, examples, score, vectors, todo) if args.weights else None
     chosen, spread = covered_cut(score if by is None else by.values, *rule_of(args.ratio, args.topk, args.threshold),
                                  args.coverage, vectors=vectors, seed=args.seed, sources=sources, quotas=quotas,
@@ -92,17 +91,14 @@ def run(args: argparse.Namespace) -> int:
     chosen.label_policy = label_summary(decided)
     chosen.blend = None if by is None else by.settings
     kept = [examples[i] for i in chosen.kept]
-    if cluster is None:
-        device, dtype = resolve(args.device, args.precision)
-        device, precision = str(device), precision_name(dtype)
-    else:
-        device, precision = ray_device_precision(args.device, args.precision)
+    scored_by = command_engine(args, ranker, cluster).describe()
     info = manifest(kept, args.format, args.with_scores,
                     inputs=[describe_input(r.path, file_sha256(r.path), r.format, r.rows, len(r.examples),
                                            len(r.rejected)) for r in results],
                     ranker=describe_ranker(checkpoint_location(args.model)[1], ranker.encoder_name,
                                            ranker.weights_hash, ranker.identity),
-                    device=device, precision=precision, cleaning=report.summary(),
+                    device=scored_by["device"], precision=scored_by["precision"], engine=scored_by["engine"],
+                    cleaning=report.summary(),
                     scope={"sample": False, "rows": len(examples), "of": len(examples)}, selection=chosen.params())
     if args.baselines:  # the cut and each baseline with its manifest, the cut's listing them all
         parts = matched_bundle(chosen, examples, score, info, args.out, vectors=vectors, sources=sources,

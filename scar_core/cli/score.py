@@ -14,7 +14,7 @@ from scar_core.cli.common import (add_clean_options, add_engine_options, add_inp
 from scar_core.diagnostics.table import example_table, ordered, records
 from scar_core.errors import ScarError
 from scar_core.export import write_atomic, write_parquet_shards
-from scar_core.jobs.ray import RayCluster
+from scar_core.jobs.ray import RayCluster, split_engine
 from scar_core.score import Scores
 
 
@@ -75,7 +75,8 @@ def stored_scores(args: argparse.Namespace, results: list, update,
         dataset = import_loaded(store, result, params)
         run = submit_score(store, dataset.id, model=args.model, encoder=args.encoder, device=args.device,
                            precision=args.precision, batch_size=args.batch_size,
-                           engine=None if cluster is None else cluster.params(), launch=False)
+                           engine=None if cluster is None else cluster.params(),
+                           engine_kind=split_engine(args.engine)[1], launch=False)
         job = jobs.get_job(store, run.job_id)
         if job.status != "done":
             job = run_job(store, run.job_id,

@@ -3,11 +3,12 @@
 The driver (this process) keeps the pool: it loads and cleans it whole, as the local engine does, and
 hands Ray only (row, instruction, response) in blocks. A `map_batches` stage with an actor pool holds
 one loaded ranker per actor (one GPU per actor on GPU clusters, one CPU otherwise) and scores each
-batch with `scar_core.score.score_pairs`, the function the local engine runs, so scores agree with it
-bit for bit at the same precision on the same hardware (a pair's scores do not depend on the block it
-is scored in). Results come back keyed by row, in any order; the callers put them in input order
-(`ray_score_examples`) or commit them chunk by chunk to the store (the scoring job,
-`scar_core.jobs.score.run_score`, for a job whose params name this engine). Scheduling, retries of a
+batch with the in-process engine it is told (scar_core.engine: torch or int8), so scores agree with
+that engine run locally, bit for bit for torch at the same precision on the same hardware (a pair's
+scores do not depend on the block it is scored in). Results come back keyed by row, in any order;
+`RayEngine` is the scar_core.engine.Engine over them (its `score` puts them in input order, the
+scoring job commits them chunk by chunk). `open_engine` is where every command and job picks the
+engine: in this process or on Ray. Scheduling, retries of a
 lost actor's batch and data movement are Ray's; a row that came back twice is counted once and a row
 that never came back is an error.
 
@@ -28,16 +29,16 @@ import numpy as np
 import pyarrow as pa
 
 from scar_core.device import PRECISIONS
+from scar_core.engine import LOCAL_ENGINES, Engine, local_engine
 from scar_core.errors import ScarError
-from scar_core.example import Example
 from scar_core.ranker import StyleRanker, load_ranker
-from scar_core.score import Progress, Scores, default_chunk_rows, score_pairs
+from scar_core.score import LM_FIELDS, RESULT_FIELDS, Progress, Scores, default_chunk_rows
 
-ENGINES = ("local", "ray")
+# What --engine takes: an in-process engine, or Ray running one in its actors ("ray" runs torch; "local"
+# is the older name of "auto").
+ENGINES = (*LOCAL_ENGINES, "local", "ray", "ray:torch", "ray:int8")
 ADDRESS_ENV = "SCAR_RAY_ADDRESS"
 PROBE_TIMEOUT_S = 5.0
-RESULT_FIELDS = ("score", "v_lf", "v_is", "truncated_instruction", "truncated_response")
-LM_FIELDS = ("lm_nll", "lm_part")
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 SCAR_ERROR = f"{ScarError.__module__}.{ScarError.__name__}"
 
@@ -73,17 +74,25 @@ def ray_device_precision(device: str, precision: str) -> tuple[str, str]:
     return f"ray:{device}", "fp32" if precision == "auto" else precision
 
 
-class RankerActor:
-    """A Ray actor holding one loaded ranker; each call scores a batch of rows with score_pairs."""
+def split_engine(engine: str) -> tuple[bool, str]:
+    """(on Ray, the in-process engine) for an --engine value: "ray" is Ray with torch actors, "local" is "auto"."""
+    if engine not in ENGINES:
+        raise ScarError(f"unknown engine '{engine}'; choose {', '.join(ENGINES)}")
+    if engine.startswith("ray"):
+        return True, engine.partition(":")[2] or "torch"
+    return False, "auto" if engine == "local" else engine
 
-    def __init__(self, model: str, encoder: str | None, device: str, precision: str, batch_size: int | None):
-        self.ranker = load_ranker(model, encoder=encoder)
-        self.device, self.precision, self.batch_size = device, precision, batch_size
+
+class RankerActor:
+    """A Ray actor holding one loaded ranker in an in-process engine; each call scores a batch of rows."""
+
+    def __init__(self, model: str, encoder: str | None, device: str, precision: str, batch_size: int | None,
+                 engine: str = "torch"):
+        self.engine = local_engine(load_ranker(model, encoder=encoder), engine, device, precision, batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        scores = score_pairs(self.ranker, batch["instruction"].tolist(), batch["response"].tolist(),
-                             left_truncate=batch["left"].tolist(), device=self.device, precision=self.precision,
-                             batch_size=self.batch_size)
+        scores = self.engine.score(batch["instruction"].tolist(), batch["response"].tolist(),
+                                   left_truncate=batch["left"].tolist())
         fields = RESULT_FIELDS + (LM_FIELDS if scores.lm_nll is not None else ())
         return {"row": batch["row"], **{name: getattr(scores, name) for name in fields}}
 
@@ -130,7 +139,7 @@ def connect(address: str | None, cpus: int | None = None) -> None:
 def iter_ray_scores(model: str, instructions: Sequence[str], responses: Sequence[str], *,
                     cluster: RayCluster, left_truncate: Sequence[bool] | None = None, encoder: str | None = None,
                     device: str = "auto", precision: str = "fp32", batch_size: int | None = None,
-                    progress: Progress | None = None) -> Iterator[Scores]:
+                    progress: Progress | None = None, engine: str = "torch") -> Iterator[Scores]:
     """Yield Scores for the batches the actors finish (each with its `index` into the inputs), connecting
     to the cluster first and leaving it when done, failed or closed early (a cancel: the Ray job and its
     actors stop). Every row is yielded exactly once."""
@@ -146,7 +155,7 @@ def iter_ray_scores(model: str, instructions: Sequence[str], responses: Sequence
         if device == "cuda" and not gpus:
             raise ScarError(f"CUDA was requested but the Ray cluster at {cluster.address or 'this machine'} has "
                             "no GPUs; use --device cpu or auto")
-        use_gpu = device != "cpu" and gpus > 0
+        use_gpu = device != "cpu" and gpus > 0 and engine != "int8"
         workers = cluster.workers or (gpus if use_gpu else max(1, int(resources.get("CPU", 1))))
         block = cluster.block_rows or default_chunk_rows("cuda" if use_gpu else "cpu")
         left = list(left_truncate) if left_truncate is not None else [False] * n
@@ -159,7 +168,7 @@ def iter_ray_scores(model: str, instructions: Sequence[str], responses: Sequence
             RankerActor, batch_size=block, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),
             fn_constructor_kwargs={"model": str(model), "encoder": encoder, "device": "cuda" if use_gpu else "cpu",
-                                   "precision": precision, "batch_size": batch_size},
+                                   "precision": precision, "batch_size": batch_size, "engine": engine},
             num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)
         seen = np.zeros(n, dtype=bool)
         start = time.perf_counter()
@@ -182,19 +191,43 @@ def iter_ray_scores(model: str, instructions: Sequence[str], responses: Sequence
         ray.shutdown()
 
 
-def ray_score_examples(ranker: StyleRanker, model: str, examples: Sequence[Example], *, cluster: RayCluster,
-                       **options) -> Scores:
-    """Score Examples on Ray (iter_ray_scores) with the checkpoint at `model`, which the driver loaded as
-    `ranker`; results in input order, as scar_core.score.score_examples gives them."""
-    n = len(examples)
-    parts = list(iter_ray_scores(model, [e.ranker_instruction() for e in examples], [e.response for e in examples],
-                                 cluster=cluster, left_truncate=[bool(e.context) for e in examples], **options))
-    if not parts:
-        return score_pairs(ranker, [], [])
-    order = np.empty(n, dtype=np.int64)
-    order[np.concatenate([p.index for p in parts])] = np.arange(n)
-    fields = RESULT_FIELDS + (LM_FIELDS if ranker.lm_term is not None else ())
-    return Scores(**{f: np.concatenate([getattr(p, f) for p in parts])[order] for f in fields})
+class RayEngine(Engine):
+    """An in-process engine ("torch" or "int8") run by Ray actors on a cluster (iter_ray_scores); `ranker`
+    is the checkpoint at `model` as the driver loaded it (for its shape; the actors load their own)."""
+
+    def __init__(self, ranker: StyleRanker, model: str, cluster: RayCluster, engine: str = "torch",
+                 encoder: str | None = None, device: str = "auto", precision: str = "auto",
+                 batch_size: int | None = None):
+        super().__init__(ranker)
+        if engine not in ("torch", "int8"):
+            raise ScarError(f"the Ray engine runs torch or int8 in its actors, not '{engine}'")
+        if engine == "int8" and device == "cuda":
+            raise ScarError("the int8 engine runs on CPUs; use --engine ray:torch for GPU actors")
+        self.name, self.model, self.cluster, self.encoder = engine, str(model), cluster, encoder
+        self.device, self.precision = ray_device_precision("cpu" if engine == "int8" else device, precision)
+        self.batch_size = batch_size
+
+    def iter_scores(self, instructions, responses, *, left_truncate=None, progress=None) -> Iterator[Scores]:
+        return iter_ray_scores(self.model, instructions, responses, cluster=self.cluster, left_truncate=left_truncate,
+                               encoder=self.encoder, device=self.device.removeprefix("ray:"),
+                               precision=self.precision, batch_size=self.batch_size, progress=progress,
+                               engine=self.name)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "ray": self.cluster.params()}
+
+
+def open_engine(ranker: StyleRanker, model: str, engine: str = "auto", *, cluster: RayCluster | None = None,
+                encoder: str | None = None, device: str = "auto", precision: str = "auto",
+                batch_size: int | None = None, chunk_rows: int | None = None) -> Engine:
+    """The engine every command and job scores with: `engine` (an ENGINES value) in this process, or on
+    the Ray cluster `cluster` (which "ray..." engines need; a plain "torch"/"int8"/"auto" with a cluster
+    runs that engine in the actors, "auto" meaning torch there)."""
+    on_ray, local = split_engine(engine)
+    if on_ray or cluster is not None:
+        return RayEngine(ranker, model, cluster or RayCluster(), "torch" if local == "auto" else local, encoder,
+                         device, precision, batch_size)
+    return local_engine(ranker, local, device, precision, batch_size, chunk_rows)
 
 
 def failure_reason(error: BaseException) -> str:

@@ -22,10 +22,11 @@ from scar_core.errors import ScarError
 from scar_core.jobs import access
 from scar_core.jobs.datasets import clean_dataset
 from scar_core.jobs.rankers import register_checkpoint
-from scar_core.jobs.ray import RayCluster, iter_ray_scores, ray_device_precision
+from scar_core.engine import Engine, checkpoint_runs_lm, resolve_engine
+from scar_core.jobs.ray import RayCluster, open_engine, ray_device_precision
 from scar_core.jobs.runner import Beat, Cancelled, start_worker
 from scar_core.ranker import StyleRanker, load_ranker
-from scar_core.score import Scores, default_chunk_rows, iter_scores
+from scar_core.score import Scores, default_chunk_rows
 
 FIRST_CHUNK_ROWS = 8  # rows of the first chunk a worker commits
 SAMPLE_SEED = 0
@@ -41,7 +42,7 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", **option
 def start_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
                 device: str = "auto", precision: str = "auto", batch_size: int | None = None,
                 chunk_rows: int | None = None, clean: dict | None = None, engine: dict | None = None,
-                launch: bool = True, sample: int | None = None) -> tuple[Run, bool]:
+                launch: bool = True, sample: int | None = None, engine_kind: str = "auto") -> tuple[Run, bool]:
     """(run, joined): create a scoring run for a dataset. With `clean` ({"dedup": ..., "lang": ...}) the worker cleans
     the dataset first and keeps the summary with the job (export manifests record it); the caller never
     waits for it. `sample` scores a seeded random sample of that many rows instead, from scratch (no
@@ -49,7 +50,9 @@ def start_score(store: Store, dataset_id: int, model: str = "default", encoder: 
     with the same ranker (weights and LM term settings) and precision (matched by content id) are
     copied at once; when nothing is left the run is done without loading a model, otherwise a worker
     process is started (launch=False leaves the job queued for `run_job`). `engine` (RayCluster.params())
-    scores on a Ray cluster instead of in the worker process (scar_core.jobs.ray). A start while a run
+    scores on a Ray cluster instead of in the worker process (scar_core.jobs.ray). `engine_kind` is the
+    in-process engine that scores, in the worker or in Ray's actors (scar_core.engine: "torch", "int8" or
+    "auto"); the run records it resolved, and only runs of one engine share scores. A start while a run
     of the same dataset, ranker, device, precision and sample is queued or running joins that run
     (a double click starts one run, not two): `joined` is then True and `run` the earlier run."""
     if datasets.get_dataset(store, dataset_id) is None:
@@ -58,14 +61,20 @@ def start_score(store: Store, dataset_id: int, model: str = "default", encoder: 
     if engine is None:
         dev, dtype = resolve(device, precision)
         device_name, precision, device_type = str(dev), precision_name(dtype), dev.type
+        kind = resolve_engine(engine_kind, checkpoint_runs_lm(model), device)
+        if kind == "int8" and device_type != "cpu":
+            raise ScarError(f"the int8 engine runs on the CPU, not {device_name}; use the torch engine on a GPU")
     else:  # the Ray actors' block size sets their chunks
-        (device_name, precision), device_type = ray_device_precision(device, precision), "cpu"
+        kind = "torch" if engine_kind == "auto" else resolve_engine(engine_kind, False)
+        (device_name, precision), device_type = ray_device_precision("cpu" if kind == "int8" else device,
+                                                                     precision), "cpu"
     job_params = {"model": str(model), "encoder": encoder, "batch_size": batch_size,
                   "chunk_rows": chunk_rows or default_chunk_rows(device_type), "clean": None,
                   "clean_options": clean, "sample": sample, **({"engine": engine} if engine else {})}
     run, joined = runs.start_or_join(store, dataset_id, ranker.id, device_name, precision,
                                      {"model": str(model), "encoder": encoder, "batch_size": batch_size,
-                                      "sample": sample, **({"engine": engine} if engine else {})}, job_params)
+                                      "sample": sample, **({"engine": engine} if engine else {})}, job_params,
+                                     engine=kind)
     if joined:
         return run, True
     job = jobs.get_job(store, run.job_id)
@@ -108,8 +117,13 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     if ranker.identity != expected.identity:
         raise ScarError(f"the checkpoint at {run.params['model']} changed since run {run.id} was created; "
                         "start a new run")
-    if todo and ranker.runs_lm and not job.params.get("engine"):
-        ranker.language_model(*resolve(run.device, run.precision))  # loaded now, not inside the first chunk
+    cluster = job.params.get("engine")
+    scorer = open_engine(ranker, run.params["model"], run.engine, encoder=run.params.get("encoder"),
+                         cluster=RayCluster.from_params(cluster) if cluster else None,
+                         device=run.device.removeprefix("ray:"), precision=run.precision,
+                         batch_size=job.params.get("batch_size"), chunk_rows=int(job.params["chunk_rows"]))
+    if todo:
+        scorer.prepare()  # loaded now, not inside the first chunk
     examples = [datasets.to_core(row) for row in todo]
     scored, measured = 0, {}
     # the first chunk's rate is a first estimate (it pays the start-up costs); later rates count from its end
@@ -119,15 +133,10 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     store.transact(lambda s: jobs.report(s, job.id, done, total, None, "scoring"))
     texts = ([e.ranker_instruction() for e in examples], [e.response for e in examples])
     left = [bool(e.context) for e in examples]
-    engine = job.params.get("engine")
-    if todo and engine:
+    if todo and cluster:
         store.transact(lambda s: jobs.report(s, job.id, done, total, None, "starting the Ray actors"))
-    parts = (iter_ray_scores(run.params["model"], *texts, cluster=RayCluster.from_params(engine), left_truncate=left,
-                             encoder=run.params.get("encoder"), device=run.device.removeprefix("ray:"),
-                             precision=run.precision, batch_size=job.params.get("batch_size")) if engine else
-             iter_first_early(ranker, *texts, left_truncate=left, device=run.device, precision=run.precision,
-                              batch_size=job.params.get("batch_size"), chunk_rows=int(job.params["chunk_rows"]),
-                              first_rows=FIRST_CHUNK_ROWS))
+    parts = (scorer.iter_scores(*texts, left_truncate=left) if cluster else
+             iter_first_early(scorer, *texts, left_truncate=left, first_rows=FIRST_CHUNK_ROWS))
     for part in parts:
         figures = records(pair_figures([examples[i].response for i in part.index.tolist()], part))
         rows = [{"example_id": todo[i].id, "score": float(part.score[k]),
@@ -207,15 +216,13 @@ def scope_note(store: Store, run: Run) -> str | None:
     return f"sample of {scope['rows']:,} of {scope['of']:,} rows"
 
 
-def iter_first_early(ranker: StyleRanker, instructions: list[str], responses: list[str], *, first_rows: int,
-                     **options) -> Iterator[Scores]:
-    """iter_scores, with the first `first_rows` rows (file order) as a chunk of their own before the
+def iter_first_early(engine: Engine, instructions: list[str], responses: list[str], *, left_truncate: list[bool],
+                     first_rows: int) -> Iterator[Scores]:
+    """engine.iter_scores, with the first `first_rows` rows (file order) as a chunk of their own before the
     rest: iter_scores goes longest first, so on a big pool its first chunk of long rows took minutes."""
     head = min(first_rows, len(responses))
-    left = options.pop("left_truncate")
     for lo, hi in ((0, head), (head, len(responses))):
-        for part in iter_scores(ranker, instructions[lo:hi], responses[lo:hi], left_truncate=left[lo:hi],
-                                **options):
+        for part in engine.iter_scores(instructions[lo:hi], responses[lo:hi], left_truncate=left_truncate[lo:hi]):
             yield replace(part, index=part.index + lo)
 
 

@@ -1,0 +1,217 @@
+"""Scoring engines: one interface to score pairs with a ranker on a device at a precision, whatever runs it.
+
+An Engine yields Scores chunk by chunk (each chunk's `index` into the inputs, so callers can commit as
+they go) and puts them in input order (`score`). Its `name`, `device` and `precision` are what a run
+records (runs.engine, runs.device, runs.precision): scores of different engines are different runs.
+
+- torch (`TorchEngine`): scar_core.score.iter_scores on CPU, CUDA or Apple's MPS; a pair's scores
+  depend on the pair alone, bit for bit (see scar_core.score).
+- int8 (`Int8Engine`, CPU): the encoder and head as in torch at the asked precision, the LM term's
+  language model through CTranslate2 with int8 weights (per-row scales) and int8 GEMMs, several times
+  the torch fp32 LM's speed on a CPU with VNNI, where the LM term is most of the time. Its NLLs differ
+  from fp32 by up to a few hundredths of a nat per response (the accuracy guard in
+  models/default/README.md measures what that does to the scores); they are not bit-stable across
+  batch compositions. The converted model is written once into scar_core.lm.cache_folder().
+- Ray (scar_core.jobs.ray.RayEngine, orchestration): runs either of the above in its actors.
+
+`local_engine` picks the in-process engine for a name ("auto", "torch", "int8").
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scar_core.device import cpu_has_vnni, precision_name, resolve
+from scar_core.errors import ScarError
+from scar_core.example import Example
+from scar_core.lm import (LanguageModel, Progress, cache_folder, language_model_folder, response_nll)
+from scar_core.ranker import StyleRanker, lm_term_of, read_config
+from scar_core.score import Scores, in_input_order, iter_scores
+
+LOCAL_ENGINES = ("auto", "torch", "int8")
+INT8_COMPUTE = "int8"  # CTranslate2's compute type: int8 weights and GEMMs, float32 elsewhere
+# Whether "auto" takes the int8 engine where it applies (a CPU with VNNI, a ranker that runs its LM):
+# only when it meets the accuracy guard of models/default/README.md ("Engines").
+INT8_BY_DEFAULT = False
+
+
+class Engine:
+    """Scores pairs with one ranker on one device at one precision; subclasses implement iter_scores."""
+
+    name: str       # "torch" or "int8", as runs record it
+    device: str     # "cpu", "cuda:0", "mps", "ray:cpu", ...
+    precision: str  # "fp32", "bf16", "fp16"
+
+    def __init__(self, ranker: StyleRanker):
+        self.ranker = ranker
+
+    def iter_scores(self, instructions: Sequence[str], responses: Sequence[str], *,
+                    left_truncate: Sequence[bool] | None = None, progress: Progress | None = None) -> Iterator[Scores]:
+        """Scores for chunks of rows, each with its `index` into the inputs; every row exactly once."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Load what scoring needs now (a worker reports 'loading' before its first chunk, not inside it)."""
+
+    def score(self, instructions: Sequence[str], responses: Sequence[str], *,
+              left_truncate: Sequence[bool] | None = None, progress: Progress | None = None) -> Scores:
+        """Scores of all pairs, in input order."""
+        parts = list(self.iter_scores(instructions, responses, left_truncate=left_truncate, progress=progress))
+        return in_input_order(parts, len(responses), self.ranker)
+
+    def score_examples(self, examples: Sequence[Example], progress: Progress | None = None) -> Scores:
+        """Score Examples; multi-turn prompts are truncated from the left (oldest turns go first)."""
+        return self.score([e.ranker_instruction() for e in examples], [e.response for e in examples],
+                          left_truncate=[bool(e.context) for e in examples], progress=progress)
+
+    def describe(self) -> dict:
+        """The engine as manifests record it."""
+        return {"engine": self.name, "device": self.device, "precision": self.precision}
+
+
+class TorchEngine(Engine):
+    """The ranker in torch (scar_core.score.iter_scores) on CPU, CUDA or MPS."""
+
+    name = "torch"
+
+    def __init__(self, ranker: StyleRanker, device: str = "auto", precision: str = "auto",
+                 batch_size: int | None = None, chunk_rows: int | None = None):
+        super().__init__(ranker)
+        self.dev, self.dtype = resolve(device, precision)
+        self.device, self.precision = str(self.dev), precision_name(self.dtype)
+        self.batch_size, self.chunk_rows = batch_size, chunk_rows
+
+    def prepare(self) -> None:
+        if self.ranker.runs_lm:
+            self.ranker.language_model(self.dev, self.dtype)
+
+    def iter_scores(self, instructions, responses, *, left_truncate=None, progress=None) -> Iterator[Scores]:
+        return iter_scores(self.ranker, instructions, responses, left_truncate=left_truncate, device=self.device,
+                           precision=self.precision, batch_size=self.batch_size, chunk_rows=self.chunk_rows,
+                           progress=progress)
+
+
+class Int8Engine(TorchEngine):
+    """The encoder and head in torch on the CPU, the LM term through CTranslate2 in int8."""
+
+    name = "int8"
+
+    def __init__(self, ranker: StyleRanker, device: str = "cpu", precision: str = "auto",
+                 batch_size: int | None = None, chunk_rows: int | None = None):
+        super().__init__(ranker, "cpu" if device == "auto" else device, precision, batch_size, chunk_rows)
+        if self.dev.type != "cpu":
+            raise ScarError(f"the int8 engine runs on the CPU, not {self.device}; use --engine torch on a GPU")
+        self._lm: Int8LanguageModel | None = None
+
+    def prepare(self) -> None:
+        if self.ranker.runs_lm and self._lm is None:
+            self._lm = load_int8_language_model(self.ranker.lm_term.lm)
+
+    def lm_nll(self, instructions: list[str], responses: list[str], progress: Progress | None = None) -> np.ndarray:
+        """The LM term's NLLs from the int8 LM, with the term's settings."""
+        self.prepare()
+        term = self.ranker.lm_term
+        return response_nll(self._lm, instructions, responses, max_tokens=term.max_tokens, copy_span=term.copy_span,
+                            min_tokens=term.min_tokens, count_end=term.count_end, progress=progress)
+
+    def iter_scores(self, instructions, responses, *, left_truncate=None, progress=None) -> Iterator[Scores]:
+        return iter_scores(self.ranker, instructions, responses, left_truncate=left_truncate, device=self.device,
+                           precision=self.precision, batch_size=self.batch_size, chunk_rows=self.chunk_rows,
+                           progress=progress, lm_nll=self.lm_nll)
+
+
+class Int8LanguageModel(LanguageModel):
+    """A causal LM run by a CTranslate2 Generator with int8 weights; NLLs from its per-token log-probs."""
+
+    generator: object = None
+
+    def batch_nll(self, batch) -> np.ndarray:
+        tokens = [self.tokenizer.convert_ids_to_tokens(pair.prompt + pair.response) for pair in batch]
+        results = self.generator.score_batch(tokens)
+        out = np.full(len(batch), np.nan)
+        for row, (pair, result) in enumerate(zip(batch, results)):
+            # log_probs[j] is the log-probability of token j + 1 given the tokens before it
+            positions = len(pair.prompt) - 1 + np.flatnonzero(pair.counted)
+            if pair.prompt and positions.size:
+                out[row] = -np.asarray(result.log_probs, np.float64)[positions].mean()
+        return out
+
+
+def load_int8_language_model(name: str, compute_type: str = INT8_COMPUTE) -> Int8LanguageModel:
+    """The LM `name` (scar_core.lm.language_model_folder) converted to CTranslate2 once, into
+    cache_folder()/ctranslate2/ under the weights' identity and `compute_type` (INT8_COMPUTE; tests
+    check the conversion with "float32"), then loaded from there."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ScarError("the int8 engine needs CTranslate2: pip install ctranslate2==4.8.5") from None
+    from transformers import AutoTokenizer
+
+    source = Path(language_model_folder(name))
+    if not source.is_dir():
+        raise ScarError(f"the int8 engine needs a local language model folder, not '{name}'")
+    converted = cache_folder() / "ctranslate2" / f"{weights_key(source)}-{compute_type}"
+    if not (converted / "model.bin").exists():
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        partial_folder = converted.with_name(f"{converted.name}.{os.getpid()}.partial")
+        ctranslate2.converters.TransformersConverter(str(source)).convert(str(partial_folder), quantization=compute_type,
+                                                                          force=True)
+        try:
+            partial_folder.rename(converted)
+        except OSError:  # another process finished first
+            import shutil
+
+            shutil.rmtree(partial_folder, ignore_errors=True)
+    generator = ctranslate2.Generator(str(converted), device="cpu", compute_type=compute_type,
+                                      intra_threads=torch.get_num_threads())
+    lm = Int8LanguageModel(name, None, AutoTokenizer.from_pretrained(str(source)), torch.device("cpu"), torch.float32)
+    lm.generator = generator
+    return lm
+
+
+def weights_key(folder: Path) -> str:
+    """A name for a model folder's weights: the folder's own name inside the cache (already keyed by
+    the file it was made from), else a SHA-256 over its weight files."""
+    if cache_folder() in folder.resolve().parents:
+        return folder.name
+    import hashlib
+
+    from scar_core.export import file_sha256
+
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    if not files:
+        raise ScarError(f"{folder}: no .safetensors or .bin weights for the int8 engine")
+    return f"{folder.name}-{hashlib.sha256(''.join(map(file_sha256, files)).encode()).hexdigest()[:16]}"
+
+
+def resolve_engine(name: str, runs_lm: bool, device: str = "auto") -> str:
+    """"torch" or "int8" for an engine name: "auto" takes int8 only where it is the default
+    (INT8_BY_DEFAULT), the device is a CPU with VNNI and the ranker runs an LM term (`runs_lm`: the
+    int8 engine changes nothing else)."""
+    if name not in LOCAL_ENGINES:
+        raise ScarError(f"unknown engine '{name}'; choose {', '.join(LOCAL_ENGINES)}")
+    if name != "auto":
+        return name
+    on_cpu = resolve(device, "fp32")[0].type == "cpu"
+    return "int8" if INT8_BY_DEFAULT and on_cpu and runs_lm and cpu_has_vnni() else "torch"
+
+
+def checkpoint_runs_lm(model: str | Path) -> bool:
+    """Whether the checkpoint at `model` runs an LM term when it scores (resolve_engine's `runs_lm`),
+    read from its config without loading it; False when the config cannot be read."""
+    try:
+        term = lm_term_of(read_config(model)[1])
+    except ScarError:
+        return False
+    return term is not None and not term.predicted
+
+
+def local_engine(ranker: StyleRanker, engine: str = "auto", device: str = "auto", precision: str = "auto",
+                 batch_size: int | None = None, chunk_rows: int | None = None) -> Engine:
+    """The in-process engine `engine` ("auto", "torch", "int8") for a ranker on a device at a precision."""
+    kind = {"torch": TorchEngine, "int8": Int8Engine}[resolve_engine(engine, ranker.runs_lm, device)]
+    return kind(ranker, device, precision, batch_size, chunk_rows)

@@ -1,0 +1,215 @@
+"""Scoring engines (scar_core.engine): the int8 engine against the torch reference on a tiny random
+model, every command and job scoring through the one interface, the engine recorded with the run and
+the manifest, and the device and precision resolution for Apple GPUs with MPS availability mocked."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from scar_core import engine as engines
+from scar_core.engine import Int8Engine, TorchEngine, load_int8_language_model
+from scar_core.lm import load_language_model, response_nll
+
+pytest.importorskip("ctranslate2")
+
+INSTRUCTIONS = [f"Question {i}: how do I handle case {i} in a long list of steps?" for i in range(12)]
+RESPONSES = [("First do this, then that. " * (1 + i % 5)) + f"Answer {i} ends here." for i in range(12)]
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """Converted models go to a fresh cache folder per test, never the user's."""
+    monkeypatch.setenv("SCAR_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """conftest's tiny random GPT-2 with the MiniLM tokenizer, its start and end tokens inside that
+    vocabulary (CTranslate2 names them in its config)."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from scar_core.encoders import bundled_encoder_path
+
+    path = tmp_path_factory.mktemp("tiny_causal_lm")
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_encoder_path()), local_files_only=True)
+    tokenizer.bos_token, tokenizer.eos_token = tokenizer.cls_token, tokenizer.sep_token
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=512,
+                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def lm_ranker(tiny_lm):
+    from scar_core.ranker import LMTerm
+    from tests.conftest import tiny_ranker
+
+    ranker = tiny_ranker()
+    ranker.add_lm_term(LMTerm(str(tiny_lm), max_tokens=256, copy_span=4, min_tokens=4, count_end=True, mean=3.0,
+                              std=2.0))
+    ranker.lm_weight.data.fill_(0.5)
+    return ranker
+
+
+def test_ctranslate2_float32_gives_the_torch_nlls(tiny_lm):
+    """The per-token log-probabilities are read at the right positions: unquantised, CTranslate2's NLLs are
+    torch's (an off-by-one position would move them by whole nats)."""
+    settings = dict(max_tokens=256, copy_span=4, min_tokens=4, count_end=True)
+    reference = response_nll(load_language_model(str(tiny_lm), "cpu", "fp32"), INSTRUCTIONS, RESPONSES, **settings)
+    got = response_nll(load_int8_language_model(str(tiny_lm), "float32"), INSTRUCTIONS, RESPONSES, **settings)
+    assert not np.isnan(reference).all()
+    np.testing.assert_allclose(got, reference, atol=1e-4)
+
+
+def test_int8_engine_scores_within_its_tolerance_of_torch(lm_ranker, cache, monkeypatch):
+    """Same encoder and head bits (both run them in torch); the LM term's NLLs within 0.05 nats of fp32; the
+    conversion happens once, then the cached files load."""
+    reference = TorchEngine(lm_ranker, "cpu", "fp32").score(INSTRUCTIONS, RESPONSES)
+    got = Int8Engine(lm_ranker, "cpu", "fp32").score(INSTRUCTIONS, RESPONSES)
+    for field in ("v_lf", "v_is", "truncated_instruction", "truncated_response"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(reference, field))
+    assert np.array_equal(np.isnan(got.lm_nll), np.isnan(reference.lm_nll))
+    np.testing.assert_allclose(got.lm_nll, reference.lm_nll, atol=0.05)
+    np.testing.assert_allclose(got.score, reference.score, atol=0.5 * 0.05 / 2.0 + 1e-5)  # weight 0.5, std 2
+    assert not np.array_equal(got.lm_nll, reference.lm_nll)  # it did run in int8
+    assert len(list((cache / "ctranslate2").iterdir())) == 1
+
+    import ctranslate2
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("converted again")
+    monkeypatch.setattr(ctranslate2.converters, "TransformersConverter", refuse)
+    again = Int8Engine(lm_ranker, "cpu", "fp32").score(INSTRUCTIONS, RESPONSES)
+    np.testing.assert_array_equal(again.score, got.score)
+
+
+def test_int8_engine_refuses_a_gpu(lm_ranker, monkeypatch):
+    from scar_core.errors import ScarError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ScarError, match="int8 engine runs on the CPU"):
+        Int8Engine(lm_ranker, "cuda", "fp32")
+
+
+@pytest.fixture
+def engine_calls(monkeypatch) -> list[str]:
+    """Every Engine.iter_scores call, by engine name: scoring that bypassed the interface leaves none."""
+    calls: list[str] = []
+    for kind in (TorchEngine, Int8Engine):
+        real = kind.iter_scores
+
+        def spy(self, *args, _real=real, **kwargs):
+            calls.append(self.name)
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(kind, "iter_scores", spy)
+    return calls
+
+
+@pytest.fixture
+def lm_checkpoint(lm_ranker, tmp_path):
+    return lm_ranker.save(tmp_path / "lm-ranker")
+
+
+def training_rows(path):
+    rows = [{"instruction": i, "human": r, "direct": r + " Done."} for i, r in zip(INSTRUCTIONS, RESPONSES)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.parametrize("engine", ["torch", "int8"])
+def test_every_command_and_the_job_score_through_the_engine(engine, engine_calls, lm_checkpoint, small_pool, tmp_path,
+                                                            monkeypatch):
+    """score (with and without a store: the app's scoring job), rank and eval each score through the engine
+    they name, and record it: the run row and the manifest."""
+    from db import open_store, runs
+    from scar_core.cli import main
+
+    monkeypatch.delenv("SCAR_DB_URL", raising=False)
+    store = open_store(str(tmp_path / "studio.db"))
+
+    base = ["--model", str(lm_checkpoint), "--device", "cpu", "--precision", "fp32", "--engine", engine]
+    commands = {
+        "score": ["score", str(small_pool), "--out", str(tmp_path / "s.jsonl"), *base],
+        "score --db": ["score", str(small_pool), "--out", str(tmp_path / "d.jsonl"), "--db", store.url, *base],
+        "rank": ["rank", str(small_pool), "--out", str(tmp_path / "r.jsonl"), "--ratio", "0.5", *base],
+        "eval": ["eval", str(training_rows(tmp_path / "train.jsonl")), *base],
+    }
+    for name, argv in commands.items():
+        engine_calls.clear()
+        assert main(argv) == 0, name
+        assert engine_calls and set(engine_calls) == {engine}, name
+    assert [run.engine for run in runs.list_runs(store)] == [engine]
+    manifest = json.loads((tmp_path / "r.jsonl.manifest.json").read_text())
+    assert (manifest["engine"], manifest["device"], manifest["precision"]) == (engine, "cpu", "fp32")
+
+
+def test_ray_actors_score_through_the_engine_they_are_given(engine_calls, lm_checkpoint):
+    """A Ray actor (called in this process) scores with the in-process engine it is told."""
+    from scar_core.jobs.ray import RankerActor
+
+    actor = RankerActor(str(lm_checkpoint), None, "cpu", "fp32", None, engine="int8")
+    batch = {"row": np.arange(3), "instruction": np.array(INSTRUCTIONS[:3]), "response": np.array(RESPONSES[:3]),
+             "left": np.zeros(3, bool)}
+    out = actor(batch)
+    assert engine_calls == ["int8"] and out["score"].shape == (3,)
+
+
+def test_engine_names_pick_the_engine(lm_ranker, lm_checkpoint):
+    from scar_core.errors import ScarError
+    from scar_core.jobs.ray import RayEngine, open_engine
+
+    assert isinstance(open_engine(lm_ranker, str(lm_checkpoint), "int8", device="cpu"), Int8Engine)
+    assert type(open_engine(lm_ranker, str(lm_checkpoint), "torch", device="cpu")) is TorchEngine
+    on_ray = open_engine(lm_ranker, str(lm_checkpoint), "ray:int8", precision="fp32")
+    assert isinstance(on_ray, RayEngine) and (on_ray.name, on_ray.device) == ("int8", "ray:cpu")
+    assert open_engine(lm_ranker, str(lm_checkpoint), "ray").name == "torch"
+    with pytest.raises(ScarError, match="unknown engine"):
+        open_engine(lm_ranker, str(lm_checkpoint), "onnx")
+
+
+def test_auto_takes_int8_only_where_it_is_the_default(lm_ranker, monkeypatch):
+    monkeypatch.setattr(engines, "cpu_has_vnni", lambda: True)
+    monkeypatch.setattr(engines, "INT8_BY_DEFAULT", True)
+    assert engines.resolve_engine("auto", True, "cpu") == "int8"
+    assert engines.resolve_engine("auto", False, "cpu") == "torch"  # no LM term: nothing for int8 to do
+    monkeypatch.setattr(engines, "cpu_has_vnni", lambda: False)
+    assert engines.resolve_engine("auto", True, "cpu") == "torch"
+    monkeypatch.setattr(engines, "INT8_BY_DEFAULT", False)
+    monkeypatch.setattr(engines, "cpu_has_vnni", lambda: True)
+    assert engines.resolve_engine("auto", True, "cpu") == "torch"
+
+
+@pytest.fixture
+def mps(monkeypatch):
+    """torch reports an Apple GPU (no CUDA)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+
+
+def test_auto_picks_an_apple_gpu_in_fp16(mps):
+    from scar_core.device import resolve
+
+    assert resolve("auto", "auto") == (torch.device("mps"), torch.float16)
+    assert resolve("mps", "fp32") == (torch.device("mps"), torch.float32)
+
+
+def test_bf16_on_an_apple_gpu_is_refused(mps):
+    from scar_core.device import resolve
+    from scar_core.errors import ScarError
+
+    with pytest.raises(ScarError, match="Apple GPUs"):
+        resolve("mps", "bf16")
+
+
+def test_mps_without_one_falls_back_to_the_cpu_with_a_message(monkeypatch, capsys):
+    from scar_core.device import resolve
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve("mps", "fp32") == (torch.device("cpu"), torch.float32)
+    assert "scoring on the CPU instead" in capsys.readouterr().err
