@@ -81,6 +81,10 @@ def test_with_a_judge_the_curve_has_the_cuts_win_rate(store, scored, tiny_lm, ju
     assert report["judge"]["model"] == "longer-wins"
     frame = validation.curve_frame(report["curve"])
     assert frame["cut's win rate vs random"].tolist() == [cut["win_vs_random"]["win_rate"]]
+    at = app("select")  # the page draws the win rate beside the NLL
+    assert not at.exception and not at.error, texts(at.error)
+    assert any("judge win rate" in spec for spec in chart_data(at))
+    assert any("judge longer-wins" in c.value and "both orders" in c.value for c in at.caption)
 
 
 def test_bad_settings_are_refused_before_a_job_is_queued(store, scored, tiny_lm):
