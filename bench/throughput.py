@@ -22,7 +22,12 @@ checkpoint (`default` or a folder) with optional `:`-separated changes to its LM
 comparisons only (scores of a changed term are not standardised anew): `lm=N` (LM token limit),
 `int8` (the LM's linear layers dynamically quantised), `autocast` (the LM's fp32 weights cast
 under bf16 autocast with fused attention, as this project ran it before holding bf16 weights on CPU),
-`nolm` (no LM term: encoder and head only).
+`nolm` (no LM term: encoder and head only), `engine=int8|torch` (scar_core.engine; the LM term through
+CTranslate2 in int8), `precision=fp32|bf16` (instead of auto). With --model, Spearman is also given to
+`default` in fp32 on torch, the reference every engine and precision is held to (added when missing).
+
+--startup times whole processes instead: `python -m scar_core score` of one pair, twice per engine
+(the first may convert and cache model files; the second is a warm start), the seconds to the scored pair.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ from scar_core.lm import load_language_model  # noqa: E402
 from scar_core.load import load  # noqa: E402
 from scar_core.ranker import load_ranker  # noqa: E402
 from scar_core.device import resolve_device, resolve_precision
+from scar_core.engine import local_engine  # noqa: E402
 from scar_core.score import score_pairs  # noqa: E402
 
 POOLS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pools"
@@ -66,7 +72,11 @@ def main() -> None:
     ap.add_argument("--skip-reference", action="store_true", help="time only this engine")
     ap.add_argument("--model", nargs="+", metavar="SPEC",
                     help="time these rankers end to end against scar-tool (see above), e.g. default default:lm=128")
+    ap.add_argument("--startup", nargs="*", metavar="ENGINE",
+                    help="time warm starts of `score` of one pair with these engines (default: torch int8)")
     args = ap.parse_args()
+    if args.startup is not None:
+        return startup(args.startup or ["torch", "int8"], args.device)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,14 +163,17 @@ def compare_models(args, device: torch.device, instructions: list[str], response
         if not args.skip_reference:
             methods["scar-tool"] = reference_scorer(write_scar_tool_checkpoint(Path(tmp), args.seed), device)
     loaded: dict[str, object] = {}
-    for spec in args.model:
-        methods[f"{spec} ({auto_name})"] = model_scorer(spec, device, auto_name, loaded)
-    if auto_name != "fp32":  # separate ranker objects: one LM per precision, loaded once
-        methods[f"{args.model[0]} (fp32)"] = model_scorer(args.model[0], device, "fp32", {})
+    names = {spec: f"{spec} ({spec_precision(spec, auto_name)})" for spec in args.model}
+    for spec, name in names.items():
+        methods[name] = model_scorer(spec, device, auto_name, loaded)
+    plain_fp32 = [s for s in args.model if s == "default:precision=fp32" or (s == "default" and auto_name == "fp32")]
+    fp32_name = names[plain_fp32[0]] if plain_fp32 else "default:precision=fp32 (fp32)"
+    if not plain_fp32:
+        methods[fp32_name] = model_scorer("default:precision=fp32", device, auto_name, loaded)
     runs = time_interleaved(methods, instructions, responses, device, args.segments)
     result: dict = {"pairs": len(responses), "device": str(device), "threads": torch.get_num_threads(),
                     "precision_auto": auto_name, "pairs_per_s": {k: round(r.rate, 3) for k, r in runs.items()}}
-    first = runs[f"{args.model[0]} ({auto_name})"]
+    first = runs[names[args.model[0]]]
     if "scar-tool" in runs:
         ref = runs["scar-tool"]
         result["ratio_to_scar_tool"] = {k: round(r.rate / ref.rate, 3) for k, r in runs.items() if k != "scar-tool"}
@@ -168,14 +181,19 @@ def compare_models(args, device: torch.device, instructions: list[str], response
                                                  for k, r in runs.items() if k != "scar-tool"}
     result["spearman_to_first"] = {k: spearman(r.scores, first.scores) for k, r in runs.items()
                                    if k != "scar-tool" and r is not first}
-    print("| ranker | pairs/s | x scar-tool (wall) | x scar-tool (CPU time) | Spearman to the first |")
-    print("|---|---|---|---|---|")
+    result["spearman_to_fp32_torch"] = {k: spearman(r.scores, runs[fp32_name].scores) for k, r in runs.items()
+                                        if k != "scar-tool" and k != fp32_name}
+    print("| ranker | pairs/s | x scar-tool (wall) | x scar-tool (CPU time) | Spearman to the first "
+          "| Spearman to default fp32 torch |")
+    print("|---|---|---|---|---|---|")
     for name, run in runs.items():
         ratio = result.get("ratio_to_scar_tool", {}).get(name)
         cpu = result.get("cpu_time_ratio_to_scar_tool", {}).get(name)
         rho = result["spearman_to_first"].get(name)
+        rho32 = result["spearman_to_fp32_torch"].get(name)
         print(f"| {name} | {run.rate:.2f} | {'-' if ratio is None else f'{ratio:.2f}'} | "
-              f"{'-' if cpu is None else f'{cpu:.2f}'} | {'-' if rho is None else f'{rho:.5f}'} |")
+              f"{'-' if cpu is None else f'{cpu:.2f}'} | {'-' if rho is None else f'{rho:.5f}'} | "
+              f"{'-' if rho32 is None else f'{rho32:.5f}'} |")
     result["load_average"] = load_average()
     print(json.dumps(result))
 
@@ -186,11 +204,12 @@ def model_scorer(spec: str, device: torch.device, precision: str, loaded: dict):
     from dataclasses import replace
 
     path, *changes = spec.split(":")
-    if path not in loaded:
-        loaded[path] = load_ranker(path)
-    ranker = loaded[path]
+    precision = spec_precision(spec, precision)
+    if (path, precision) not in loaded:  # one ranker per precision: its LM is loaded once per precision
+        loaded[path, precision] = load_ranker(path)
+    ranker = loaded[path, precision]
     base = ranker.lm_term
-    term, swap = base, None
+    term, swap, engine_name = base, None, "torch"
     for change in changes:
         key, _, value = change.partition("=")
         if key == "nolm":
@@ -199,8 +218,11 @@ def model_scorer(spec: str, device: torch.device, precision: str, loaded: dict):
             term = replace(term, max_tokens=int(value))
         elif key in ("int8", "autocast"):
             swap = key
-        else:
+        elif key == "engine":
+            engine_name = value
+        elif key != "precision":
             sys.exit(f"unknown model change '{change}' in '{spec}'")
+    engine = local_engine(ranker, engine_name, str(device), precision)
 
     def score(ins, res):
         ranker.lm_term = term
@@ -209,12 +231,50 @@ def model_scorer(spec: str, device: torch.device, precision: str, loaded: dict):
         try:
             if lm is not None:
                 ranker._lm = lm
-            return score_pairs(ranker, ins, res, device=str(device), precision=precision).score
+            return engine.score(ins, res).score
         finally:
             ranker.lm_term = base
             if lm is not None:
                 ranker._lm = saved
     return score
+
+
+def spec_precision(spec: str, auto_name: str) -> str:
+    """The precision a model spec names (`precision=...`), else the device's auto precision."""
+    named = [c.partition("=")[2] for c in spec.split(":")[1:] if c.startswith("precision=")]
+    return named[0] if named else auto_name
+
+
+def startup(engines: list[str], device: str) -> None:
+    """Whole `python -m scar_core score` processes on one pair, twice per engine: the first may convert
+    and cache model files, the second is a warm start (the issue's goal: under 5 s to the scored pair)."""
+    import resource
+    import subprocess
+
+    def child_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pair = Path(tmp) / "one.jsonl"
+        pair.write_text(json.dumps({"instruction": "Name a colour.", "output": "Blue is a colour."}) + "\n")
+        result = {}
+        for engine in engines:
+            times, cpu = [], []
+            for _ in range(2):
+                start, cpu_start = time.perf_counter(), child_cpu()
+                subprocess.run([sys.executable, "-m", "scar_core", "score", str(pair), "--out", str(Path(tmp) / "o.jsonl"),
+                                "--engine", engine, "--device", device, "--dedup", "none", "--lang", "any"],
+                               check=True, capture_output=True, env={**os.environ, "SCAR_DB_URL": ""},
+                               cwd=Path(__file__).resolve().parent.parent)
+                times.append(time.perf_counter() - start)
+                cpu.append(child_cpu() - cpu_start)
+            result[engine] = {"first_s": round(times[0], 2), "warm_s": round(times[1], 2),
+                              "first_cpu_s": round(cpu[0], 2), "warm_cpu_s": round(cpu[1], 2)}
+            print(f"start-up, --engine {engine}: first process {times[0]:.1f} s ({cpu[0]:.1f} CPU-s), warm start "
+                  f"{times[1]:.1f} s ({cpu[1]:.1f} CPU-s) (whole process: imports, loading, one scored pair, "
+                  f"writing)   [load {load_average()}]", flush=True)
+    print(json.dumps({"startup": result, "load_average": load_average()}))
 
 
 _SWAPPED: dict = {}

@@ -213,3 +213,18 @@ def test_mps_without_one_falls_back_to_the_cpu_with_a_message(monkeypatch, capsy
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert resolve("mps", "fp32") == (torch.device("cpu"), torch.float32)
     assert "scoring on the CPU instead" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_engine_on_a_gpu_scores_a_pair_alike_whatever_its_batch(lm_ranker):
+    """On CUDA in bf16: a pair scores alike alone and among the others (bit-identity is measured on CPUs
+    only: GPU kernels may choose otherwise), and the pairs rank as the CPU's fp32 ranks them."""
+    from scipy.stats import spearmanr
+
+    gpu = TorchEngine(lm_ranker, "cuda", "bf16")
+    whole = gpu.score(INSTRUCTIONS, RESPONSES)
+    alone = gpu.score(INSTRUCTIONS[:1], RESPONSES[:1])
+    np.testing.assert_allclose(alone.score, whole.score[:1], atol=2e-2)
+    cpu = TorchEngine(lm_ranker, "cpu", "fp32").score(INSTRUCTIONS, RESPONSES)
+    assert spearmanr(whole.score, cpu.score)[0] > 0.99
