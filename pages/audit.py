@@ -12,6 +12,9 @@ st.header("Audit")
 entries = pd.DataFrame(access.audit(store), columns=["when", "who", "action", "what", "allowed"])
 people = st.multiselect("Who", sorted(set(entries["who"])), key="audit_who")
 refused_only = st.checkbox("Refused attempts only", key="audit_refused")
-shown = entries[(entries["who"].isin(people) if people else True) & (~entries["allowed"] if refused_only else True)]
+keep = entries["who"].isin(people) if people else pd.Series(True, index=entries.index)
+shown = entries[keep & ~entries["allowed"].astype(bool)] if refused_only else entries[keep]
 st.caption(f"{len(shown)} of the latest {len(entries)} entries")
 st.dataframe(shown, hide_index=True, key="audit_table")
+st.download_button("Download the audit (CSV)", shown.to_csv(index=False).encode(), file_name="scar-audit.csv",
+                   mime="text/csv", on_click="ignore", key="audit_csv")

@@ -63,23 +63,32 @@ def gate() -> None:
     trouble = problems(scar)
     if trouble:
         log.error("team mode is on but not configured, nothing is served: %s", "; ".join(trouble))
-        st.error("This SCAR Studio server is in team mode but its configuration is incomplete, so it serves "
-                 "nothing. The administrator finds what is missing in the server log.")
-        st.stop()
+        _only(lambda: st.error("This SCAR Studio server is in team mode but its configuration is incomplete, so "
+                               "it serves nothing. The administrator finds what is missing in the server log."))
+    st.set_option("client.showErrorDetails", "none")  # an error Streamlit shows itself: no trace, no path
     try:
         store = open_store(resolve_url())
     except ScarError as e:
         log.error("team mode: %s", e)
-        st.error("The store does not open. The administrator finds why in the server log.")
-        st.stop()
+        _only(lambda: st.error("The store does not open. The administrator finds why in the server log."))
     folders = tuple(Path(folder).expanduser() for folder in scar.get("data_folders", []))
     access.enter_team_mode(store, access.Team(who=identity, first_admin=str(scar["first_admin"]).strip(),
                                               data_folders=folders))
     if identity() is None:
-        st.title("SCAR Studio")
-        st.write("Sign in to continue.")
-        st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
-        st.stop()
+        _only(_sign_in)
+
+
+def _sign_in() -> None:
+    st.title("SCAR Studio")
+    st.write("Sign in to continue.")
+    st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
+
+
+def _only(show) -> None:
+    """Serve nothing but `show`, whatever page was asked for: a one-page navigation with no menu (without
+    a navigation of its own Streamlit would list the files of pages/ in the sidebar), then stop."""
+    st.navigation([st.Page(show, title="SCAR Studio", url_path="welcome", default=True)], position="hidden").run()
+    st.stop()
 
 
 def signed_in_box(store: Store) -> None:

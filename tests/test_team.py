@@ -195,8 +195,13 @@ def team_app(folder: Path, user: dict | None, **auth) -> AppTest:
 
 @pytest.fixture
 def left_local():
+    """Back to local mode after an app test in team mode (the gate also hid error details process-wide)."""
+    from streamlit import config
+
+    shown = config.get_option("client.showErrorDetails")
     yield
     access.leave_team_mode()
+    config.set_option("client.showErrorDetails", shown)
 
 
 def test_app_shows_only_a_sign_in_until_signed_in(store, tmp_path, left_local):
@@ -209,6 +214,7 @@ def test_app_shows_only_a_sign_in_until_signed_in(store, tmp_path, left_local):
 def test_app_refuses_to_serve_without_a_cookie_secret(store, tmp_path, left_local):
     at = team_app(tmp_path, {"is_logged_in": True, "email": ADMIN}, cookie_secret="").run()
     assert "configuration is incomplete" in at.error[0].value
+    assert access.team() is None  # nothing is served, nobody acts
     assert not at.button and not at.header
 
 
@@ -234,3 +240,18 @@ def test_admin_server_path_box_refuses_a_path_out_of_the_data_folders(store, tmp
     shown = " ".join(e.value for e in at.error).replace("\\", "")  # markdown escapes removed
     assert "may not contain '..'" in shown and str(tmp_path) not in shown
     assert SECRET not in " ".join(str(t.value) for t in at.text) and not at.dataframe
+
+
+def test_audit_page_for_a_lead_filters_by_person_and_refusals(store, scored, tmp_path, left_local):
+    access.enter_team_mode(store, access.Team(who=lambda: ANN, first_admin=ADMIN))
+    with pytest.raises(access.Refused):
+        ExportPackage(store, scored, None, "alpaca", False)
+    access.set_role.__wrapped__(store, LEAD, access.LEAD)  # the store's owner sets up the lead
+    at = team_app(tmp_path, {"is_logged_in": True, "email": LEAD}).run()
+    at.switch_page("pages/audit.py").run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert ANN in set(table["who"]) and access.local_identity() in set(table["who"])
+    at.checkbox(key="audit_refused").check().run()
+    refused_rows = at.dataframe[0].value
+    assert list(refused_rows["who"]) == [ANN] and "may not export" in refused_rows["what"].iloc[0]

@@ -17,6 +17,7 @@ import inspect
 import os
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -54,6 +55,8 @@ class Team:
 
 
 _team: Team | None = None
+# The person an object made for them acts for (see `action`) where no session is being served.
+_acting: ContextVar[str | None] = ContextVar("scar_acting", default=None)
 _PATH = re.compile(r"(?<![\w.:/])(?:~|\.{1,2})?(?:/[^\s/,:;'\"()]+)+/?")
 
 
@@ -91,7 +94,7 @@ def signed_in(store: Store) -> tuple[str, str] | None:
     A first sign-in enrols the identity as an annotator with no data sets."""
     if _team is None:
         return local_identity(), ADMIN
-    identity = _team.who()
+    identity = _team.who() or _acting.get()
     if not identity:
         return None
     if identity == _team.first_admin:
@@ -141,7 +144,10 @@ def record(store: Store, action: str, what: str) -> None:
 def action(kind: str, *, run: str | None = None, dataset: str | None = None, what: str | None = None):
     """Decorate an action function: `require(kind)` on the data set of its argument `run` (a run id) or
     `dataset` (a data set id; dotted paths such as "self.run.id" reach into an argument) before it runs,
-    and, with `what` (a str.format template over its arguments), log it once it has succeeded."""
+    and, with `what` (a str.format template over its arguments), log it once it has succeeded. A method
+    of an object whose `by` names the person it was made for (checked when it was made, e.g.
+    ExportPackage) acts for that person where no session is being served: Streamlit runs a deferred
+    download's callable in a server thread, outside the script run that knows who is signed in."""
     def wrap(function: F) -> F:
         signature = inspect.signature(function)
 
@@ -151,11 +157,15 @@ def action(kind: str, *, run: str | None = None, dataset: str | None = None, wha
             bound.apply_defaults()
             values = bound.arguments
             store = values["store"] if "store" in values else values["self"].store
-            require(store, kind, run_id=_reach(values, run), dataset_id=_reach(values, dataset))
-            result = function(*args, **kwargs)
-            if what is not None:
-                record(store, kind, what.format(**values))
-            return result
+            token = _acting.set(getattr(values.get("self"), "by", None))
+            try:
+                require(store, kind, run_id=_reach(values, run), dataset_id=_reach(values, dataset))
+                result = function(*args, **kwargs)
+                if what is not None:
+                    record(store, kind, what.format(**values))
+                return result
+            finally:
+                _acting.reset(token)
         return checked  # type: ignore[return-value]
     return wrap
 

@@ -37,7 +37,7 @@ class ExportPackage:
                  table: pd.DataFrame | None = None, space: Callable[[], selecting.Space] | None = None):
         """`table`: the run's table (scar_core.jobs.selection.run_table) and `space`: its clusters at seed 0
         (selection.run_space; called only for a cut saved with coverage), when the caller has them cached."""
-        access.require(store, "export", run_id=run.id)
+        self.by = access.require(store, "export", run_id=run.id)  # who it is made for (access.action)
         self.store, self.run, self.selection, self.fmt, self.with_scores = store, run, selection, fmt, with_scores
         self.dataset = datasets.get_dataset(store, run.dataset_id)
         self.table, self.space = table, space
