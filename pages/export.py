@@ -1,5 +1,6 @@
 """Export: a saved selection as JSONL (Alpaca, ShareGPT or messages), downloaded or written to a folder,
-always with its manifest."""
+always with its manifest; or downloaded as one zip with its three matched baselines (an ablation bundle)."""
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -43,7 +44,8 @@ fmt = st.radio("Shape", ["alpaca", "sharegpt", "messages"], horizontal=True, key
                format_func={"alpaca": "Alpaca", "sharegpt": "ShareGPT", "messages": "OpenAI messages"}.get)
 with_scores = st.checkbox("Add each row's score", key="with_scores")
 st.caption("Rows are written best first.")
-package = ExportPackage(store, run, chosen, fmt, with_scores)
+package = ExportPackage(store, run, chosen, fmt, with_scores, table=shared.run_table(store, run.id),
+                        space=lambda: shared.run_space(store, run.id))
 version = f"-v{chosen.version}" if chosen.version > 1 else ""
 base = safe_filename(f"{Path(package.dataset.name).stem}-{chosen.name}{version}-{fmt}")
 
@@ -52,6 +54,21 @@ left.download_button("Download JSONL", package.jsonl, file_name=base, mime="appl
                      on_click="ignore", type="primary", key="download_jsonl", disabled=not sample_ok)
 right.download_button("Download manifest", package.manifest_json, file_name=base + ".manifest.json",
                       mime="application/json", on_click="ignore", key="download_manifest", disabled=not sample_ok)
+
+st.subheader("Bundle for an ablation run")
+problem = package.bundle_problem()
+if problem:
+    st.info(problem)
+else:
+    seed = chosen.params.get("seed", 0)
+    coverage = (chosen.params.get("ordering") or {}).get("coverage")
+    st.caption(f"The cut and its three matched baselines of the same size, under the same cleaning, quotas and labels: "
+               f"random (seed {seed}), the longest responses, and random within the cut's length bins. Four JSONL "
+               "files and one manifest listing them, how each was made and the evidence comparing them, as `rank "
+               + (f"--coverage {coverage:g} " if coverage else "") + f"--baselines --seed {seed}` writes them.")
+    st.download_button("Download the bundle (zip)", partial(package.bundle, base),
+                       file_name=base.removesuffix(".jsonl") + "-bundle.zip", mime="application/zip",
+                       on_click="ignore", key="download_bundle", disabled=not sample_ok)
 
 st.subheader("Write to a folder on the server")
 with st.form("write_export"):
