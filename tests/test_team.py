@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db import labels, people
+from db import browse, labels, people
 from scar_core.errors import ScarError
 from scar_core.jobs import access, compare, datasets as importing, labelling, selection
 from scar_core.jobs.export import ExportPackage
@@ -89,7 +89,7 @@ def test_roles_are_enforced_by_the_action_functions_and_refusals_logged(store, s
     assert people.get_person(store, ANN).role == access.ANNOTATOR
 
     me["id"] = LEAD
-    written = ExportPackage(store, run, saved, "alpaca", False).write(tmp_path / "out" / "half.jsonl")
+    written = ExportPackage(store, run, saved, "alpaca", False).write(browse.export_folder(store) / "half.jsonl")
     assert written.path.is_file()
     assert "may not delete data sets" in refused(importing.delete_dataset, store, dataset_id)
     entries = access.audit(store)
@@ -255,3 +255,18 @@ def test_audit_page_for_a_lead_filters_by_person_and_refusals(store, scored, tmp
     at.checkbox(key="audit_refused").check().run()
     refused_rows = at.dataframe[0].value
     assert list(refused_rows["who"]) == [ANN] and "may not export" in refused_rows["what"].iloc[0]
+
+
+def test_a_team_export_writes_only_inside_the_export_folder(store, scored, team, tmp_path):
+    cut, table = selection.select_run(store, scored.id, "ratio", 0.5)
+    saved = selection.save(store, scored.id, "half", cut, table).selection
+    package = ExportPackage(store, scored, saved, "alpaca", False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (browse.export_folder(store)).mkdir(parents=True, exist_ok=True)
+    (browse.export_folder(store) / "out").symlink_to(elsewhere, target_is_directory=True)
+    for target in (elsewhere / "x.jsonl", browse.export_folder(store) / ".." / "x.jsonl",
+                   browse.export_folder(store) / "out" / "x.jsonl"):
+        assert "written only inside exports" in refused(package.write, target)
+    assert not list(elsewhere.iterdir()) and not (browse.export_folder(store).parent / "x.jsonl").exists()
+    assert package.write(browse.export_folder(store) / "team" / "half.jsonl").path.is_file()

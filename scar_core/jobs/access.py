@@ -197,6 +197,23 @@ def readable_file(store: Store, text: str, also: tuple[Path, ...] = ()) -> Path:
     raise Refused(f"{_shown(text)}: {reason}")
 
 
+def writable_file(store: Store, target: Path, folders: tuple[Path, ...]) -> Path:
+    """Where a person asked the server to write a file, checked before anything is written. Local mode:
+    anywhere. Team mode: only inside `folders` (no `..`, no link leading out); otherwise refused and logged."""
+    if _team is None:
+        return target
+    target = Path(target)
+    inside = [f.resolve() for f in folders]
+    real = Path(os.path.realpath(target.parent)) / target.name
+    if ".." not in target.parts and target.is_absolute() and any(real.is_relative_to(f) for f in inside):
+        return real
+    me = signed_in(store)
+    reason = "files are written only inside " + ", ".join(f.name for f in folders) + " on a team server"
+    people.log(store, me[0] if me else "(not signed in)", "write", f"refused: write {str(target)!r}: {reason}",
+               allowed=False)
+    raise Refused(f"{target.name}: {reason}")
+
+
 def without_paths(message: str) -> str:
     """A message with each absolute server path cut to its last part ("/srv/data/x/pool.jsonl, line 2"
     -> "pool.jsonl, line 2"): what team mode shows a user."""

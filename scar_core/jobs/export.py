@@ -88,6 +88,7 @@ class ExportPackage:
                    "v{self.selection.version} of run {self.run.id} as {self.fmt} to {target}")
     def write(self, target: Path) -> Exported:
         """Write the JSONL and its manifest to `target` and record the export in the store."""
+        target = access.writable_file(self.store, target, (browse.export_folder(self.store),))
         written = export(target, self.rows()[0], self.fmt, self.scores(), self.manifest())
         selections.record_export(self.store, str(written.path), self.fmt, written.manifest, self.run.id,
                                  self.selection.id)
