@@ -19,7 +19,9 @@ jobs.mark_stale(store)
 dataset_id = shared.pick_dataset(store)
 if dataset_id is None:
     st.stop()
-top = st.container()  # progress goes here, above the fold, once the start buttons below have been handled
+top = st.container()  # progress goes here, above the fold
+if "rank_said" in st.session_state:
+    top.success(st.session_state.pop("rank_said"))
 
 choice = st.radio("Ranker", ["default", "trained", "checkpoint folder", "hub id"], horizontal=True, key="ranker_kind")
 model = None
@@ -64,7 +66,7 @@ address = address_col.text_input("Ray cluster address", ray_engine.default_addre
 workers = workers_col.number_input("Ray workers", 1, 4096, None, key="ray_workers", disabled=not on_ray,
                                    placeholder="one per GPU, else per CPU", help="actors, each holding one ranker")
 
-with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
+with st.expander("Cleaning (flags rows; nothing is deleted)"):  # folded: Start and the progress above it fit one screen
     do_clean = st.checkbox("Clean before scoring", value=True, key="do_clean")
     dedup = st.selectbox("Duplicates", DEDUP_MODES, key="dedup", disabled=not do_clean,
                          help="near: MinHash near duplicates and exact copies; exact: exact copies only")
@@ -85,7 +87,8 @@ with st.expander("Cleaning (flags rows; nothing is deleted)", expanded=True):
 
 if model is not None and not on_ray:
     try:
-        guess = estimates.estimate(store, dataset_id, model, device, precision)
+        with st.spinner("Counting the data set's tokens for the estimate…"):  # once per data set
+            guess = estimates.estimate(store, dataset_id, model, device, precision)
     except ScarError:
         guess = None  # the device is not here; starting says why
     if guess is None:
@@ -117,8 +120,9 @@ if start_all or start_sample:
                                                                     int(workers) if workers else None).params()
                                        if on_ray else None)
         st.session_state["run"] = run.id
-        top.success(f"Run {run.id} is already scoring this data set with this ranker and precision; following it."
-                    if joined else f"Started run {run.id}.")
+        st.session_state["rank_said"] = (f"Run {run.id} is already scoring this data set with this ranker and "
+                                         "precision; following it." if joined else f"Started run {run.id}.")
+        st.rerun()  # from the top: the sidebar's status, drawn before this button, follows the run too
     except ScarError as e:
         shared.error(str(e))
 

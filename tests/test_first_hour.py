@@ -131,8 +131,9 @@ def test_estimates_add_start_up_to_a_per_token_cost_fitted_on_every_run(store, t
     assert guess.seconds > min(walls.values()) - 1  # five rows never come out as "a few seconds"
     assert "start-up" in guess.how() and f"runs {small.id}, {big.id}" in guess.how()
     assert jobs.get_job(store, big.job_id).params["timing"]["tokens"] == timings[1].tokens  # stored with its job
-    sample = estimates.estimate(store, dataset.id, model, "cpu", "fp32", rows=4)
-    assert sample.rows == 4 and sample.seconds < guess.seconds and sample.startup_s == guess.startup_s
+    sample = estimates.estimate(store, dataset.id, model, "cpu", "fp32", rows=30)
+    assert sample.rows == 30 and sample.seconds < guess.seconds and sample.startup_s == guess.startup_s
+    assert sample.tokens == timings[1].tokens  # the very rows a new sample run of 30 draws
 
 
 def test_a_link_names_the_run_and_the_example_and_a_bookmark_opens_the_newest_finished_run(

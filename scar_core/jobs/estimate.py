@@ -12,6 +12,7 @@ from the lowest and highest of the runs it was fitted on.
 from __future__ import annotations
 
 import functools
+import random
 import socket
 import statistics
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from db.store import Store
 from scar_core.device import precision_name, resolve
 from scar_core.encoders import bundled_encoder_path
 from scar_core.errors import ScarError
-from scar_core.jobs.score import work_size
+from scar_core.jobs.score import SAMPLE_SEED, work_size
 from scar_core.ranker import read_config
 
 TOKEN_LIMIT = 512  # the ranker's encoder reads at most this many tokens of each text
@@ -71,9 +72,9 @@ class Estimate:
 
 def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", precision: str = "auto",
              rows: int | None = None) -> Estimate | None:
-    """The time to score a data set (or a seeded sample of `rows` of it, counted at the data set's mean
-    tokens per row) with a ranker on this device and precision, from this machine's finished runs of the
-    same ranker: None until one has finished (score a sample first)."""
+    """The time to score a data set (or the seeded sample of `rows` of it that a new sample run draws)
+    with a ranker on this device and precision, from this machine's finished runs of the same ranker:
+    None until one has finished (score a sample first)."""
     dev, dtype = resolve(device, precision)
     same = [(run, timing) for run in runs.list_runs(store)
             if run.params.get("model") == str(model) and run.device == str(dev) and not run.params.get("engine")
@@ -84,9 +85,9 @@ def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", pr
     startups = [t.startup_s for _, t in same]
     cost = sum(t.scoring_s for t in rated) / max(sum(t.tokens for t in rated), 1)  # big runs weigh most
     counts = dataset_tokens(store, dataset_id, str(model))
-    total = len(counts)
-    size = min(rows, total) if rows else total
-    tokens = round(sum(counts.values()) * size / max(total, 1))
+    ids = list(counts)  # file order, the order a new sample run draws from
+    chosen = random.Random(SAMPLE_SEED).sample(ids, min(rows, len(ids))) if rows else ids
+    size, tokens = len(chosen), sum(counts[i] for i in chosen)
     startup = statistics.median(startups)
     if len(same) > 1 and len(rated) > 1:
         low = min(startups) + tokens * min(t.per_token_s for t in rated)
