@@ -4,7 +4,8 @@ Every figure is built from numbers already reduced on the server (numpy histogra
 sample of points), so a 100k-row pool never ships 100k points to the browser. Scatter plots use
 WebGL (`Scattergl`). The only text from the data in a figure is a category name (a source or a
 label) and a map point's hover text, HTML-escaped because plotly renders a subset of HTML (links,
-tags) in legends and hover labels.
+tags) in legends and hover labels. Only `&`, `<` and `>` are escaped (`plain`): plotly decodes no
+`&quot;`, so escaping quotes showed them as `&quot;` in the hover.
 """
 from __future__ import annotations
 
@@ -18,9 +19,20 @@ import plotly.graph_objects as go
 from scar_core.display import snippet
 
 KEPT, DROPPED = "#2e7d32", "#9e9e9e"
-UNLABELLED = "unlabelled"
-LABEL_COLOURS = {"keep": KEPT, "drop": "#d62728", "flag": "#ff9800", "conflict": "#9c27b0", UNLABELLED: "#cfcfcf"}
+UNLABELLED, SELECTED, NOT_SELECTED = "unlabelled", "selected", "not selected"
+PALE = "#cfcfcf"
+LABEL_COLOURS = {"keep": KEPT, "drop": "#d62728", "flag": "#ff9800", "conflict": "#9c27b0", UNLABELLED: PALE}
+# categories drawn in their own colour, larger and on top (emphasised) or pale grey underneath (the rest)
+CATEGORY_COLOURS = {**LABEL_COLOURS, SELECTED: "#d62728", NOT_SELECTED: PALE}
+BACKGROUND = (UNLABELLED, NOT_SELECTED)
 MAX_POINTS = 10_000
+MAX_LEGEND = 20  # categories a map's legend lists (up to 100 clusters would push the map off the page)
+
+
+def plain(text: str) -> str:
+    """Text from the data made inert for plotly's HTML subset: `&`, `<`, `>` escaped, quotes left as
+    they are (plotly shows `&quot;` literally, it decodes only a few named entities)."""
+    return html.escape(text, quote=False)
 
 
 def sample(n: int, max_points: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
@@ -121,7 +133,7 @@ def score_scatter(ids: np.ndarray, a: np.ndarray, b: np.ndarray, x: str, y: str,
                       mode="markers", marker=dict(size=4, opacity=0.6), name="rows",
                       hovertemplate="id %{customdata}<br>A %{x:.4f}<br>B %{y:.4f}<extra></extra>")
     shown = f" ({len(pick)} of {len(a)} shown)" if len(pick) < len(a) else ""
-    return _layout(fig, "Score against score" + shown, html.escape(x), html.escape(y))
+    return _layout(fig, "Score against score" + shown, plain(x), plain(y))
 
 
 def point_hover(instruction: Sequence[str], response: Sequence[str], score: Sequence[float],
@@ -130,7 +142,7 @@ def point_hover(instruction: Sequence[str], response: Sequence[str], score: Sequ
     with control characters made visible and HTML escaped (plotly renders tags in hover labels)."""
     def first(text: str) -> str:
         cut = snippet(text, 400).split(" ")
-        return html.escape(" ".join(cut[:words]) + (" …" if len(cut) > words else ""))
+        return plain(" ".join(cut[:words]) + (" …" if len(cut) > words else ""))
     return [f"score {float(v):.3f}<br><b>instruction</b> {first(i)}<br><b>response</b> {first(r)}"
             for i, r, v in zip(instruction, response, score)]
 
@@ -138,7 +150,7 @@ def point_hover(instruction: Sequence[str], response: Sequence[str], score: Sequ
 def _category(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
         return "(none)"
-    return html.escape(str(value))
+    return plain(str(value))
 
 
 def style_map(x: np.ndarray, y: np.ndarray, ids: np.ndarray, colour: Sequence, title: str,
@@ -147,8 +159,9 @@ def style_map(x: np.ndarray, y: np.ndarray, ids: np.ndarray, colour: Sequence, t
     """A WebGL scatter of 2-D map coordinates; `customdata` holds the example ids for selection and clicks.
 
     continuous: colour is numeric (a colour scale); otherwise categorical, one trace per value, the
-    biggest drawn first so small groups lie on top; label names (LABEL_COLOURS) get their own colours
-    and larger markers, UNLABELLED a pale grey. hover: one text per point (point_hover). labelled:
+    biggest drawn first so small groups lie on top; label names and SELECTED (CATEGORY_COLOURS) get their
+    own colours and larger markers on top, UNLABELLED and NOT_SELECTED a pale grey underneath. hover:
+    one text per point (point_hover). labelled:
     ids ringed in black; highlighted: ids drawn as pink diamonds (e.g. picked on the other map).
     """
     x, y, ids = np.asarray(x), np.asarray(y), np.asarray(ids)
@@ -159,25 +172,25 @@ def style_map(x: np.ndarray, y: np.ndarray, ids: np.ndarray, colour: Sequence, t
     px, py, pids, pcolour, ptext = x[pick], y[pick], ids[pick], colour[pick], text[pick]
     fig = go.Figure()
 
-    def points(at_x, at_y, at_ids, at_text, name: str, marker: dict) -> None:
+    def points(at_x, at_y, at_ids, at_text, name: str, marker: dict, legend: bool = True) -> None:
         fig.add_scattergl(x=at_x, y=at_y, customdata=at_ids, hovertext=at_text, name=name, mode="markers",
-                          hovertemplate="%{hovertext}<extra></extra>", marker=marker)
+                          hovertemplate="%{hovertext}<extra></extra>", marker=marker, showlegend=legend)
     if continuous:
         points(px, py, pids, ptext, "rows",
                dict(size=4, color=pcolour, colorscale="Viridis", showscale=True, opacity=0.8))
     else:
         names = np.array([_category(v) for v in pcolour], dtype=object)
         values, counts = np.unique(names, return_counts=True) if len(names) else ([], [])
-        order = sorted(zip(values, counts), key=lambda vc: (vc[0] != UNLABELLED, -vc[1], vc[0]))
+        order = sorted(zip(values, counts), key=lambda vc: (vc[0] not in BACKGROUND, -vc[1], vc[0]))
         for value, _ in order:
             mask = names == value
-            emphasised = value in LABEL_COLOURS and value != UNLABELLED
+            emphasised = value in CATEGORY_COLOURS and value not in BACKGROUND
             marker = dict(size=8 if emphasised else 4, opacity=1.0 if emphasised else 0.6)
-            if value in LABEL_COLOURS:
-                marker["color"] = LABEL_COLOURS[value]
+            if value in CATEGORY_COLOURS:
+                marker["color"] = CATEGORY_COLOURS[value]
             if emphasised:
                 marker["line"] = dict(width=1, color="#212121")
-            points(px[mask], py[mask], pids[mask], ptext[mask], value, marker)
+            points(px[mask], py[mask], pids[mask], ptext[mask], value, marker, len(order) <= MAX_LEGEND)
     for chosen, name, marker in ((labelled, "labelled", dict(size=11, symbol="circle-open", color="#212121")),
                                  (highlighted, "picked on the other map",
                                   dict(size=9, symbol="diamond", color="#e91e63", line=dict(width=1, color="#fff")))):

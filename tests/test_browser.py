@@ -91,8 +91,7 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
         shown.first.wait_for()
         expect(shown.first).to_contain_text('<script>window.__pwned="script"</script>')
         expect(shown.first).to_contain_text("\\u202e")
-        page.get_by_role("button", name="Compute maps (UMAP of v_lf and v_is, stored for later visits)").click()
-        page.get_by_text("Draw a box or lasso on a map").wait_for(timeout=120_000)
+        page.get_by_text("Draw a box or lasso on a map").wait_for(timeout=120_000)  # mapped when the run ended
         page.get_by_text("Instructional surprisal (v_is)").wait_for()
         shot("3-explore")
 

@@ -13,7 +13,10 @@ def add(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from db import open_store
+    from scar_core.jobs.map import map_finished_run
     from scar_core.jobs.runner import run_job
 
-    job = run_job(open_store(args.db), args.job_id)
+    store = open_store(args.db)
+    job = run_job(store, args.job_id)
+    map_finished_run(store, job)  # a finished scoring run is mapped at once, in this process
     return 0 if job.status in ("done", "cancelled") else 1
