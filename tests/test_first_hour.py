@@ -181,3 +181,17 @@ def test_the_cli_prints_progress_lines_off_a_terminal_and_scores_to_four_decimal
     assert any(len(repr(score).split(".")[1]) > 4 for score in written)  # the file keeps every digit
     quiet = subprocess.run(command + ["--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert quiet.returncode == 0 and not [line for line in quiet.stderr.splitlines() if line.startswith("scoring")]
+
+
+def test_off_a_terminal_progress_is_a_line_every_ten_seconds_and_one_at_the_end(monkeypatch, capsys):
+    from scar_core.cli import common
+
+    clock = iter(range(0, 1000, 3))  # each update comes 3 s after the last
+    monkeypatch.setattr(common.time, "monotonic", lambda: next(clock))
+    with common.progress(12, "scoring", "pair") as shown:
+        for _ in range(12):
+            shown.update(1)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["scoring: 4/12 pairs", "scoring: 8/12 pairs",
+                                                      "scoring: 12/12 pairs"]  # at 12 s, 24 s, then the end
+    assert all(" left" in line for line in lines)
