@@ -140,3 +140,43 @@ def test_a_cut_on_a_blend_of_signals_gets_its_bundle(scored):
     info = json.loads(files["b.jsonl.manifest.json"])
     assert info["selection"]["blend"]["weights"] == {"scar": 1, "length": 2}
     assert [b["rows"] for b in info["baselines"]] == [len(cut.kept)] * 3
+
+
+def test_a_coverage_cut_spreads_over_the_same_clusters_as_rank_when_cleaning_leaves_rows_out(tmp_path, capsys,
+                                                                                             tiny_checkpoint):
+    """The clusters a coverage cut spreads over are those of the rows it may take (rank clusters only
+    those; the app once clustered every scored row, flagged ones too, and cut other rows)."""
+    rows = [{"instruction": f"Question {i}: how do I do task {i}?",
+             "output": f"Sure! Here is how:\n\n1. First step.\n2. Second step {i}.\n" if i % 3 else
+             f"You could try doing it slowly, I think. It took me {i} days."} for i in range(40)]
+    rows += [{"instruction": f"Frage {i}", "output": "Pflanzen nutzen Sonnenlicht, um aus Wasser und Kohlendioxid "
+              f"Zucker herzustellen, Nummer {i}; dabei wird Sauerstoff frei."} for i in range(12)]
+    rows += [{"instruction": "Question 1: how do I do task 1?",
+              "output": "Sure! Here is how:\n\n1. First step.\n2. Second step 1.\n" + "x" * (i % 2)} for i in range(10)]
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = open_store(f"sqlite:///{tmp_path / 'studio.db'}")
+    run = submit_score(store, import_file(store, path).id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
+                       clean=CLEAN, launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    run = runs.get_run(store, run.id)
+    table = selection.run_table(store, run.id)
+    space = selection.run_space(store, run.id, table)
+    files = {}
+    for ratio in (0.1, 0.3):
+        cut, _ = selection.select_run(store, run.id, "ratio", ratio, table=table, coverage=1.0, space=space)
+        saved = selection.save(store, run.id, f"r{ratio}", cut, table).selection
+        files[ratio] = unzip(ExportPackage(store, run, saved, "alpaca", False).bundle("cut.jsonl"))
+    assert table["left_out_by"].notna().sum() == 12  # the other language
+    labels_file = tmp_path / "labels.jsonl"  # nobody labelled: the page applies labels, there are none
+    labels_file.write_bytes(labelling.labels_file(store, run.id))
+    for ratio, bundle in files.items():
+        out = tmp_path / f"cli{ratio}" / "cut.jsonl"
+        assert main(["rank", str(path), "--model", str(tiny_checkpoint), "--precision", "fp32", "--device", "cpu",
+                     "--ratio", str(ratio), "--coverage", "1", "--baselines", "--labels", str(labels_file),
+                     "--out", str(out)]) == 0, capsys.readouterr().err
+        for name in ("cut.jsonl", *(f"cut.{kind}.jsonl" for kind in KINDS)):
+            assert bundle[name] == (out.parent / name).read_bytes(), (ratio, name)
+        cli = json.loads((out.parent / "cut.jsonl.manifest.json").read_text())
+        app = json.loads(bundle["cut.jsonl.manifest.json"])
+        assert app["selection"] == cli["selection"] and app["evidence"] == cli["evidence"]

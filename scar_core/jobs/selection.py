@@ -17,7 +17,7 @@ from scar_core.labels import DEFAULT_POLICY, Resolution, label_summary
 from scar_core.baselines import baselines
 from scar_core.coverage import cluster_rows, covered_cut
 from scar_core.evidence import evidence
-from scar_core.select import Selection
+from scar_core.select import Selection, eligible_rows
 from scar_core.signals import SCAR, combine
 
 
@@ -60,17 +60,25 @@ def run_embeddings(store: Store, table: pd.DataFrame, run_id: int) -> np.ndarray
 @dataclass(frozen=True)
 class Space:
     """A run's response embeddings (v_lf, in its table's row order) and their k-means clusters (-1: none),
-    read and computed once per run for the coverage cut and the evidence (pages cache it)."""
+    read and computed once per run for the coverage cut and the evidence (pages cache it). `clusters`
+    cover every scored row (the maps colour by them); `pool_clusters` only `pool`, the rows a cut may take
+    under the default cleaning: a coverage cut spreads over the clusters of its own pool, as
+    `rank --coverage` makes them."""
 
     vectors: np.ndarray
     clusters: np.ndarray
     k: int
+    pool: np.ndarray
+    pool_clusters: np.ndarray
+    seed: int = 0
 
 
 def run_space(store: Store, run_id: int, table: pd.DataFrame, seed: int = 0) -> Space:
     vectors = run_embeddings(store, table, run_id)
-    scored = ~np.isnan(table["score"].to_numpy(dtype=np.float64))
-    return Space(vectors, *cluster_rows(vectors, pool=scored, seed=seed))
+    scores = table["score"].to_numpy(dtype=np.float64)
+    pool = eligible_rows(scores, table["duplicate_cluster"].to_numpy(), table["left_out_by"].to_numpy(dtype=object))[0]
+    return Space(vectors, *cluster_rows(vectors, pool=~np.isnan(scores), seed=seed), pool,
+                 cluster_rows(vectors, pool=pool, seed=seed)[0], seed)
 
 
 def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels: bool = True,
@@ -90,10 +98,13 @@ def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels
         scores = blended_scores(store, run_id, table, weights)
     cleaning = dict(clusters=table["duplicate_cluster"].to_numpy(),
                     left_out_by=table["left_out_by"].to_numpy(dtype=object), keep_flagged=keep_flagged)
+    groups = None
     if coverage > 0:
         space = space or run_space(store, run_id, table)
-    chosen, _ = covered_cut(scores, rule, value, coverage, groups=space.clusters if space else None,
-                            k=space.k if space else None, sources=table["source"].to_numpy(dtype=object),
+        same_pool = np.array_equal(eligible_rows(scores, **cleaning)[0], space.pool)
+        groups = space.pool_clusters if same_pool else None  # else clustered afresh from the vectors
+    chosen, _ = covered_cut(scores, rule, value, coverage, vectors=space.vectors if space else None, groups=groups,
+                            seed=space.seed if space else 0, sources=table["source"].to_numpy(dtype=object),
                             quotas=quotas, labels=per_row, **cleaning)
     chosen.label_policy = label_summary(decided)
     if weights:
@@ -146,13 +157,14 @@ class Saved:
 
 @access.action("select", run="run_id", what="saved selection '{name}' of run {run_id}")
 def save(store: Store, run_id: int, name: str, chosen: Selection, table: pd.DataFrame,
-         replace: bool = False) -> Saved:
-    """Store what a selection kept (example ids, best first), its parameters and the label events it
+         replace: bool = False, seed: int = 0) -> Saved:
+    """Store what a selection kept (example ids, best first), its parameters, the seed of its clustering
+    and matched baselines (the Export page's bundle remakes them) and the label events it
     saw (the latest event id and a hash of all the run's events) under a name. A name this run uses already saves nothing (Saved.taken) unless `replace`,
     which adds a version; saving the very cut the name holds stores nothing new."""
     ids = table["example_id"].to_numpy()[chosen.kept].tolist()
     name = name.strip() or "selection"
-    params = {**chosen.params(), "label_events": labelling.event_digest(store, run_id)}
+    params = {**chosen.params(), "seed": seed, "label_events": labelling.event_digest(store, run_id)}
     latest = next((s for s in selections.list_selections(store, run_id) if s.name == name), None)
     if latest is not None and latest.example_ids == ids and _same_cut(latest.params, params):
         return Saved(latest, False)
