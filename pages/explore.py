@@ -14,7 +14,7 @@ from scar_core.diagnostics.table import (PART_LABELS, PARTS, against_data_set, d
                                          score_parts)
 from scar_core.errors import ScarError
 from scar_core.display import code_css, markdown_escape, render_markdown, snippet, visible
-from scar_core.jobs import labelling, map as map_job, selection
+from scar_core.jobs import access, labelling, map as map_job, selection
 from scar_core.jobs.score import scope_note
 from scar_core.labels import LABELS, POLICIES, agreement, review_queue
 from scar_core.ranker import has_predicted_lm_term
@@ -409,7 +409,7 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
                                "; set your name in the sidebar to decide."))
         for column, verdict in zip(st.columns(3), LABELS):
             column.button(f"Decide: {verdict}", key=f"decide_{verdict}", on_click=decide, args=(verdict,),
-                          disabled=not me, width="stretch")
+                          disabled=not me or not access.may(store, "adjudicate", run.dataset_id), width="stretch")
     past = labelling.history(store, open_id)
     if past:
         with st.expander(f"Label history ({len(past)} changes)"):

@@ -270,3 +270,20 @@ def test_a_team_export_writes_only_inside_the_export_folder(store, scored, team,
         assert "written only inside exports" in refused(package.write, target)
     assert not list(elsewhere.iterdir()) and not (browse.export_folder(store).parent / "x.jsonl").exists()
     assert package.write(browse.export_folder(store) / "team" / "half.jsonl").path.is_file()
+
+
+def test_explore_offers_a_lead_decision_to_leads_only(store, scored, tmp_path, left_local):
+    ids = selection.run_table(store, scored.id)["example_id"].tolist()  # two annotators disagree on every row
+    labels.record(store, scored.id, "x@example.org", ids, "keep", description="labelled all keep")
+    labels.record(store, scored.id, "y@example.org", ids, "drop", description="labelled all drop")
+    access.set_role(store, LEAD, access.LEAD)  # local mode: the store's owner
+    access.enter_team_mode(store, access.Team(who=lambda: ADMIN, first_admin=ADMIN))
+    people.enrol(store, ANN, access.ANNOTATOR)
+    access.assign(store, ANN, scored.dataset_id)
+    for who, offered in ((ANN, False), (LEAD, True)):
+        at = team_app(tmp_path, {"is_logged_in": True, "email": who}).run()
+        if who == LEAD:
+            at.switch_page("pages/explore.py").run()
+        assert not at.exception
+        assert at.header[0].value == "Explore"
+        assert at.button(key="decide_keep").disabled is not offered, who
