@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from db.models import ActionLog, Assignment, LabelAction, Person, Run, utcnow
 from db.store import Store
@@ -22,7 +23,8 @@ def list_people(store: Store) -> list[Person]:
 
 
 def enrol(store: Store, identity: str, role: str) -> Person:
-    """The stored person under this identity, added with `role` when new (a first sign-in)."""
+    """The stored person under this identity, added with `role` when new (a first sign-in; when two
+    sessions of one person enrol at once, the second finds the first's row)."""
     def work(session) -> Person:
         person = session.scalar(select(Person).where(Person.identity == identity))
         if person is None:
@@ -30,7 +32,10 @@ def enrol(store: Store, identity: str, role: str) -> Person:
             session.add(person)
             session.flush()
         return person
-    return store.transact(work)
+    try:
+        return store.transact(work)
+    except IntegrityError:
+        return get_person(store, identity)
 
 
 def set_role(store: Store, identity: str, role: str) -> Person:

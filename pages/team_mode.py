@@ -43,14 +43,16 @@ def problems(scar: dict) -> list[str]:
 
 
 def identity() -> str | None:
-    """The signed-in person of the session being served (their e-mail, else the provider's subject), or None."""
+    """The signed-in person of the session being served, or None: their e-mail, unless the provider says it
+    is not verified (anyone could claim an admin's address there), else the provider's subject."""
     try:
         user = st.user.to_dict()
     except Exception:  # no session: a thread outside any page run has no one signed in
         return None
     if not user.get("is_logged_in"):
         return None
-    return str(user.get("email") or user.get("sub") or "") or None
+    email = user.get("email") if user.get("email_verified", True) is not False else None
+    return str(email or user.get("sub") or "") or None
 
 
 def gate() -> None:

@@ -218,6 +218,11 @@ def test_app_refuses_to_serve_without_a_cookie_secret(store, tmp_path, left_loca
     assert not at.button and not at.header
 
 
+def test_an_unverified_email_is_not_taken_as_the_identity(store, tmp_path, left_local):
+    at = team_app(tmp_path, {"is_logged_in": True, "email": ADMIN, "email_verified": False, "sub": "u-42"}).run()
+    assert "Signed in as u-42 (annotator)" in [c.value for c in at.sidebar.caption]
+
+
 def test_annotator_sees_no_name_box_and_only_their_pages(store, scored, tmp_path, left_local):
     at = team_app(tmp_path, {"is_logged_in": True, "email": ANN, "sub": "ann"}).run()
     assert not at.exception
