@@ -45,7 +45,6 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from scar_core.evaluate import evaluate  # noqa: E402
 from scar_core.load import load  # noqa: E402
 from scar_core.ranker import load_ranker  # noqa: E402
-from scar_core.score import score_examples  # noqa: E402
 from scar_core.train import TrainConfig, start_ranker, train  # noqa: E402
 from scar_core.training_data import TrainRow, read_training_rows, source_matches  # noqa: E402
 
@@ -80,6 +79,8 @@ def main() -> None:
     ap.add_argument("--save", type=Path, help="also save the trained ranker here")
     ap.add_argument("--model", help="evaluate this ranker (default or a folder) on the pools instead of training")
     ap.add_argument("--pool-sample", type=int, default=300, help="rows per pool (0: no pool comparisons)")
+    ap.add_argument("--engine", default="torch", choices=["torch", "int8"], help="with --model: the scoring engine")
+    ap.add_argument("--precision", default="auto", help="with --model: the scoring precision")
     ap.add_argument("--pool-seed", type=int, default=42,
                     help="seed of the pool sample, apart from --seed so that runs of several training seeds "
                          "are compared on the same rows")
@@ -99,8 +100,9 @@ def main() -> None:
 
         return run(args, POOL_PAIRS)
     if args.model:
-        pools = compare_pools(load_ranker(args.model), args.data, args.pool_sample, args.pool_seed, args.device)
-        print(json.dumps({"model": args.model, "pools": pools}))
+        pools = compare_pools(load_ranker(args.model), args.data, args.pool_sample, args.pool_seed, args.device,
+                              args.engine, args.precision)
+        print(json.dumps({"model": args.model, "engine": args.engine, "precision": args.precision, "pools": pools}))
         return
     held = args.hold_out or ["hc3/wiki_csai", "self-instruct/*"]
 
@@ -153,8 +155,13 @@ def main() -> None:
                       "results": results, "pools": pools}))
 
 
-def compare_pools(ranker, data: Path, sample: int, seed: int, device: str) -> dict:
-    """AUC of 'the LLM-pool answer wins' for the ranker's score and for answer length, per pool pair."""
+def compare_pools(ranker, data: Path, sample: int, seed: int, device: str, engine: str = "torch",
+                  precision: str = "auto") -> dict:
+    """AUC of 'the LLM-pool answer wins' for the ranker's score and for answer length, per pool pair, scored
+    by `engine` (scar_core.engine) at `precision`."""
+    from scar_core.engine import local_engine
+
+    scorer = local_engine(ranker, engine, device, precision)
     if not sample:
         return {}
     scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -162,7 +169,7 @@ def compare_pools(ranker, data: Path, sample: int, seed: int, device: str) -> di
         examples = load(data / "pools" / name, lenient=True).examples
         keep = np.random.default_rng(seed).permutation(len(examples))[:sample]
         examples = [examples[i] for i in sorted(keep)]
-        scores = score_examples(ranker, examples, device=device, precision="auto").score
+        scores = scorer.score_examples(examples).score
         scored[name] = (scores, np.array([len(e.response) for e in examples]))
     print("| human pool | LLM pool | ranker AUC (LLM answer scores higher) | length AUC (LLM answer longer) |")
     print("|---|---|---|---|")

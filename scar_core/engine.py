@@ -7,8 +7,9 @@ records (runs.engine, runs.device, runs.precision): scores of different engines 
 - torch (`TorchEngine`): scar_core.score.iter_scores on CPU, CUDA or Apple's MPS; a pair's scores
   depend on the pair alone, bit for bit (see scar_core.score).
 - int8 (`Int8Engine`, CPU): the encoder and head as in torch at the asked precision, the LM term's
-  language model through CTranslate2 with int8 weights (per-row scales) and int8 GEMMs, several times
-  the torch fp32 LM's speed on a CPU with VNNI, where the LM term is most of the time. Its NLLs differ
+  language model through CTranslate2 with int8 weights (per-row scales) and int8 GEMMs: 2.7x torch's
+  fp32 end to end on a CPU with VNNI (the LM term is most of the time), no faster than torch where the
+  CPU computes bf16 natively. Its NLLs differ
   from fp32 by up to a few hundredths of a nat per response (the accuracy guard in
   models/default/README.md measures what that does to the scores); they are not bit-stable across
   batch compositions. The converted model is written once into scar_core.lm.cache_folder().
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scar_core.device import cpu_has_vnni, precision_name, resolve
+from scar_core.device import cpu_has_vnni, cpu_supports_bf16, precision_name, resolve
 from scar_core.errors import ScarError
 from scar_core.example import Example
 from scar_core.lm import (LanguageModel, Progress, cache_folder, language_model_folder, response_nll)
@@ -34,8 +35,9 @@ from scar_core.score import Scores, in_input_order, iter_scores
 
 LOCAL_ENGINES = ("auto", "torch", "int8")
 INT8_COMPUTE = "int8"  # CTranslate2's compute type: int8 weights and GEMMs, float32 elsewhere
-# Whether "auto" takes the int8 engine where it applies (a CPU with VNNI, a ranker that runs its LM):
-# only when it meets the accuracy guard of models/default/README.md ("Engines").
+# Whether "auto" takes the int8 engine where it helps (a CPU with VNNI but without native bf16, a ranker
+# that runs its LM: 2.7x torch fp32 there, no faster than torch's bf16 where bf16 is native): only once
+# it meets the accuracy guard of models/default/README.md ("Engines"), which it has not yet.
 INT8_BY_DEFAULT = False
 
 
@@ -190,14 +192,15 @@ def weights_key(folder: Path) -> str:
 
 def resolve_engine(name: str, runs_lm: bool, device: str = "auto") -> str:
     """"torch" or "int8" for an engine name: "auto" takes int8 only where it is the default
-    (INT8_BY_DEFAULT), the device is a CPU with VNNI and the ranker runs an LM term (`runs_lm`: the
-    int8 engine changes nothing else)."""
+    (INT8_BY_DEFAULT), the device is a CPU with VNNI and without native bf16, and the ranker runs an LM
+    term (`runs_lm`: the int8 engine changes nothing else)."""
     if name not in LOCAL_ENGINES:
         raise ScarError(f"unknown engine '{name}'; choose {', '.join(LOCAL_ENGINES)}")
     if name != "auto":
         return name
     on_cpu = resolve(device, "fp32")[0].type == "cpu"
-    return "int8" if INT8_BY_DEFAULT and on_cpu and runs_lm and cpu_has_vnni() else "torch"
+    helps = on_cpu and runs_lm and cpu_has_vnni() and not cpu_supports_bf16()
+    return "int8" if INT8_BY_DEFAULT and helps else "torch"
 
 
 def checkpoint_runs_lm(model: str | Path) -> bool:

@@ -174,10 +174,15 @@ def test_engine_names_pick_the_engine(lm_ranker, lm_checkpoint):
 
 
 def test_auto_takes_int8_only_where_it_is_the_default(lm_ranker, monkeypatch):
+    """int8 where it is the default, on a CPU with VNNI and without native bf16, for a ranker running its LM."""
     monkeypatch.setattr(engines, "cpu_has_vnni", lambda: True)
+    monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: False)
     monkeypatch.setattr(engines, "INT8_BY_DEFAULT", True)
     assert engines.resolve_engine("auto", True, "cpu") == "int8"
     assert engines.resolve_engine("auto", False, "cpu") == "torch"  # no LM term: nothing for int8 to do
+    monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: True)  # torch's bf16 is as fast there
+    assert engines.resolve_engine("auto", True, "cpu") == "torch"
+    monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: False)
     monkeypatch.setattr(engines, "cpu_has_vnni", lambda: False)
     assert engines.resolve_engine("auto", True, "cpu") == "torch"
     monkeypatch.setattr(engines, "INT8_BY_DEFAULT", False)
