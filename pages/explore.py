@@ -14,9 +14,9 @@ from scar_core.diagnostics.table import (PART_LABELS, PARTS, against_data_set, d
                                          score_parts)
 from scar_core.errors import ScarError
 from scar_core.display import code_css, markdown_escape, render_markdown, snippet, visible
-from scar_core.jobs import access, labelling, map as map_job, selection
+from scar_core.jobs import access, labelling, map as map_job, selection, signals
 from scar_core.jobs.score import scope_note
-from scar_core.labels import LABELS, POLICIES, agreement, review_queue
+from scar_core.labels import LABELS, POLICIES, Resolution, agreement, review_queue
 from scar_core.ranker import has_predicted_lm_term
 from scar_core.select import rank_and_percentile
 
@@ -25,6 +25,35 @@ ORDERS = {"score_desc": "best first", "score_asc": "worst first", "position": "f
           "queue_random": "my review queue: not labelled by me, random order",
           "conflicts": "conflict queue: annotators disagree, no lead's decision yet"}
 SHORTCUTS = {"keep": "K", "drop": "D", "flag": "F"}
+# Streamlit sets a chart's clickmode to "event" while it is in box or lasso mode (the maps' default): a
+# click on a point then selects nothing, and plotly reports it only as an empty selection (no plotly_click
+# either, as a drag may start there). This hands the point under the pointer on as a one-point selection,
+# which map_selected opens. In pan mode a click already selects the point (clickmode event+select).
+MAP_CLICKS = """
+export default function() {
+  if (window.__scarMapClicks) return;
+  window.__scarMapClicks = true;
+  const hook = (gd) => {
+    if (gd.__scarClicks || typeof gd.on !== "function") return;
+    gd.__scarClicks = true;
+    let hovered = null;
+    gd.on("plotly_hover", (event) => { hovered = event && event.points && event.points.length ? event.points : null; });
+    gd.on("plotly_unhover", () => { hovered = null; });
+    gd.on("plotly_selected", (event) => {
+      const mode = gd._fullLayout && gd._fullLayout.dragmode;
+      if (!event && hovered && (mode === "lasso" || mode === "select")) {
+        const p = hovered[0];  // as a lasso reports a point: a hover's point also holds its axes (cyclic)
+        gd.emit("plotly_selected", {points: [{curveNumber: p.curveNumber, pointNumber: p.pointNumber,
+          pointIndex: p.pointIndex ?? p.pointNumber, x: p.x, y: p.y, customdata: p.customdata,
+          data: p.data, fullData: p.fullData}]});
+      }
+    });
+  };
+  const scan = () => document.querySelectorAll('[class*="st-key-map_"] .js-plotly-plot').forEach(hook);
+  new MutationObserver(scan).observe(document.body, {childList: true, subtree: true});
+  scan();
+}
+"""
 
 state = st.session_state
 store, run = shared.page_run("Explore")
@@ -39,6 +68,13 @@ me = shared.annotator()
 scope_said = scope_note(store, run)
 if scope_said:
     st.info(f"This run scored a random {scope_said} of its data set; the rest is not here.")
+
+
+@st.cache_resource(show_spinner=False)
+def map_clicks():
+    """The mount command of the script that makes a click open a map's point in any mode (MAP_CLICKS),
+    registered once per server."""
+    return st.components.v2.component("scar_map_clicks", js=MAP_CLICKS)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -171,6 +207,18 @@ def opened(nav: list[int]) -> int | None:
     return open_id
 
 
+def exemplars_from_pick(ids: list[int]) -> None:
+    """Store a signal of every row's likeness to the rows picked on a map (cosine of v_lf to their mean)."""
+    name = f"like-{len(ids)}-picked-{len(signal_names) + 1}"
+    try:
+        added = signals.add_signal(store, run.id, "exemplar", name=name, made_by=shared.annotator() or "local",
+                                   exemplar_ids=ids)
+        state["exemplar_message"] = (True, added.message() + " Colour the maps or filter the table by it, or "
+                                     "weigh it into a cut on the Select page.")
+    except ScarError as e:
+        state["exemplar_message"] = (False, str(e))
+
+
 def confirm_bulk() -> None:
     pending = state.pop("bulk_pending")
     save_labels(pending["ids"], pending["label"], None)
@@ -183,22 +231,28 @@ decided = labelling.resolution(store, run.id, policy)
 label_of = {k: decided.decided.get(k, "conflict") for k in decided.step}
 scores = table["score"].to_numpy()
 run_flags = dict(zip(table["example_id"], table["flags"]))
+signal_table = signals.with_signals(store, run.id, table[["example_id"]]).set_index("example_id")
+signal_names = [c for c in signal_table.columns]  # the run's signals (Select page's Signals section adds them)
 map_pick = state.get("map_pick")
 
 # ---- maps -----------------------------------------------------------------------------------------
 st.subheader("Style maps")
-map_state = map_job.latest_map_job(store, run.id)
+unmappable = map_job.unmappable(store, run)
+map_state = map_job.ensure_map(store, run.id)  # a finished run with no maps gets them now
 selection_names = {s.id: s.name for s in selection.saved(store, run.id)}
-colour = st.radio("Colour by", ["score", "selection", "source", "label"], horizontal=True, key="map_colour")
+colour = st.radio("Colour by", ["score", "selection", "source", "label", "cluster",
+                               *[f"signal: {n}" for n in signal_names]], horizontal=True,
+                  key="map_colour", help="cluster: the k-means clusters of the responses that the coverage-aware "
+                  "cut spreads over (Select page); signal: a value stored beside the score (Select, Signals)")
 chosen_selection = None
 if colour == "selection" and selection_names:
     chosen_selection = st.selectbox("Saved selection", list(selection_names), format_func=selection_names.get,
                                     key="map_selection")
-if map_state is None or map_state.status in ("failed", "cancelled", "interrupted"):
-    if map_state is not None and map_state.error:
-        shared.error(f"The last map job {map_state.status}: {map_state.error.splitlines()[0]}")
-    if st.button("Compute maps (UMAP of v_lf and v_is, stored for later visits)", key="compute_maps",
-                 disabled=run.status != "done"):
+if unmappable:
+    st.info(unmappable)
+elif map_state.status in ("failed", "cancelled", "interrupted"):
+    shared.error(f"The map job {map_state.status}" + (f": {map_state.error.splitlines()[0]}" if map_state.error else "."))
+    if st.button("Compute the maps again (UMAP of v_lf and v_is, stored for later visits)", key="compute_maps"):
         map_job.submit_map(store, run.id)
         st.rerun()
 elif map_state.status in ("queued", "running"):
@@ -207,13 +261,23 @@ elif map_state.status in ("queued", "running"):
         job = jobs.get_job(store, map_state.id)
         if job.status not in ("queued", "running"):
             st.rerun()
-        st.progress(job.done / job.total if job.total else 0.0, text=f"map job: {job.message or job.status}")
+        st.progress(job.done / job.total if job.total else 0.0, text=f"map job {job.id}: {job.message or job.status}")
+    st.caption(f"Computing the maps of this run's {done} rows (started automatically when the run finished). "
+               "UMAP on a large run may take minutes (a worker's first UMAP also compiles for about 30 s); "
+               "the table and the example below work meanwhile.")
     map_progress()
 else:
     st.caption(f"Maps stored by job {map_state.id} ({map_state.result.get('method', '?')}, "
                f"{map_state.result.get('rows', '?')} rows). Draw a box or lasso on a map to filter the table "
                "and highlight the same rows on the other map; click a point to open it.")
     in_selection = set(selection.saved_one(store, chosen_selection).example_ids) if chosen_selection else set()
+    cluster_of = {}
+    if colour == "cluster":
+        space = shared.run_space(store, run.id)
+        cluster_of = dict(zip(table["example_id"].tolist(), space.clusters.tolist()))
+        st.caption(f"{space.k} clusters: seeded k-means of the responses' v_lf vectors, the clusters the "
+                   "coverage-aware cut spreads over.")
+    map_clicks()(key="map_clicks")
     generation = state.get("map_generation", 0)
     for space, column in zip(("lf", "is"), st.columns(2)):
         points = layout(store.url, run.id, space, map_state.id)
@@ -224,8 +288,13 @@ else:
             values, continuous = points["source"], False
         elif colour == "label":
             values, continuous = np.array([label_of.get(i) or plots.UNLABELLED for i in ids], dtype=object), False
+        elif colour.startswith("signal: "):
+            values, continuous = signal_table[colour.removeprefix("signal: ")].reindex(ids).to_numpy(), True
+        elif colour == "cluster":
+            values, continuous = np.array([f"cluster {cluster_of.get(i, -1) + 1}" if cluster_of.get(i, -1) >= 0
+                                           else "(none)" for i in ids], dtype=object), False
         else:
-            values, continuous = np.where(np.isin(ids, list(in_selection)), "selected", "not selected"), False
+            values, continuous = np.where(np.isin(ids, list(in_selection)), plots.SELECTED, plots.NOT_SELECTED), False
         title = "Linguistic form (v_lf)" if space == "lf" else "Instructional surprisal (v_is)"
         other_pick = map_pick["ids"] if map_pick and map_pick["space"] != space else ()
         figure = plots.style_map(points["x"], points["y"], ids, values, title, continuous,
@@ -237,104 +306,130 @@ else:
                             selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
     if map_pick:
         st.button("Clear map selection", key="clear_map", on_click=clear_map_selection)
+        if len(map_pick["ids"]) > 1:
+            st.button(f"Rank by likeness to these {len(map_pick['ids'])} rows (an exemplar-similarity signal)",
+                      key="pick_exemplars", on_click=exemplars_from_pick, args=(map_pick["ids"],))
+    if said := state.pop("exemplar_message", None):
+        (st.success if said[0] else shared.error)(said[1])
 
 # ---- table ----------------------------------------------------------------------------------------
-st.subheader("Ranked examples")
-dataset_sources = datasets.sources(store, run.dataset_id)
-f1, f2, f3, f4 = st.columns([3, 2, 2, 2])
-search = f1.text_input("Search instruction and response", key="search").strip() or None
-source = f2.selectbox("Source", ["(all)", *dataset_sources], key="source_filter")
-flag = f3.selectbox("Cleaning flag", ["(any)", *selection.flag_names(table)], key="flag_filter")
-label = f4.selectbox("Label", ["(any)", *labelling.LABEL_FILTERS], key="label_filter",
-                     help="keep/drop/flag: the label the policy decided; conflict: annotators disagree, unresolved")
-low, high = float(scores.min()), float(scores.max())
-score_range = st.slider("Score range", low, max(high, low + 1e-6), (low, max(high, low + 1e-6)), key="score_range")
-map_ids = map_pick["ids"] if map_pick else None
-for narrowed in ([selection.flagged_ids(table, flag)] if flag != "(any)" else []) + \
-        ([labelling.label_filter(decided, label, table["example_id"].tolist())] if label != "(any)" else []):
-    map_ids = narrowed if map_ids is None else sorted(set(map_ids) & set(narrowed))
-where = runs.ResultFilter(search=search, score_min=score_range[0] if score_range[0] > low else None,
-                          score_max=score_range[1] if score_range[1] < high else None,
-                          source=None if source == "(all)" else source, ids=map_ids)
-s1, s2, s3 = st.columns([3, 1, 1])
-order = s1.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="sort")
-if order.startswith("queue") and not me:
-    s1.warning("Set your name in the sidebar for a review queue of your own; showing best first.")
-    order = "score_desc"
-if order.startswith("queue"):
-    nav = review_queue(runs.result_ids(store, run.id, where), labelling.labelled_by(store, run.id, me),
-                       order.removeprefix("queue_"), seed=run.id)
-elif order == "conflicts":
-    unresolved = set(labelling.label_filter(decided, "conflict", []))
-    nav = [i for i in runs.result_ids(store, run.id, where) if i in unresolved]
-else:
-    nav = runs.result_ids(store, run.id, where, sort=order)
-size = s2.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="page_size")
-pages = max(1, -(-len(nav) // size))
-shared.set_widget("page", min(max(int(state.get("page", 1)), 1), pages))
-page = s3.number_input(f"Page (of {pages})", 1, pages, key="page")
-st.caption(f"{len(nav)} of {done} scored examples match" + (f" (of {len(map_pick['ids'])} picked on a map)" if map_pick else "")
-           + (", not yet labelled by you" if order.startswith("queue") else "")
-           + (", annotators disagree" if order == "conflicts" else ""))
-state["nav"] = nav  # the order the example keys move through (step)
-shown_ids = nav[(page - 1) * size: page * size]
-by_id = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(ids=shown_ids),
-                                                       limit=len(shown_ids))} if shown_ids else {}
-rows = [by_id[i] for i in shown_ids]
-state["shown_ids"] = shown_ids
-open_id = opened(nav)
-ranked = rank_and_percentile(scores, [r["score"] for r in rows])
-grid = pd.DataFrame([{"open": "▶" if r["example_id"] == open_id else "", "rank": rk, "percentile": round(pct, 1),
-                      "score": r["score"], "source": r["source"], "label": decided.summary(r["example_id"]),
-                      "flags": run_flags.get(r["example_id"], ""), "instruction": snippet(r["instruction"], 120),
-                      "response": snippet(r["response"], 160)} for r, (rk, pct) in zip(rows, ranked)])
-grid_key = f"grid_{state.get('grid_generation', 0)}"
-st.dataframe(grid, hide_index=True, on_select=partial(row_picked, grid_key), selection_mode="single-row",
-             key=grid_key)
+def signal_filter() -> list[int] | None:
+    """A range filter on one of the run's signals: the example ids inside it (None: no filter)."""
+    if not signal_names:
+        return None
+    g1, g2 = st.columns([1, 3])
+    name = g1.selectbox("Signal filter", ["(none)", *signal_names], key="signal_filter")
+    if name == "(none)":
+        return None
+    values = signal_table[name].dropna()
+    lo, hi = float(values.min()), float(values.max())
+    picked = g2.slider(f"{name} range", lo, max(hi, lo + 1e-6), (lo, max(hi, lo + 1e-6)), key=f"signal_range::{name}")
+    return values.index[(values >= picked[0]) & (values <= picked[1])].tolist()
 
-# ---- labelling many at once -----------------------------------------------------------------------
-with st.expander("Label many at once, and agreement between annotators"):
-    target = nav  # exactly the rows the table lists: its filters and any map selection together
-    b1, b2 = st.columns([1, 3])
-    bulk_label = b1.selectbox("Label", LABELS, key="bulk_label")
-    annotations = labelling.annotations(store, run.id)
-    already = labelling.already(annotations, me, target, bulk_label) if me else 0
-    change = len(target) - already
-    if b2.button(f"Label {change} as {bulk_label}…", key="bulk_start", disabled=not change):
-        state["bulk_pending"] = {"ids": list(target), "label": bulk_label, "change": change}
-    st.caption(f"The {len(target)} examples the table lists (all pages: its filters"
-               + (" and the map selection" if map_pick else "") + ")"
-               + (f"; {already} of them carry your {bulk_label} already." if already else "."))
-    pending = state.get("bulk_pending")
-    if pending:
-        st.warning(f"Label {pending['change']} examples as {pending['label']} under your name? Your own "
-                   "earlier labels on them are replaced (kept in their history); Undo reverts this.")
-        c1, c2 = st.columns(2)
-        c1.button("Confirm", key="bulk_confirm", type="primary", on_click=confirm_bulk)
-        c2.button("Cancel", key="bulk_cancel", on_click=lambda: state.pop("bulk_pending", None))
-    st.download_button("Download everyone's labels (for rank --labels)", partial(labelling.labels_file, store, run.id),
-                       file_name=f"labels-run-{run.id}.jsonl", mime="application/jsonl", on_click="ignore",
-                       key="download_labels")
-    pairs = agreement(annotations)
-    if pairs:
-        st.dataframe(pd.DataFrame([{"annotators": f"{snippet(p.first, 40)} · {snippet(p.second, 40)}",
-                                    "both labelled": p.shared, "same label": f"{p.agreement:.0%}",
-                                    "Cohen's kappa": "n/a" if p.kappa is None else f"{p.kappa:.2f}"}
-                                   for p in pairs]), hide_index=True, key="agreement")
-        st.caption("Kappa corrects the raw agreement for the agreement chance alone would give (1: perfect, "
-                   "0: chance); n/a where both annotators only ever gave one and the same label.")
+
+@st.fragment
+def ranked_examples() -> None:
+    """The filters, the ranked table, labelling many at once and the open example as one fragment: a
+    labelling key reruns this part alone, so the table's labels and its ▶ marker follow every key while
+    the maps above are not redrawn (redrawing them made each key wait seconds at 100k rows,
+    bench/label_speed.py). A map selection, a colour choice and an undo redraw the whole page."""
+    decided = labelling.resolution(store, run.id, policy)  # read again at every key
+    st.subheader("Ranked examples")
+    dataset_sources = datasets.sources(store, run.dataset_id)
+    f1, f2, f3, f4 = st.columns([3, 2, 2, 2])
+    search = f1.text_input("Search instruction and response", key="search").strip() or None
+    source = f2.selectbox("Source", ["(all)", *dataset_sources], key="source_filter")
+    flag = f3.selectbox("Cleaning flag", ["(any)", *selection.flag_names(table)], key="flag_filter")
+    label = f4.selectbox("Label", ["(any)", *labelling.LABEL_FILTERS], key="label_filter",
+                         help="keep/drop/flag: the label the policy decided; conflict: annotators disagree, unresolved")
+    low, high = float(scores.min()), float(scores.max())
+    score_range = st.slider("Score range", low, max(high, low + 1e-6), (low, max(high, low + 1e-6)), key="score_range")
+    within_signal = signal_filter()
+    map_ids = map_pick["ids"] if map_pick else None
+    for narrowed in ([selection.flagged_ids(table, flag)] if flag != "(any)" else []) + \
+            ([labelling.label_filter(decided, label, table["example_id"].tolist())] if label != "(any)" else []) + \
+            ([within_signal] if within_signal is not None else []):
+        map_ids = narrowed if map_ids is None else sorted(set(map_ids) & set(narrowed))
+    where = runs.ResultFilter(search=search, score_min=score_range[0] if score_range[0] > low else None,
+                              score_max=score_range[1] if score_range[1] < high else None,
+                              source=None if source == "(all)" else source, ids=map_ids)
+    s1, s2, s3 = st.columns([3, 1, 1])
+    order = s1.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="sort")
+    if order.startswith("queue") and not me:
+        s1.warning("Set your name in the sidebar for a review queue of your own; showing best first.")
+        order = "score_desc"
+    if order.startswith("queue"):
+        nav = review_queue(runs.result_ids(store, run.id, where), labelling.labelled_by(store, run.id, me),
+                           order.removeprefix("queue_"), seed=run.id)
+    elif order == "conflicts":
+        unresolved = set(labelling.label_filter(decided, "conflict", []))
+        nav = [i for i in runs.result_ids(store, run.id, where) if i in unresolved]
     else:
-        st.caption("No example has labels from two annotators yet.")
+        nav = runs.result_ids(store, run.id, where, sort=order)
+    size = s2.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="page_size")
+    pages = max(1, -(-len(nav) // size))
+    shared.set_widget("page", min(max(int(state.get("page", 1)), 1), pages))
+    page = s3.number_input(f"Page (of {pages})", 1, pages, key="page")
+    st.caption(f"{len(nav)} of {done} scored examples match" + (f" (of {len(map_pick['ids'])} picked on a map)" if map_pick else "")
+               + (", not yet labelled by you" if order.startswith("queue") else "")
+               + (", annotators disagree" if order == "conflicts" else ""))
+    state["nav"] = nav  # the order the example keys move through (step)
+    shown_ids = nav[(page - 1) * size: page * size]
+    by_id = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(ids=shown_ids),
+                                                           limit=len(shown_ids))} if shown_ids else {}
+    rows = [by_id[i] for i in shown_ids]
+    state["shown_ids"] = shown_ids
+    open_id = opened(nav)
+    ranked = rank_and_percentile(scores, [r["score"] for r in rows])
+    grid = pd.DataFrame([{"open": "▶" if r["example_id"] == open_id else "", "rank": rk, "percentile": round(pct, 1),
+                          "score": r["score"], "source": r["source"], "label": decided.summary(r["example_id"]),
+                          "flags": run_flags.get(r["example_id"], ""), "instruction": snippet(r["instruction"], 120),
+                          "response": snippet(r["response"], 160),
+                          **{n: signal_table[n].get(r["example_id"]) for n in signal_names}}
+                         for r, (rk, pct) in zip(rows, ranked)])
+    grid_key = f"grid_{state.get('grid_generation', 0)}"
+    st.dataframe(grid, hide_index=True, on_select=partial(row_picked, grid_key), selection_mode="single-row",
+                 key=grid_key)
+
+    # ---- labelling many at once -----------------------------------------------------------------------
+    with st.expander("Label many at once, and agreement between annotators"):
+        target = nav  # exactly the rows the table lists: its filters and any map selection together
+        b1, b2 = st.columns([1, 3])
+        bulk_label = b1.selectbox("Label", LABELS, key="bulk_label")
+        annotations = labelling.annotations(store, run.id)
+        already = labelling.already(annotations, me, target, bulk_label) if me else 0
+        change = len(target) - already
+        if b2.button(f"Label {change} as {bulk_label}…", key="bulk_start", disabled=not change):
+            state["bulk_pending"] = {"ids": list(target), "label": bulk_label, "change": change}
+        st.caption(f"The {len(target)} examples the table lists (all pages: its filters"
+                   + (" and the map selection" if map_pick else "") + ")"
+                   + (f"; {already} of them carry your {bulk_label} already." if already else "."))
+        pending = state.get("bulk_pending")
+        if pending:
+            st.warning(f"Label {pending['change']} examples as {pending['label']} under your name? Your own "
+                       "earlier labels on them are replaced (kept in their history); Undo reverts this.")
+            c1, c2 = st.columns(2)
+            c1.button("Confirm", key="bulk_confirm", type="primary", on_click=confirm_bulk)
+            c2.button("Cancel", key="bulk_cancel", on_click=lambda: state.pop("bulk_pending", None))
+        st.download_button("Download everyone's labels (for rank --labels)", partial(labelling.labels_file, store, run.id),
+                           file_name=f"labels-run-{run.id}.jsonl", mime="application/jsonl", on_click="ignore",
+                           key="download_labels")
+        pairs = agreement(annotations)
+        if pairs:
+            st.dataframe(pd.DataFrame([{"annotators": f"{snippet(p.first, 40)} · {snippet(p.second, 40)}",
+                                        "both labelled": p.shared, "same label": f"{p.agreement:.0%}",
+                                        "Cohen's kappa": "n/a" if p.kappa is None else f"{p.kappa:.2f}"}
+                                       for p in pairs]), hide_index=True, key="agreement")
+            st.caption("Kappa corrects the raw agreement for the agreement chance alone would give (1: perfect, "
+                       "0: chance); n/a where both annotators only ever gave one and the same label.")
+        else:
+            st.caption("No example has labels from two annotators yet.")
+    example_view(nav, by_id, decided)
 
 
 # ---- one example ----------------------------------------------------------------------------------
-@st.fragment
-def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
-    """The open example and its verdict keys. A key press reruns this part alone: redrawing the maps
-    and the table for every verdict made each key wait seconds at 100k rows (bench/label_speed.py).
-    Moving onto another page of the table, and an undo, redraw the whole page."""
-    if state.get("page", page) != page:
-        st.rerun()
+def example_view(nav: list[int], by_id: dict[int, dict], decided: Resolution) -> None:
+    """The open example, its verdict keys, its labels and how its score was made (in ranked_examples)."""
     message = state.get("label_message")
     if message and message["run"] == run.id:
         st.info(message["text"])
@@ -421,7 +516,9 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
     if parts:
         st.caption(f"The score is the sum of these parts: {parts_equation(parts, row['score'])}")
         for column, (name, value) in zip(st.columns(len(parts)), parts.items()):
-            column.metric(PART_LABELS[name], f"{value:.4f}", help=f"`{name}` in the score command's JSON lines")
+            column.markdown(f"**{PART_LABELS[name]}**")  # a metric's own label is cut off at the column's width
+            column.metric(PART_LABELS[name], f"{value:.4f}", help=f"`{name}` in the score command's JSON lines",
+                          label_visibility="collapsed")
         dominance = dominance_note(run_parts(store.url, run.id, done))
         if dominance:
             st.info(dominance)
@@ -448,15 +545,16 @@ def example_view(nav: list[int], by_id: dict[int, dict], page: int) -> None:
         st.caption(snippet(f"Cleaning flag {kind}: {facts}", 300))
 
 
-example_view(nav, by_id, page)
+ranked_examples()
 
 # ---- distributions --------------------------------------------------------------------------------
 st.subheader("Distributions")
-h1, h2, h3 = st.columns(3)
-h1.plotly_chart(plots.histogram(scores, "Score", "score"), key="hist_score")
-for column, name in ((h2, "lf_contribution"), (h3, "is_contribution")):
-    title = PART_LABELS[name]
-    values = table[name].dropna().to_numpy(dtype=float)
+varying = {name: values[np.isfinite(values)] for name, values in run_parts(store.url, run.id, done).items()
+           if name != "lm_contribution" or np.isfinite(values).any()}  # the LM term: only rankers with one
+histograms = st.columns(2)
+histograms[0].plotly_chart(plots.histogram(scores, "Score", "score"), key="hist_score")
+for k, (name, values) in enumerate(varying.items(), start=1):
+    column, title = histograms[k % 2], PART_LABELS[name]
     if len(values):
         column.plotly_chart(plots.histogram(values, title, title), key=f"hist_{name}")
     else:
