@@ -10,6 +10,7 @@ from scar_core import formats, intake
 from scar_core.display import markdown_escape, snippet
 from scar_core.errors import ScarError
 from scar_core.jobs import access, datasets as importing
+from scar_core.jobs.overview import plural
 
 store = shared.store()
 st.header("Datasets")
@@ -22,27 +23,29 @@ with add:
                                help=None if may_import else "Only an admin adds data sets.")
     server_path = st.text_input("…or a file path on the server (big files are read in place, not uploaded)",
                                 key="server_path", placeholder="/data/corpus.jsonl", disabled=not may_import).strip()
-    paths: list[Path] = []
+    paths: list[tuple[Path, str | None]] = []  # (file to read, its own name when it is an upload's copy)
     saved = st.session_state.setdefault("saved_uploads", {})
     for upload in uploads or []:
         try:
             if upload.file_id not in saved:
                 saved[upload.file_id] = intake.save_upload(browse.upload_folder(store), upload.name, upload.getvalue())
-            paths.append(saved[upload.file_id])
+            paths.append((saved[upload.file_id], upload.name))
         except ScarError as e:
             shared.error(str(e))
     if server_path:
         try:
-            paths.append(importing.server_file(store, server_path))
+            paths.append((importing.server_file(store, server_path), None))
         except ScarError as e:
             shared.error(str(e))
 
     shapes = ["auto", *formats.SHAPES]
-    for n, path in enumerate(paths):
-        st.subheader(f"File {n + 1}")
-        st.code(str(path), language=None)
+    for n, (path, upload_name) in enumerate(paths):
+        name = upload_name or str(path)
+        st.subheader(f"File {n + 1}: {markdown_escape(Path(name).name)}")
+        if upload_name is None:
+            st.code(str(path), language=None)
         try:
-            seen = intake.preview(path)
+            seen = intake.preview(path, name=name)
         except ScarError as e:
             shared.error(str(e))
             continue
@@ -57,34 +60,60 @@ with add:
                 default = options.index(expected) if expected in options else 0
                 chosen[expected] = st.selectbox(f"field for '{expected}'", options, index=default,
                                                 key=f"map_{n}_{expected}")
-            lenient = st.checkbox("Lenient: keep valid rows, report the rest", value=True, key=f"lenient_{n}")
             source = st.text_input("Source tag (default: the row's source field, else the file name)",
                                    key=f"source_{n}").strip() or None
+            lenient = st.checkbox("Keep only the valid rows", value=False, key=f"lenient_{n}",
+                                  help="Off (the default): a file with any bad row is refused, naming the row. "
+                                  "On: the bad rows are left out and listed in the Library's validation report.")
+        mapping = intake.field_map(shape or "", chosen) if shape else None
         with right:
-            st.caption(f"First {len(seen.rows)} rows as read")
-            st.dataframe(seen.table(), hide_index=True)
-            for problem in seen.problems:
-                st.warning(markdown_escape(problem))
+            st.caption("Imported as: " + markdown_escape(intake.dataset_name(Path(name).name, mapping, source))
+                       + (". Fields mapped: " + ", ".join(f"{k} ← {v}" for k, v in mapping.items()) if mapping
+                          else ". Fields as named in the file") + (f". Source tag: {markdown_escape(source)}."
+                                                                   if source else "."))
+            problems = seen.problems + seen.check(None if fmt == "auto" else fmt, mapping)
+            if problems:
+                st.warning(f"{plural(len(problems), 'problem')} in the first {plural(len(seen.rows) + len(seen.problems), 'row')}: "
+                           + ("the import stops at the first. Fix the file or the field mapping, or tick "
+                              "'Keep only the valid rows'." if not lenient else "these rows will be left out."))
+                for problem in problems[:10]:
+                    st.caption(markdown_escape(problem))
+        st.caption(f"First {plural(len(seen.rows), 'row')} as read")
+        st.dataframe(seen.table(), hide_index=True, column_config={
+            column: st.column_config.TextColumn(column, width="large") for column in seen.fields})
         if st.button("Import", key=f"import_{n}", type="primary"):
+            known = {d.id for d in datasets.list_datasets(store)}
             try:
-                mapping = intake.field_map(shape or "", chosen) if shape else None
                 dataset = importing.import_file(store, path, fmt=None if fmt == "auto" else fmt, lenient=lenient,
-                                               field_map=mapping, source=source)
+                                               field_map=mapping, source=source, name=name)
             except ScarError as e:
                 shared.error(str(e))
             else:
                 st.session_state["dataset"] = dataset.id
-                st.success(f"Imported dataset #{dataset.id}: {dataset.example_count} pairs from "
-                           f"{dataset.row_count} rows, {len(dataset.rejected)} rejected.")
+                if dataset.id in known:
+                    st.info(f"Already imported as #{dataset.id} ({markdown_escape(dataset.name)}) with these "
+                            "choices; nothing new was stored.")
+                else:
+                    st.success(f"Imported {markdown_escape(Path(name).name)} as data set #{dataset.id}: "
+                               f"{plural(dataset.example_count, 'pair')} from {plural(dataset.row_count, 'row')}"
+                               + (f", {plural(len(dataset.rejected), 'row')} left out (the Library lists them)."
+                                  if dataset.rejected else "."))
 
 with library:
     items = datasets.list_datasets(store)
     if not items:
         st.info("No datasets yet.")
     else:
-        st.dataframe(pd.DataFrame([{"id": d.id, "name": d.name, "format": d.format, "rows": d.row_count,
-                                    "pairs": d.example_count, "rejected": len(d.rejected), "sha256": d.sha256[:12],
-                                    "added": d.created_at} for d in items]), hide_index=True)
+        st.dataframe(pd.DataFrame([{"id": d.id, "name": d.name, "format": d.format,
+                                    "fields mapped": ", ".join(f"{k} ← {v}" for k, v in
+                                                               ((d.load_params or {}).get("field_map") or {}).items()),
+                                    "source tag": (d.load_params or {}).get("source") or "",
+                                    "rows": d.row_count, "pairs": d.example_count, "rejected": len(d.rejected),
+                                    "identity": intake.identity(d.sha256, d.load_params or {})[:12],
+                                    "file sha256": d.sha256[:12], "added": d.created_at} for d in items]),
+                     hide_index=True)
+        st.caption("identity: the file's content with how it was read (format, fields mapped, source tag, "
+                   "strict or keeping the valid rows); the same file read another way is another data set.")
         dataset_id = shared.pick_dataset(store)
         dataset = datasets.get_dataset(store, dataset_id)
         if dataset.rejected:

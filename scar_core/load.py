@@ -17,8 +17,9 @@ from scar_core.errors import InputError, ScarError
 from scar_core.example import Example
 from scar_core.formats.reader import SUFFIXES, Unreadable, read_rows
 from scar_core.formats.row import kind, shown, text
+from scar_core.training_data import ROLES
 
-__all__ = ["SUFFIXES", "LoadResult", "Rejected", "load"]
+__all__ = ["SUFFIXES", "LoadResult", "Rejected", "check_rows", "load"]
 
 
 @dataclass
@@ -43,19 +44,38 @@ class LoadResult:
 
 
 def load(path: str | Path, fmt: str | None = None, lenient: bool = False,
-         field_map: dict[str, str] | None = None, source: str | None = None) -> LoadResult:
+         field_map: dict[str, str] | None = None, source: str | None = None, name: str | None = None) -> LoadResult:
     """Read one file into Examples.
 
     fmt: a shape name from `formats.SHAPES` (detected when None).
     field_map: {expected field: field in the file}, e.g. {"output": "answer"}.
     source: tag for every example (defaults to the row's `source`/`dataset` field, else the file stem).
+    name: what messages call the file (an upload's own name, not where the server keeps its copy);
+    default the path.
     A row's own `id` must be unique in the file: a repeated id is an error (strict) or a rejected row
     (lenient), because scores and edits are matched to rows by it. Rows with the same content but
     no shared id are kept; cleaning flags them later.
     """
     path = Path(path)
+    try:
+        return _load(path, fmt, lenient, field_map, source, name or str(path))
+    except ScarError as e:
+        raise named(e, path, name) from None
+
+
+def named(error: ScarError, path: Path, name: str | None) -> ScarError:
+    """The error with the file called `name` instead of by its path (the error itself when no name)."""
+    if not name:
+        return error
+    if isinstance(error, InputError):
+        return InputError(name, error.reason, error.where, error.field)
+    return ScarError(str(error).replace(str(path), name))
+
+
+def _load(path: Path, fmt: str | None, lenient: bool, field_map: dict[str, str] | None, source: str | None,
+          name: str) -> LoadResult:
     if not path.is_file():
-        raise ScarError(f"{path}: no such file")
+        raise ScarError(f"{name}: no such file")
     rows = _RowReader(path, fmt, field_map, source)
     examples: list[Example] = []
     rejected: list[Rejected] = []
@@ -66,14 +86,29 @@ def load(path: str | Path, fmt: str | None = None, lenient: bool = False,
             examples.extend(rows.examples(where, row))
         except formats.RowError as e:
             if not lenient:
-                raise InputError(str(path), str(e), where, e.field) from None
+                raise InputError(name, str(e), where, e.field) from None
             rejected.append(Rejected(where, e.field, str(e)))
     if count == 0:
-        raise InputError(str(path), "the file holds no rows")
+        raise InputError(name, "the file holds no rows")
     if not examples:
-        first = rejected[0].message(str(path)) if rejected else ""
-        raise ScarError(f"{path}: no valid rows ({len(rejected)} rejected). First problem: {first}")
+        first = rejected[0]
+        raise InputError(name, f"no valid rows ({len(rejected)} rejected); the first problem: "
+                         + (f"field '{first.field}': " if first.field else "") + first.reason, first.where)
     return LoadResult(str(path), rows.shape.NAME, examples, count, rejected)
+
+
+def check_rows(path: str | Path, rows: list[tuple[str, object]], fmt: str | None = None,
+               field_map: dict[str, str] | None = None) -> list[Rejected]:
+    """The rows among these (where, row) that an import would refuse, and why: what a preview shows
+    before anything is imported."""
+    reader = _RowReader(Path(path), fmt, field_map, None)
+    problems = []
+    for where, row in rows:
+        try:
+            reader.examples(where, row)
+        except formats.RowError as e:
+            problems.append(Rejected(where, e.field, str(e)))
+    return problems
 
 
 class _RowReader:
@@ -112,6 +147,11 @@ class _RowReader:
         if self.shape is None:
             name = formats.detect(row)
             if name is None:
+                if "instruction" in row and any(role in row for role in ROLES):
+                    raise formats.RowError(None, "this is ranker training data (instruction, human, referenced, "
+                                           "direct): train a ranker with it on the Train page (or `python -m "
+                                           "scar_core train`); a data set to rank needs instruction/output "
+                                           "rows or conversations")
                 raise formats.RowError(None, f"unknown row shape with fields {_fields(row)}; "
                                        f"expected one of: {EXPECTED}")
             self.shape = formats.shape(name)

@@ -75,8 +75,10 @@ def test_datasets_preview_import_rename_delete(store, data_file):
     at.text_input(key="server_path").set_value(str(data_file)).run()
     assert "Detected format: alpaca" in texts(at.text)
     assert at.selectbox(key="map_0_output").value == "output"
+    at.checkbox(key="lenient_0").check()  # strict unless asked: the bad last row would refuse the file
     at.button(key="import_0").click().run()
-    assert texts(at.success) == ["Imported dataset #1: 6 pairs from 7 rows, 1 rejected."]
+    assert texts(at.success) == ["Imported pairs.jsonl as data set #1: 6 pairs from 7 rows, 1 row left out "
+                                 "(the Library lists them)."]
     stored = datasets.list_datasets(store)
     assert [(d.example_count, len(d.rejected)) for d in stored] == [(6, 1)]
     assert "line 7" in at.dataframe[-1].value["where"].tolist()  # the validation report of the library tab

@@ -66,7 +66,7 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(data))
         page.get_by_text("Detected format: alpaca").wait_for()
         page.get_by_role("button", name="Import").click()
-        page.get_by_text("Imported dataset #1: 6 pairs").wait_for()
+        page.get_by_text("Imported hostile.jsonl as data set #1: 6 pairs from 6 rows.").wait_for()
         shot("1-datasets")
 
         go("Rank", "Rank")

@@ -57,7 +57,7 @@ def test_start_page_rank_progress_on_top_and_links_that_name_run_and_example(ser
         path_box.fill(str(second))
         path_box.press("Enter")
         page.get_by_role("button", name="Import").click()
-        page.get_by_text(re.compile("Imported dataset #2")).wait_for()
+        page.get_by_text(re.compile("Imported .* as data set #2")).wait_for()
 
         page.locator('[data-testid="stSidebarNav"] a', has_text="Rank").click()
         page.get_by_role("heading", name="Rank").wait_for()

@@ -13,7 +13,7 @@ from scar_core.jobs import map as map_job
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from tests.conftest import score_file
-from tests.test_explore import ROWS, explore, points_of, scored  # noqa: F401 (scored is a fixture)
+from tests.test_explore import ROWS, explore, points_of, scored, texts  # noqa: F401 (scored is a fixture)
 
 
 def test_hover_text_escapes_tags_once_and_keeps_quotes():
@@ -149,3 +149,102 @@ def test_a_cancelled_run_says_why_it_has_no_maps(store, tmp_path, tiny_checkpoin
     assert reason in [i.value for i in at.info]
     assert not any(b.key == "compute_maps" for b in at.button)
     assert np.isfinite(runs.run_scores(store, run.id)[1]).all()
+
+
+# ---- import (found 11) ------------------------------------------------------------------------------
+def datasets_page(path) -> "AppTest":
+    from tests.test_app import app
+
+    at = app("datasets")
+    at.text_input(key="server_path").set_value(str(path)).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def clicked(at, key: str):
+    next(b for b in at.button if b.key == key).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_import_is_strict_by_default_shows_problems_first_and_counts_in_words(store, tmp_path):
+    """A truncated file imported green with "1 pairs from 2 rows"; its problem showed only at Import."""
+    from db import datasets
+
+    data = tmp_path / "cut.jsonl"
+    data.write_text(json.dumps({"instruction": "Say hi.", "output": "Hi!"}) + '\n{"instruction": "Say b')
+    at = datasets_page(data)
+    assert at.checkbox(key="lenient_0").value is False  # strict unless chosen
+    warned = " ".join(texts(at.warning) + texts(at.caption))
+    assert "1 problem in the first 2 rows" in warned and "line 2" in warned  # before any Import
+    at = clicked(at, "import_0")
+    assert any(e.startswith(f"{data}, line 2") for e in texts(at.error)) and not datasets.list_datasets(store)
+    at.checkbox(key="lenient_0").check().run()
+    at = clicked(at, "import_0")
+    assert texts(at.success) == [
+        "Imported cut.jsonl as data set #1: 1 pair from 2 rows, 1 row left out (the Library lists them)."]
+    at = clicked(at, "import_0")  # the same file with the same choices again
+    assert not at.success and any(i.startswith("Already imported as #1 (cut.jsonl)") for i in texts(at.info))
+    assert len(datasets.list_datasets(store)) == 1
+
+
+def test_the_preview_shows_a_row_an_import_would_refuse_and_stays_readable(store, tmp_path):
+    data = tmp_path / "typed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"instruction": "Add.", "output": "Two. " * 40}, {"instruction": "Count.", "output": 5})))
+    at = datasets_page(data)
+    assert "line 2: field 'output': expected text, got a number" in " ".join(texts(at.caption))
+    preview = json.loads(next(d for d in at.dataframe).proto.columns)
+    assert preview["output"]["width"] == "large"  # the output column is not squeezed to a few characters
+
+
+def test_two_mappings_of_one_file_are_two_data_sets_named_and_identified_apart(store, tmp_path):
+    from db import datasets
+    from scar_core import intake
+    from scar_core.jobs import datasets as importing
+
+    data = tmp_path / "two.jsonl"
+    data.write_text(json.dumps({"question": "Why?", "short": "Because.", "long": "Because it is so."}) + "\n")
+    first = importing.import_file(store, data, field_map={"instruction": "question", "output": "short"})
+    second = importing.import_file(store, data, field_map={"instruction": "question", "output": "long"})
+    tagged = importing.import_file(store, data, field_map={"instruction": "question", "output": "long"}, source="web")
+    assert len({first.id, second.id, tagged.id}) == 3
+    assert len({first.name, second.name, tagged.name}) == 3 and "output←long" in second.name
+    assert "source web" in tagged.name
+    identities = {intake.identity(d.sha256, d.load_params) for d in datasets.list_datasets(store)}
+    assert len(identities) == 3
+    from tests.test_app import app
+
+    library = next(d.value for d in app("datasets").dataframe if "identity" in d.value.columns)
+    assert set(library["identity"]) == {i[:12] for i in identities}
+    assert set(library["fields mapped"]) == {"instruction ← question, output ← short",
+                                             "instruction ← question, output ← long"}
+
+
+def test_messages_name_the_uploaded_file_once_not_the_servers_copy(tmp_path):
+    from scar_core.errors import ScarError
+    from scar_core.load import load
+
+    copy = tmp_path / "uploads" / "0123abcd" / "mine.jsonl"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(json.dumps({"instruction": "A", "output": 1}) + "\n")
+    with pytest.raises(ScarError) as strict:
+        load(copy, name="mine.jsonl")
+    with pytest.raises(ScarError) as lenient:
+        load(copy, name="mine.jsonl", lenient=True)
+    for message in (str(strict.value), str(lenient.value)):
+        assert message.count("mine.jsonl") == 1 and str(copy.parent) not in message, message
+    assert str(lenient.value) == ("mine.jsonl, line 1: no valid rows (1 rejected); the first problem: "
+                                  "field 'output': expected text, got a number")
+
+
+def test_a_training_shaped_file_points_to_the_train_page(store, tmp_path):
+    from scar_core.errors import ScarError
+    from scar_core.load import load
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"instruction": "Why?", "human": "eh", "referenced": "Because.", "direct": "So."}) + "\n")
+    with pytest.raises(ScarError, match="Train page"):
+        load(data)
+    at = datasets_page(data)
+    assert any("Train page" in c for c in texts(at.caption))

@@ -38,7 +38,7 @@ def test_rank_page_preselects_the_dataset_just_imported(store, tmp_path):
     assert at.selectbox(key="_dataset").value == 1  # the Library tab's chooser holds dataset 1
     at.text_input(key="server_path").set_value(str(pool(tmp_path, "second.jsonl", ROWS[:3]))).run()
     at.button(key="import_0").click().run()
-    assert texts(at.success) == ["Imported dataset #2: 3 pairs from 3 rows, 0 rejected."]
+    assert texts(at.success) == ["Imported second.jsonl as data set #2: 3 pairs from 3 rows."]
     at.switch_page("pages/rank.py").run()
     assert at.selectbox(key="_dataset").value == 2
     assert not at.exception

@@ -9,6 +9,7 @@ from db.models import Dataset
 from db.store import Store
 from scar_core.clean import DEFAULT_DEDUP, DEFAULT_ECHOES, DEFAULT_EMPTY, DEFAULT_LANG, DEFAULT_REFUSALS, clean
 from scar_core.export import file_sha256
+from scar_core.intake import dataset_name
 from scar_core.errors import ScarError
 from scar_core.jobs import access
 from scar_core.load import LoadResult, load
@@ -16,22 +17,28 @@ from scar_core.load import LoadResult, load
 
 @access.action("import")
 def import_file(store: Store, path: str | Path, fmt: str | None = None, lenient: bool = False,
-                field_map: dict[str, str] | None = None, source: str | None = None, reuse: bool = True) -> Dataset:
-    """Load a file with scar_core.load.load and store it (see import_loaded)."""
+                field_map: dict[str, str] | None = None, source: str | None = None, reuse: bool = True,
+                name: str | None = None) -> Dataset:
+    """Load a file with scar_core.load.load and store it (see import_loaded); `name` is the file's own
+    name when `path` is the server's copy of an upload (messages and the data set's name use it)."""
     path = access.readable_file(store, str(path), also=(browse.upload_folder(store),))
-    result = load(path, fmt=fmt, lenient=lenient, field_map=field_map, source=source)
+    result = load(path, fmt=fmt, lenient=lenient, field_map=field_map, source=source, name=name)
     return import_loaded(store, result, {"fmt": fmt, "lenient": lenient, "field_map": field_map, "source": source},
-                         reuse=reuse)
+                         reuse=reuse, name=name)
 
 
 @access.action("import", what="imported data set {result.path}")
-def import_loaded(store: Store, result: LoadResult, load_params: dict | None = None, reuse: bool = True) -> Dataset:
-    """Store a loaded file as a dataset in one transaction; with reuse, the same file loaded with the
-    same options is the dataset already stored (so its scores are found again)."""
+def import_loaded(store: Store, result: LoadResult, load_params: dict | None = None, reuse: bool = True,
+                  name: str | None = None) -> Dataset:
+    """Store a loaded file as a dataset in one transaction, named after the file and the field mapping
+    and source tag it was read with (scar_core.intake.dataset_name); with reuse, the same file loaded
+    with the same options is the dataset already stored (so its scores are found again)."""
     rejected = [{"where": r.where, "field": r.field, "reason": r.reason} for r in result.rejected]
-    return datasets.add_dataset(store, Path(result.path).name, str(Path(result.path).resolve()),
+    params = load_params or {}
+    title = dataset_name(Path(name or result.path).name, params.get("field_map"), params.get("source"))
+    return datasets.add_dataset(store, title, str(Path(result.path).resolve()),
                                 file_sha256(result.path), result.format, result.rows, result.examples, rejected,
-                                load_params or {}, reuse=reuse)
+                                params, reuse=reuse)
 
 
 def clean_dataset(store: Store, dataset_id: int, dedup: str = DEFAULT_DEDUP, lang: str | None = DEFAULT_LANG,
