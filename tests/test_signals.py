@@ -208,3 +208,42 @@ def test_ifd_runs_as_a_background_job_and_a_cancel_stores_nothing(store, run, ch
     assert (signal.name, signal.kind, signal.made_by) == ("difficulty", "ifd", "lead")
     with pytest.raises(ScarError, match="exists already"):  # refused before queueing a second job
         signal_jobs.submit_signal(store, run.id, "ifd", name="difficulty", made_by="ann", launch=False, **options)
+
+
+def plotted(values) -> list:
+    """A plotly JSON array as a list (plotly writes numpy arrays as base64 `bdata` with their dtype)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
+def test_explore_colours_filters_and_lists_signals_and_makes_one_from_a_lasso(store, tmp_path, tiny_checkpoint):
+    """Any signal colours the maps, filters the table and shows as a column; rows lassoed on a map become
+    exemplars of a new signal."""
+    from tests.test_explore import frame, lasso
+    from tests.test_trust import page
+
+    run = score_file(store, pool(tmp_path, "pool.jsonl"), tiny_checkpoint, mapped=True)
+    signal_jobs.add_signal(store, run.id, "novelty", made_by="ann", k=3)
+    values = stored.signal_frame(store, run.id).set_index("example_id")["novelty"]
+    at = page("explore", annotator="ann", run_id=run.id)
+    at.radio(key="map_colour").set_value("signal: novelty").run()
+    assert not at.exception, at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    points = next(t for t in spec["data"] if isinstance(t.get("marker", {}).get("color"), (list, dict)))
+    coloured = dict(zip(plotted(points["customdata"]), plotted(points["marker"]["color"])))  # signal per point
+    assert {int(i): round(c, 5) for i, c in coloured.items()} == {int(i): round(v, 5) for i, v in values.items()}
+    grid = frame(at, "rank", "novelty")
+    assert grid["novelty"].notna().all()
+    at.selectbox(key="signal_filter").set_value("novelty").run()
+    top = float(values.sort_values().iloc[-4])
+    at.slider(key="signal_range::novelty").set_value((top, float(values.max()))).run()
+    assert not at.exception, at.exception
+    assert sorted(frame(at, "rank", "novelty")["novelty"].round(6)) == sorted(values[values >= top].round(6))
+    picked = values.index[:3].tolist()
+    lasso(at, 0, picked)
+    at.button(key="pick_exemplars").click().run()
+    assert not at.exception, at.exception
+    made = [s for s in signal_jobs.run_signals(store, run.id) if s.kind == "exemplar"]
+    assert len(made) == 1 and made[0].settings["exemplar_ids"] == picked and made[0].made_by == "ann"
