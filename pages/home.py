@@ -12,7 +12,7 @@ st.markdown("Chooses instruction-tuning data by **response style consistency** (
 st.subheader("Five steps")
 for number, step in enumerate(overview.steps(store), 1):
     link, does, stands = st.columns([1, 3, 2], vertical_alignment="center")
-    link.page_link(f"pages/{step.page}", label=f"{number}. {step.name}", icon=":material/arrow_forward:")
+    shared.page_link(link, f"pages/{step.page}", f"{number}. {step.name}", icon=":material/arrow_forward:")
     does.write(step.does)
     stands.caption(step.stands)
-st.page_link("pages/runs.py", label="Every run and job, with its state", icon=":material/history:")
+shared.page_link(st, "pages/runs.py", "Every run and job, with its state", icon=":material/history:")

@@ -165,8 +165,8 @@ def ended() -> None:
     if run.status == "done":
         c1, c2 = st.columns([3, 1], vertical_alignment="center")
         c1.success(f"Run {run.id} finished: {runs.count_done(store, run.id):,} pairs scored. No scoring job running.")
-        c2.page_link("pages/explore.py", label=f"Open run {run.id} in Explore", icon=":material/arrow_forward:",
-                     query_params={"run": str(run.id)})
+        shared.page_link(c2, "pages/explore.py", f"Open run {run.id} in Explore", icon=":material/arrow_forward:",
+                         query_params={"run": str(run.id)})
     else:
         st.text(f"No scoring job running. Latest run {run.id}: {run.status}.")
 

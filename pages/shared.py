@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from db import datasets, rankers, runs
 from db.store import Store, open_store, resolve_url
@@ -171,6 +172,15 @@ def pick_run(store: Store, finished_only: bool = False) -> runs.Run | None:
     chosen = _remembered("run", "Scoring run", list(labels), labels.get, default=newest_done)
     put_in_url("run", chosen)
     return next(r for r in items if r.id == chosen)
+
+
+def page_link(where, page: str, label: str, **options) -> None:
+    """`where.page_link`, or the label as plain text when this person's navigation lacks the page (team
+    mode shows each role only its own pages, and a link to a missing page is an error)."""
+    try:
+        where.page_link(page, label=label, **options)
+    except StreamlitPageNotFoundError:
+        where.write(label)
 
 
 def url_choice(name: str, options: list[int] | None = None) -> int | None:

@@ -20,6 +20,7 @@ from scar_core.jobs.map import submit_map
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from tests.conftest import score_file, style_pool
+from tests.test_team import left_local  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -195,3 +196,17 @@ def test_off_a_terminal_progress_is_a_line_every_ten_seconds_and_one_at_the_end(
     assert [line.split(",")[0] for line in lines] == ["scoring: 4/12 pairs", "scoring: 8/12 pairs",
                                                       "scoring: 12/12 pairs"]  # at 12 s, 24 s, then the end
     assert all(" left" in line for line in lines)
+
+
+def test_a_role_without_a_steps_page_sees_the_step_unlinked(store, tmp_path, monkeypatch, left_local):  # noqa: F811
+    from pages import team_mode
+    from scar_core.jobs import access
+    from tests.test_team import ADMIN, LEAD, team_app
+
+    access.enter_team_mode(store, access.Team(who=lambda: ADMIN, first_admin=ADMIN))
+    access.set_role.__wrapped__(store, LEAD, access.LEAD)
+    monkeypatch.setitem(team_mode.PAGE_NEEDS, "Export", "assign")  # a lead without the Export page
+    at = team_app(tmp_path, {"is_logged_in": True, "email": LEAD}).run()
+    assert not at.exception and not at.error
+    assert [p.label for p in links(at)][:4] == ["1. Datasets", "2. Rank", "3. Explore", "4. Select"]
+    assert "5. Export" in [m.value for m in at.markdown] and "5. Export" not in [p.label for p in links(at)]
