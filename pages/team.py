@@ -10,6 +10,8 @@ from scar_core.jobs import access
 
 store = shared.store()
 st.header("Team")
+if "team_said" in st.session_state:  # what the last change did, kept across the rerun that redraws the table
+    st.success(st.session_state.pop("team_said"))
 st.caption("Annotators label the data sets assigned to them; leads also adjudicate, run, select, export, "
            "compare and validate on every data set; admins also import and delete data sets and manage the team. "
            "Someone who signs in for the first time is an annotator with no data sets.")
@@ -23,9 +25,11 @@ with st.form("role_form"):
     if st.form_submit_button("Set role"):
         try:
             access.set_role(store, who, role)
-            st.success(f"{who.strip()} is now {role}.")
         except ScarError as e:
             shared.error(str(e))
+        else:
+            st.session_state["team_said"] = f"{who.strip()} is now {role}."
+            st.rerun()
 
 st.subheader("Data sets")
 items = datasets.list_datasets(store)
@@ -41,6 +45,8 @@ with st.form("assign_form"):
     if st.form_submit_button("Apply"):
         try:
             access.assign(store, person, dataset_id, how)
-            st.success(f"Data set #{dataset_id} {how} {'to' if how == 'assigned' else 'from'} {person}.")
         except ScarError as e:
             shared.error(str(e))
+        else:
+            st.session_state["team_said"] = f"Data set #{dataset_id} {how} {'to' if how == 'assigned' else 'from'} {person}."
+            st.rerun()

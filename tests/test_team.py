@@ -292,3 +292,18 @@ def test_explore_offers_a_lead_decision_to_leads_only(store, scored, tmp_path, l
         assert not at.exception
         assert at.header[0].value == "Explore"
         assert at.button(key="decide_keep").disabled is not offered, who
+
+
+def test_team_page_gives_roles_and_assigns_data_sets(store, scored, tmp_path, left_local):
+    at = team_app(tmp_path, {"is_logged_in": True, "email": ADMIN}).run()
+    at.switch_page("pages/team.py").run()
+    at.text_input(key="role_identity").set_value(LEAD)
+    at.selectbox(key="role_choice").set_value(access.LEAD)
+    at.button[0].click().run()  # the role form's button
+    assert f"{LEAD} is now lead." in [s.value for s in at.success]
+    assert people.get_person(store, LEAD).role == access.LEAD
+    at.selectbox(key="assign_identity").set_value(LEAD)
+    at.selectbox(key="assign_dataset").set_value(scored.dataset_id)
+    next(b for b in at.button if b.label == "Apply").click().run()
+    assert people.assigned_datasets(store, LEAD) == {scored.dataset_id}
+    assert at.dataframe[0].value.set_index("identity").loc[LEAD, "data sets"] == [scored.dataset_id]
