@@ -41,6 +41,7 @@ from scar_core.baselines import baselines  # noqa: E402
 from scar_core.clean import clean  # noqa: E402
 from scar_core.coverage import cluster_rows, coverage_order  # noqa: E402
 from scar_core.evidence import evidence  # noqa: E402
+from scar_core.export import response_words  # noqa: E402
 from scar_core.load import load  # noqa: E402
 from scar_core.ranker import checkpoint_hashes, load_ranker  # noqa: E402
 from scar_core.score import score_examples  # noqa: E402
@@ -107,7 +108,7 @@ def run_pool(name: str, args, identity: str, ranker_box: dict) -> dict | None:
     score[todo] = s
     vectors = np.zeros((len(examples), v.shape[1]), dtype=np.float32)
     vectors[todo] = v
-    lengths = np.array([len(e.response.split()) for e in examples], dtype=float)
+    lengths = response_words(examples).astype(float)
     sources = np.array([e.source for e in examples], dtype=object)
     rule = dict(clusters=report.cluster_ids, left_out_by=report.left_out_by,
                 sources=sources)  # as `rank` cleans

@@ -228,8 +228,10 @@ def baseline_name(name: str, kind: str) -> str:
 
 
 def response_words(examples: Sequence[Example]) -> np.ndarray:
-    """Whitespace-separated words of each response: the length the baselines match and the evidence reports."""
-    return np.array([len(ex.response.split()) for ex in examples], dtype=np.int64)
+    """Each response's length in words as the store counts them (db.browse.words: spaces and line breaks
+    + 1), the length the baselines match and the evidence reports: the Select page's panel, the Export
+    page's bundle and `rank --baselines` then take the same longest rows."""
+    return np.array([ex.response.count(" ") + ex.response.count("\n") + 1 for ex in examples], dtype=np.int64)
 
 
 def subset_manifest(info: dict, examples: Sequence[Example], selection: dict) -> dict:
@@ -252,7 +254,7 @@ def matched_bundle(cut: Selection, examples: Sequence[Example], scores: np.ndarr
     each was made) and `evidence` (scar_core.evidence over all four, clusters: seeded k-means of the cut's
     pool, or `clusters` when the cut's coverage already made them). The cut comes first."""
     scores = np.asarray(scores, dtype=np.float64)
-    fmt, with_scores = info["format"], info["with_scores"]
+    with_scores = info["with_scores"]
     lengths = response_words(examples)
     subsets = baselines(cut, scores, lengths, sources=sources, labels=labels, seed=seed)
     parts, listed = [], []

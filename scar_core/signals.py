@@ -13,8 +13,9 @@ what else is known about a row, or cut on a blend. The kinds (KINDS):
 - `imported`: `id, score` from any other tool (JSONL, JSON or CSV), keyed by the ids `score` writes.
 
 `combine` turns a rule written as weights ("scar=1, novelty=0.5") into one value per row: the weighted
-sum of each column's z-score over the rows that have every weighted column (others get NaN, which the
-selection rule treats as unscored), so units never matter and `scar=1` alone orders rows as the score.
+sum of each column's z-score, standardised over the cut's eligible rows that have every weighted value
+(rows lacking one get NaN, which the selection rule treats as unscored), so units never matter and
+`scar=1` alone orders rows as the score.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ KINDS = ("length", "novelty", "exemplar", "ifd", "imported")
 SCAR = "scar"                     # the weight name of the SCAR score itself
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 NOVELTY_NEIGHBOURS = 10
+NOVELTY_REFERENCE = "scored rows no cleaning flag of their own leaves out"
 BLEND_SCALE = "z-score over rows with every weighted value"
 
 
@@ -66,18 +68,23 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1)
 
 
-def knn_novelty(vectors: np.ndarray, k: int = NOVELTY_NEIGHBOURS) -> np.ndarray:
-    """Mean cosine distance of each row to its `k` nearest other rows (fewer when the pool is smaller)."""
+def knn_novelty(vectors: np.ndarray, k: int = NOVELTY_NEIGHBOURS, reference: np.ndarray | None = None) -> np.ndarray:
+    """Mean cosine distance of each row to its `k` nearest other rows among the `reference` rows (default:
+    all; fewer neighbours when there are fewer). The app and `rank` take as reference the scored rows no
+    cleaning flag of their own leaves out, so both give every row the same neighbours."""
     from sklearn.neighbors import NearestNeighbors
 
     vectors = np.asarray(vectors, dtype=np.float64)
-    if vectors.ndim != 2 or len(vectors) < 2:
-        raise ScarError(f"kNN novelty needs at least 2 embedded rows, got {len(vectors)}")
+    reference = np.ones(len(vectors), bool) if reference is None else np.asarray(reference, bool)
+    if vectors.ndim != 2 or reference.sum() < 2:
+        raise ScarError(f"kNN novelty needs at least 2 embedded rows, got {int(reference.sum())}")
     if k < 1:
         raise ScarError(f"kNN novelty needs k >= 1, got {k}")
-    k = min(int(k), len(vectors) - 1)
-    distances, _ = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(vectors).kneighbors(vectors)
-    return distances[:, 1:].mean(axis=1)  # the first neighbour is the row itself
+    k = min(int(k), int(reference.sum()) - 1)
+    model = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(vectors[reference])
+    distances, _ = model.kneighbors(vectors)
+    # a reference row finds itself first (distance 0; an exact copy gives the same 0): skip one neighbour
+    return np.where(reference, distances[:, 1:].mean(axis=1), distances[:, :k].mean(axis=1))
 
 
 def exemplar_similarity(vectors: np.ndarray, exemplars: np.ndarray) -> np.ndarray:
@@ -149,18 +156,23 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def combine(columns: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """The weighted sum of each weighted column's z-score (module docstring); NaN where a row lacks one."""
+def combine(columns: dict[str, np.ndarray], weights: dict[str, float], pool: np.ndarray | None = None) -> np.ndarray:
+    """The weighted sum of each weighted column's z-score (module docstring); NaN where a row lacks one.
+    The z-scores' mean and spread come from the `pool` rows (a cut's eligible rows; default: all) that
+    have every weighted value, so the app and `rank` blend alike whichever rows cleaning left out."""
     unknown = sorted(set(weights) - set(columns))
     if unknown:
         raise ScarError(f"no signal named {', '.join(repr(u) for u in unknown)}; "
                         f"known: {', '.join(sorted(columns)) or 'none'}")
     used = {name: np.asarray(columns[name], np.float64) for name, w in weights.items() if w}
     present = np.logical_and.reduce([~np.isnan(v) for v in used.values()])
+    basis = present if pool is None else present & np.asarray(pool, bool)
+    if not basis.any():
+        basis = present
     out = np.zeros(len(present))
     for name, values in used.items():
-        spread = values[present].std()
-        z = (values - values[present].mean()) / spread if spread > 0 else np.zeros_like(values)
+        spread = values[basis].std() if basis.any() else 0.0
+        z = (values - values[basis].mean()) / spread if spread > 0 else np.zeros_like(values)
         out += weights[name] * z
     out[~present] = np.nan
     return out

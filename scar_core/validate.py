@@ -64,7 +64,7 @@ from scar_core.clean import clean
 from scar_core.device import precision_name, resolve
 from scar_core.errors import ScarError
 from scar_core.example import Example
-from scar_core.export import file_sha256, ids_sha256, to_jsonl_lines
+from scar_core.export import file_sha256, ids_sha256, response_words, to_jsonl_lines
 from scar_core.lm import LanguageModel, end_of_turn, load_language_model, measure_surprisal
 from scar_core.load import load
 from scar_core.select import eligible_rows, select
@@ -405,7 +405,7 @@ def own_baselines(pool: list[Example], report, manifest: dict, k: int, held_out:
             chosen = np.sort(np.random.default_rng(seed).choice(free, size=k, replace=False))
             origin = f"built here: {k} random eligible pool rows (seed {seed}), none held out"
         elif kind == "longest":
-            words = np.array([len(pool[p].response.split()) for p in free])
+            words = response_words([pool[p] for p in free])
             chosen = free[np.argsort(-words, kind="stable")[:k]]
             origin = f"built here: the {k} eligible pool rows with the longest responses (words), none held out"
         else:

@@ -16,6 +16,7 @@ from scar_core.errors import ScarError
 from scar_core.jobs import signals as signal_jobs
 from scar_core.jobs.selection import select_run
 from tests.conftest import score_file
+from tests.test_one_rule import pool as one_rule_pool  # noqa: F401 (a fixture: a pool cleaning leaves rows out of)
 from tests.test_trust import ROWS, pool
 
 
@@ -247,3 +248,41 @@ def test_explore_colours_filters_and_lists_signals_and_makes_one_from_a_lasso(st
     assert not at.exception, at.exception
     made = [s for s in signal_jobs.run_signals(store, run.id) if s.kind == "exemplar"]
     assert len(made) == 1 and made[0].settings["exemplar_ids"] == picked and made[0].made_by == "ann"
+
+
+def test_a_blend_cuts_the_same_rows_in_the_app_and_rank_when_cleaning_leaves_rows_out(tmp_path, capsys,
+                                                                                       tiny_checkpoint, one_rule_pool):
+    """Signals over a pool with duplicates, another language, an echo, an empty answer and a refusal: the
+    z-scores come from the rows the cut may take and novelty's neighbours are the rows no flag of their own
+    leaves out, in the app and in `rank` alike, so the blended cut keeps the same rows in the same order."""
+    from db import open_store
+    from scar_core.jobs.datasets import import_file
+    from scar_core.jobs.runner import run_job
+    from scar_core.jobs.score import submit_score
+    from tests.test_bundle import CLEAN
+
+    path = one_rule_pool
+    store = open_store(f"sqlite:///{tmp_path / 'studio.db'}")
+    run = submit_score(store, import_file(store, path).id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
+                       clean=CLEAN, launch=False)
+    assert run_job(store, run.job_id).status == "done"
+    table = select_run(store, run.id, "ratio", 1.0, use_labels=False)[1]
+    assert table["left_out_by"].notna().sum() >= 3 and (table["duplicate_cluster"] >= 0).any()
+    ids = content_ids(store, runs.get_run(store, run.id))
+    scores_file = write_scores(tmp_path / "tool.jsonl", [{"id": c, "score": (n * 7) % 11} for n, c in enumerate(ids.values())])
+    signal_jobs.import_scores(store, run.id, scores_file, "tool", made_by="lead")
+    signal_jobs.add_signal(store, run.id, "length", made_by="lead")
+    signal_jobs.add_signal(store, run.id, "novelty", made_by="lead")
+    from db import datasets
+    text = {e.id: (e.instruction, e.response) for e in datasets.examples(store, run.dataset_id, limit=None)}
+    for weights, rule in (("scar=1, novelty=1", ("--ratio", "0.3")), ("scar=0.5, length=1, tool=-1", ("--topk", "5"))):
+        chosen, table = select_run(store, run.id, rule[0].strip("-"), float(rule[1]), use_labels=False,
+                                   weights=signals.parse_weights(weights))
+        app = [text[int(i)] for i in table["example_id"].to_numpy()[chosen.kept]]
+        out = tmp_path / f"{rule[0].strip('-')}.jsonl"
+        assert main(["rank", str(path), "--model", str(tiny_checkpoint), "--device", "cpu", "--precision", "fp32",
+                     *rule, "--signal", "length", "--signal", "novelty", "--import-scores", f"{scores_file}:tool",
+                     "--weights", weights, "--out", str(out)]) == 0, capsys.readouterr().err
+        cli = [(r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else ""), r["output"])
+               for r in map(json.loads, out.open())]
+        assert [pair for pair in app] == cli, weights

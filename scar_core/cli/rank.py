@@ -16,10 +16,10 @@ from scar_core.export import (BundlePart, describe_input, describe_ranker, expor
                               matched_bundle)
 from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_labels, resolve as decide_labels
 from scar_core.ranker import checkpoint_location
-from scar_core.select import rule_of
+from scar_core.select import eligible_rows, rule_of
 from scar_core.coverage import covered_cut
-from scar_core.signals import (BLEND_SCALE, NOVELTY_NEIGHBOURS, SCAR, Blend, check_name, combine, imported_values,
-                               knn_novelty, parse_weights, response_tokens)
+from scar_core.signals import (BLEND_SCALE, NOVELTY_NEIGHBOURS, NOVELTY_REFERENCE, SCAR, Blend, check_name, combine,
+                               imported_values, knn_novelty, parse_weights, response_tokens)
 
 
 def add(sub) -> None:
@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     cleaning = dict(clusters=report.cluster_ids, left_out_by=report.left_out_by, keep_flagged=args.keep_flagged)
     vectors = np.zeros((len(examples), scores.v_lf.shape[1]), np.float32)
     vectors[todo] = scores.v_lf.astype(VECTOR_DTYPE)  # as the store keeps them: the app clusters the same numbers
-    by = blended(args, ranker, examples, score, vectors, todo) if args.weights else None
+    by = blended(args, ranker, examples, score, vectors, todo, report.left_out_by,
+                 eligible_rows(score, **cleaning)[0]) if args.weights else None
     chosen, spread = covered_cut(score if by is None else by.values, *rule_of(args.ratio, args.topk, args.threshold),
                                  args.coverage, vectors=vectors, seed=args.seed, sources=sources, quotas=quotas,
                                  labels=per_row, **cleaning)
@@ -112,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def blended(args: argparse.Namespace, ranker, examples: list, score: np.ndarray, vectors: np.ndarray,
-            todo: np.ndarray) -> Blend:
-    """The blend --weights asks for, of the score and the --signal / --import-scores values (per row)."""
+            todo: np.ndarray, left_out_by: np.ndarray, pool: np.ndarray) -> Blend:
+    """The blend --weights asks for, of the score and the --signal / --import-scores values (per row),
+    z-scored over the cut's eligible `pool`; novelty's neighbours are the scored rows no flag of their
+    own leaves out (as the app computes it)."""
     columns, made = {SCAR: score}, {}
     for kind in dict.fromkeys(args.signal):
         values = np.full(len(examples), np.nan)
@@ -121,8 +124,9 @@ def blended(args: argparse.Namespace, ranker, examples: list, score: np.ndarray,
             values[todo] = response_tokens(ranker.tokenizer, [examples[i].response for i in todo])
             made[kind] = {"kind": kind, "settings": {"unit": "tokens", "tokenizer": ranker.encoder_name}}
         else:
-            values[todo] = knn_novelty(vectors[todo])
-            made[kind] = {"kind": kind, "settings": {"k": NOVELTY_NEIGHBOURS, "embedding": "v_lf", "metric": "cosine"}}
+            values[todo] = knn_novelty(vectors[todo], reference=np.array([flag is None for flag in left_out_by[todo]]))
+            made[kind] = {"kind": kind, "settings": {"k": NOVELTY_NEIGHBOURS, "embedding": "v_lf", "metric": "cosine",
+                                                     "neighbours": NOVELTY_REFERENCE}}
         columns[kind] = values
     for item in args.import_scores:
         path, _, name = item.rpartition(":")
@@ -132,7 +136,7 @@ def blended(args: argparse.Namespace, ranker, examples: list, score: np.ndarray,
         columns[name] = imported_values(path, [ex.id for ex in examples])
         made[name] = {"kind": "imported", "settings": {"file": Path(path).name, "rows": len(examples)}}
     weights = parse_weights(args.weights)
-    return Blend(combine(columns, weights), {"weights": weights, "scale": BLEND_SCALE,
+    return Blend(combine(columns, weights, pool=pool), {"weights": weights, "scale": BLEND_SCALE,
                                              "signals": {n: made[n] for n in weights if n in made}})
 
 

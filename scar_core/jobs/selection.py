@@ -94,10 +94,10 @@ def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels
     decided = labelling.resolution(store, run_id, policy) if use_labels else None
     per_row = table["example_id"].map(decided.decided).to_numpy(dtype=object) if decided else None
     scores = table["score"].to_numpy()
-    if weights:
-        scores = blended_scores(store, run_id, table, weights)
     cleaning = dict(clusters=table["duplicate_cluster"].to_numpy(),
                     left_out_by=table["left_out_by"].to_numpy(dtype=object), keep_flagged=keep_flagged)
+    if weights:  # z-scored over the rows this cut may take, as `rank --weights` does
+        scores = blended_scores(store, run_id, table, weights, pool=eligible_rows(scores, **cleaning)[0])
     groups = None
     if coverage > 0:
         space = space or run_space(store, run_id, table)
@@ -112,13 +112,14 @@ def select_run(store: Store, run_id: int, rule: str, value: float, *, use_labels
     return chosen, table
 
 
-def blended_scores(store: Store, run_id: int, table: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
-    """The blend of the score and the run's signals by `weights`, per row of `table` (NaN: a weighted
-    value is missing, so the row is not eligible)."""
+def blended_scores(store: Store, run_id: int, table: pd.DataFrame, weights: dict[str, float],
+                   pool: np.ndarray | None = None) -> np.ndarray:
+    """The blend of the score and the run's signals by `weights`, per row of `table`, z-scored over `pool`
+    (NaN: a weighted value is missing, so the row is not eligible)."""
     columns = signal_jobs.with_signals(store, run_id, table[["example_id"]])
     named = {SCAR: table["score"].to_numpy(dtype=np.float64),
              **{c: columns[c].to_numpy(dtype=np.float64) for c in columns.columns if c != "example_id"}}
-    return combine(named, weights)
+    return combine(named, weights, pool=pool)
 
 
 def run_evidence(chosen: Selection, table: pd.DataFrame, space: Space, decided: Resolution | None) -> pd.DataFrame:
@@ -128,9 +129,12 @@ def run_evidence(chosen: Selection, table: pd.DataFrame, space: Space, decided: 
     sources = table["source"].to_numpy(dtype=object)
     labels = (table["example_id"].map(decided.decided).to_numpy(dtype=object)
               if chosen.labels_applied and decided is not None else None)
-    subsets = baselines(chosen, scores, lengths, sources=sources, labels=labels)
+    subsets = baselines(chosen, scores, lengths, sources=sources, labels=labels, seed=space.seed)
+    # the clusters of the cut's own pool, as the bundle and `rank --baselines` count them
+    clusters = (space.pool_clusters if np.array_equal(chosen.pool, space.pool)
+                else cluster_rows(space.vectors, pool=chosen.pool, seed=space.seed)[0])
     return evidence({"cut": chosen, **subsets}, scores=scores, lengths=lengths, vectors=space.vectors,
-                    clusters=space.clusters, sources=sources, labels=labels, pool=chosen.pool).table
+                    clusters=clusters, sources=sources, labels=labels, pool=chosen.pool).table
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from db import datasets, jobs, runs, signals as stored
+from db import browse, datasets, jobs, runs, signals as stored
 from db.models import Job, Signal
 from db.store import Store
 from scar_core import signals
 from scar_core.compare import Comparison, compare
+from scar_core.clean import left_out_kind
 from scar_core.errors import ScarError
 from scar_core.jobs import access, runner as background
 from scar_core.lm import DEFAULT_LM, Progress, load_language_model, response_nll
@@ -71,9 +72,12 @@ def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str 
     run = _run(store, run_id)
     name = name or kind
     ids, vectors = runs.run_vectors(store, run_id, "lf")
-    if kind == "novelty":
-        return _save(store, run_id, name, kind, {"k": int(min(k, max(len(ids) - 1, 1))), "embedding": "v_lf",
-                                                 "metric": "cosine"}, made_by, ids, signals.knn_novelty(vectors, k))
+    if kind == "novelty":  # neighbours: the rows no cleaning flag of their own leaves out (as `rank` scores them)
+        own = browse.run_columns(store, run_id).set_index("example_id")["findings"].map(left_out_kind)
+        reference = own.reindex(ids).isna().to_numpy()
+        return _save(store, run_id, name, kind, {"k": int(min(k, max(int(reference.sum()) - 1, 1))), "embedding": "v_lf",
+                                                 "metric": "cosine", "neighbours": signals.NOVELTY_REFERENCE},
+                     made_by, ids, signals.knn_novelty(vectors, k, reference=reference))
     if kind == "exemplar":
         at = pd.Series(np.arange(len(ids)), index=ids)
         unknown = [int(e) for e in exemplar_ids if e not in at.index]
