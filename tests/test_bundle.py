@@ -180,3 +180,23 @@ def test_a_coverage_cut_spreads_over_the_same_clusters_as_rank_when_cleaning_lea
         cli = json.loads((out.parent / "cut.jsonl.manifest.json").read_text())
         app = json.loads(bundle["cut.jsonl.manifest.json"])
         assert app["selection"] == cli["selection"] and app["evidence"] == cli["evidence"]
+
+
+@pytest.mark.parametrize("coverage", [0.0, 0.5])
+def test_the_select_panel_shows_the_figures_the_bundle_manifest_records(scored, coverage):
+    """The evidence panel on Select and the bundle's manifest describe the same four subsets with the same
+    numbers (lengths in the store's words, clusters of the cut's own pool)."""
+    store, run = scored
+    label_near_the_cut(store, run)
+    table = selection.run_table(store, run.id)
+    space = selection.run_space(store, run.id, table)
+    cut, table = selection.select_run(store, run.id, "ratio", RATIO, table=table, coverage=coverage, space=space)
+    panel = selection.run_evidence(cut, table, space, labelling.resolution(store, run.id))
+    saved = selection.save(store, run.id, f"panel-{coverage}", cut, table).selection
+    recorded = json.loads(unzip(ExportPackage(store, run, saved, "alpaca", False).bundle("c.jsonl"))["c.jsonl.manifest.json"])
+    subsets = recorded["evidence"]["subsets"]
+    assert list(panel.index) == list(subsets) == ["cut", *KINDS]
+    for name, figures in subsets.items():
+        for column in ("rows", "clusters touched", "cluster share", "length mean", "length median", "mean score",
+                       "overlap with longest", "diversity", "keep precision"):
+            assert panel.loc[name, column] == pytest.approx(figures[column], rel=1e-9, nan_ok=True), (name, column)
