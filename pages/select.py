@@ -1,6 +1,7 @@
 """Select: cut by ratio, top-k or threshold (a slider and a number kept in step, or a click on the
 threshold curve), see what the cut keeps and the rows either side of the cut line, apply overrides and
 quotas, save."""
+import os
 from functools import partial
 
 import numpy as np
@@ -9,13 +10,14 @@ import streamlit as st
 
 from db import jobs, runs
 from pages import shared
-from scar_core import plots
+from scar_core import display, plots
 from scar_core.display import snippet
 from scar_core.errors import ScarError
-from scar_core.jobs import labelling, runner as background, score as scoring, selection, signals
+from scar_core.jobs import labelling, runner as background, score as scoring, selection, signals, validation
 from scar_core.labels import POLICIES, steps_in_words
 from scar_core.select import around_cut, rank_and_percentile, rule_value_at, split_stats
 from scar_core.signals import parse_weights
+from scar_core.validate import Settings as TuneSettings
 
 store, run = shared.page_run("Select", finished_only=True)
 sample = scoring.scope_note(store, run)
@@ -252,11 +254,7 @@ elif said:
     st.success(said)
 
 # --------------------------------------------------------------------------- validation: how much to keep?
-import os  # noqa: E402  (this section's own imports, kept with it)
 
-from scar_core import display  # noqa: E402
-from scar_core.jobs import validation  # noqa: E402
-from scar_core.validate import Settings as TuneSettings  # noqa: E402
 
 st.divider()
 st.subheader("Does the cut train a better model? Eval NLL (and win rate) against share kept, SCAR cut vs random")
