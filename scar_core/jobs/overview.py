@@ -69,7 +69,7 @@ def history(store: Store) -> list[dict]:
         rows.append(_row(f"run {run.id}", "score", run.status, job, run.created_at, run.started_at, run.finished_at,
                          data_set=names.get(run.dataset_id, f"#{run.dataset_id} (deleted)"),
                          ranker=ranker_names.get(run.ranker_id, "?"), device=run.device, precision=run.precision,
-                         engine="Ray cluster" if engine else "this machine",
+                         engine=f"{run.engine} on {'a Ray cluster' if engine else 'this machine'}",
                          scope=f"sample of {int(sample):,}" if sample else "whole data set",
                          started_by=(run.params or {}).get("started_by")))
     by_run = {r.id: r for r in runs.list_runs(store)}
@@ -80,7 +80,7 @@ def history(store: Store) -> list[dict]:
         rows.append(_row(f"job {job.id}", job.kind, job.status, job, job.created_at, job.started_at,
                          job.finished_at,
                          data_set=names.get(run.dataset_id, "") if run else names.get(job.params.get("dataset_id"), ""),
-                         ranker=f"map of run {run.id}" if run else "", device="", precision="", engine="this machine",
+                         ranker=f"map of run {run.id}" if run else "", device="", precision="", engine="",
                          scope="", started_by=job.params.get("started_by")))
     return sorted(rows, key=lambda r: r["created"] or _EPOCH, reverse=True)
 
