@@ -93,6 +93,23 @@ def run_parts(url: str, run_id: int, rows: int) -> dict:
     return runs.run_figures(store, run_id, PARTS[1:])
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def ordered_ids(url: str, run_id: int, rows: int, where: runs.ResultFilter, sort: str = "score_desc") -> list[int]:
+    """The run's example ids that `where` lets through, in this order (cached until the run gains rows:
+    a labelling key redraws the table, and sorting 100k rows took about a second a key)."""
+    return runs.result_ids(store, run_id, where, sort=sort)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def rows_of(url: str, run_id: int, rows: int, ids: tuple[int, ...]) -> dict[int, dict]:
+    """The stored rows (texts, score, diagnostics) of these examples by id (cached like ordered_ids; labels
+    are read fresh apart from them)."""
+    if not ids:
+        return {}
+    return {r["example_id"]: r for r in runs.results_page(store, run_id, runs.ResultFilter(ids=list(ids)),
+                                                            limit=len(ids))}
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def data_set_figures(url: str, run_id: int, rows: int, names: tuple[str, ...]) -> dict:
     """Every row's value of these figures, to set one example's beside (cached until the run gains rows)."""
@@ -231,6 +248,7 @@ decided = labelling.resolution(store, run.id, policy)
 label_of = {k: decided.decided.get(k, "conflict") for k in decided.step}
 scores = table["score"].to_numpy()
 run_flags = dict(zip(table["example_id"], table["flags"]))
+flag_names = selection.flag_names(table)  # once a page, not at every key (0.1 s at 100k rows)
 signal_table = signals.with_signals(store, run.id, table[["example_id"]]).set_index("example_id")
 signal_names = [c for c in signal_table.columns]  # the run's signals (Select page's Signals section adds them)
 map_pick = state.get("map_pick")
@@ -339,7 +357,7 @@ def ranked_examples() -> None:
     f1, f2, f3, f4 = st.columns([3, 2, 2, 2])
     search = f1.text_input("Search instruction and response", key="search").strip() or None
     source = f2.selectbox("Source", ["(all)", *dataset_sources], key="source_filter")
-    flag = f3.selectbox("Cleaning flag", ["(any)", *selection.flag_names(table)], key="flag_filter")
+    flag = f3.selectbox("Cleaning flag", ["(any)", *flag_names], key="flag_filter")
     label = f4.selectbox("Label", ["(any)", *labelling.LABEL_FILTERS], key="label_filter",
                          help="keep/drop/flag: the label the policy decided; conflict: annotators disagree, unresolved")
     low, high = float(scores.min()), float(scores.max())
@@ -359,13 +377,13 @@ def ranked_examples() -> None:
         s1.warning("Set your name in the sidebar for a review queue of your own; showing best first.")
         order = "score_desc"
     if order.startswith("queue"):
-        nav = review_queue(runs.result_ids(store, run.id, where), labelling.labelled_by(store, run.id, me),
+        nav = review_queue(ordered_ids(store.url, run.id, done, where), labelling.labelled_by(store, run.id, me),
                            order.removeprefix("queue_"), seed=run.id)
     elif order == "conflicts":
         unresolved = set(labelling.label_filter(decided, "conflict", []))
-        nav = [i for i in runs.result_ids(store, run.id, where) if i in unresolved]
+        nav = [i for i in ordered_ids(store.url, run.id, done, where) if i in unresolved]
     else:
-        nav = runs.result_ids(store, run.id, where, sort=order)
+        nav = ordered_ids(store.url, run.id, done, where, order)
     size = s2.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="page_size")
     pages = max(1, -(-len(nav) // size))
     shared.set_widget("page", min(max(int(state.get("page", 1)), 1), pages))
@@ -375,8 +393,7 @@ def ranked_examples() -> None:
                + (", annotators disagree" if order == "conflicts" else ""))
     state["nav"] = nav  # the order the example keys move through (step)
     shown_ids = nav[(page - 1) * size: page * size]
-    by_id = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(ids=shown_ids),
-                                                           limit=len(shown_ids))} if shown_ids else {}
+    by_id = rows_of(store.url, run.id, done, tuple(shown_ids))
     rows = [by_id[i] for i in shown_ids]
     state["shown_ids"] = shown_ids
     open_id = opened(nav)
