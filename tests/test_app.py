@@ -181,9 +181,11 @@ def test_select_cut_overrides_and_save(store, scored):
 def test_export_writes_best_first_with_manifest_inside_the_folder(store, scored, tmp_path):
     ids, scores = runs.run_scores(store, scored.id)
     order = ids[(-scores).argsort(kind="stable")][:3]
+    # saved best first, as Select saves a cut (a blended cut's order is its blend's): the file keeps that order
     selections.save_selection(store, scored.id, "top", "ratio", {"rule": "ratio", "threshold_score": 0.1},
-                              order[::-1].tolist())
+                              order.tolist())
     at = app("export")
+    assert any("was saved without value, keep_flagged, quotas" in i for i in texts(at.info))  # no bundle, no crash
     at.radio(key="export_format").set_value("messages")
     at.checkbox(key="with_scores").check()
     at.text_input(key="export_folder").set_value(str(tmp_path / "out"))

@@ -100,6 +100,11 @@ class ExportPackage:
         weights) with the table its positions refer to, or why it cannot be: it no longer comes out as
         saved (labels, cleaning or signals changed since; its baselines would match another cut)."""
         params, chosen = self.selection.params, self.selection
+        missing = [k for k in ("rule", "value", "keep_flagged", "quotas") if k not in params]
+        if missing:
+            return (f"'{chosen.name}' version {chosen.version} was saved without {', '.join(missing)} (an older "
+                    "version of SCAR Studio, or another tool), so its cut cannot be remade for matched baselines. "
+                    "Save the cut again on the Select page to download its bundle.")
         table = selecting.run_table(self.store, self.run.id) if self.table is None else self.table
         seed = int(params.get("seed", 0))
         coverage = (params.get("ordering") or {}).get("coverage", 0.0)
