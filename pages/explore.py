@@ -324,7 +324,7 @@ else:
                             selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
     if map_pick:
         st.button("Clear map selection", key="clear_map", on_click=clear_map_selection)
-        if len(map_pick["ids"]) > 1:
+        if len(map_pick["ids"]) > 1 and access.may(store, "select", run.dataset_id):
             st.button(f"Rank by likeness to these {len(map_pick['ids'])} rows (an exemplar-similarity signal)",
                       key="pick_exemplars", on_click=exemplars_from_pick, args=(map_pick["ids"],))
     if said := state.pop("exemplar_message", None):
