@@ -113,3 +113,33 @@ def test_screenshot_of_a_lima_code_example(server, tmp_path, tiny_checkpoint):  
         page.screenshot(path=str(ARTIFACTS / "explore-lima-code.png"), full_page=False)
         page.screenshot(path=str(ARTIFACTS / "explore-lima-code-full.png"), full_page=True)
         browser.close()
+
+
+def test_an_upload_is_previewed_with_its_problems_and_named_as_uploaded(server, tmp_path):  # noqa: F811
+    """Found 11 in a browser: the uploaded file's own name in every message (never the server's copy),
+    the bad row listed before Import, strict by default, "1 pair" once the valid rows are kept."""
+    from playwright.sync_api import expect, sync_playwright
+
+    data = tmp_path / "my pairs.jsonl"
+    data.write_text(json.dumps({"instruction": "Say hi.", "output": "Hi there, nice to meet you. " * 6}) + "\n"
+                    + json.dumps({"instruction": "Count.", "output": 5}) + "\n")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(server + "/datasets")
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(data))
+        page.get_by_text("line 2: field 'output': expected text, got a number").wait_for()
+        page.get_by_text("1 problem in the first 2 rows", exact=False).wait_for()
+        settled(page)
+        page.screenshot(path=str(ARTIFACTS / "datasets-preview-problems.png"), full_page=True)
+        page.get_by_role("button", name="Import").click()
+        refused = page.get_by_text("my pairs.jsonl, line 2: field 'output': expected text, got a number")
+        refused.wait_for()
+        expect(page.get_by_text("uploads", exact=False)).to_have_count(0)  # the server's copy is never named
+        page.get_by_test_id("stCheckbox").get_by_text("Keep only the valid rows").click()
+        settled(page)
+        page.get_by_role("button", name="Import").click()
+        page.get_by_text("Imported my pairs.jsonl as data set #1: 1 pair from 2 rows, 1 row left out").wait_for()
+        browser.close()
