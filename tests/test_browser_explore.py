@@ -48,7 +48,7 @@ def settled(page) -> None:
 
 
 def test_a_click_opens_a_point_in_lasso_mode_and_the_table_follows_the_keys(server, tmp_path, tiny_checkpoint):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     store, run = scored_run(tmp_path, tiny_checkpoint)
     best = runs.result_ids(store, run.id)

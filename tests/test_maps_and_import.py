@@ -152,7 +152,8 @@ def test_a_cancelled_run_says_why_it_has_no_maps(store, tmp_path, tiny_checkpoin
 
 
 # ---- import (found 11) ------------------------------------------------------------------------------
-def datasets_page(path) -> "AppTest":
+def datasets_page(path):
+    """The Datasets page under AppTest with `path` typed into the server-path box."""
     from tests.test_app import app
 
     at = app("datasets")
