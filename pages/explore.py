@@ -266,6 +266,8 @@ chosen_selection = None
 if colour == "selection" and selection_names:
     chosen_selection = st.selectbox("Saved selection", list(selection_names), format_func=selection_names.get,
                                     key="map_selection")
+elif colour == "selection":
+    st.caption("This run has no saved selection yet: save one on the Select page to see it here.")
 if unmappable:
     st.info(unmappable)
 elif map_state.status in ("failed", "cancelled", "interrupted"):

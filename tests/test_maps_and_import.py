@@ -41,6 +41,12 @@ def test_colour_by_selection_draws_the_selected_points_on_top_in_colour(store, s
     assert figure["data"].index(picked) > figure["data"].index(rest)  # drawn last: on top
 
 
+def test_colour_by_selection_without_a_saved_one_says_where_to_make_one(store, scored):  # noqa: F811
+    at = explore()
+    at.radio(key="map_colour").set_value("selection").run()
+    assert any("no saved selection yet" in c.value for c in at.caption)
+
+
 def test_the_maps_colour_by_the_coverage_clusters(store, scored):  # noqa: F811
     """Issue 27: "The maps colour by cluster": the clusters the coverage-aware cut spreads over."""
     from scar_core.jobs import selection
