@@ -8,3 +8,7 @@ change to scoring can move any score's bits. Kept apart from scar_core.score so 
 without loading torch.
 """
 SCORING_RULE = 2
+
+# Engines whose scores follow the rule bit for bit (scar_core.engine): the store copies cached scores only
+# between runs of these. The int8 engine's CTranslate2 GEMMs depend on the batch a pair is scored in.
+BIT_STABLE_ENGINES = ("torch",)

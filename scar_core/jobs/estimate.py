@@ -78,6 +78,7 @@ def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", pr
     dev, dtype = resolve(device, precision)
     same = [(run, timing) for run in runs.list_runs(store)
             if run.params.get("model") == str(model) and run.device == str(dev) and not run.params.get("engine")
+            and run.engine == "torch"  # the app scores with torch; an int8 run (CLI --engine int8) has other costs
             and (timing := run_timing(store, run)) is not None]
     rated = [t for run, t in same if run.precision == precision_name(dtype)]
     if not rated:
