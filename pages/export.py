@@ -10,7 +10,7 @@ from db import browse
 from pages import shared
 from scar_core.errors import ScarError
 from scar_core.export import export_target, safe_filename
-from scar_core.jobs import score as scoring, selection
+from scar_core.jobs import access, score as scoring, selection
 from scar_core.jobs.export import ExportPackage
 from scar_core.labels import steps_in_words
 
@@ -70,20 +70,31 @@ else:
                        file_name=base.removesuffix(".jsonl") + "-bundle.zip", mime="application/zip",
                        on_click="ignore", key="download_bundle", disabled=not sample_ok)
 
-st.subheader("Write to a folder on the server")
+exports_folder = browse.export_folder(store)
+team = access.team() is not None  # team mode: files go into the exports folder, and no server path is shown
+
+
+def shown(path: str | Path) -> str:
+    """A written file as the page names it: in team mode relative to the exports folder."""
+    path = Path(path)
+    return str(path.relative_to(exports_folder)) if team and path.is_relative_to(exports_folder) else str(path)
+
+
+st.subheader("Write to the exports folder on the server" if team else "Write to a folder on the server")
 with st.form("write_export"):
-    folder = st.text_input("Folder", value=str(browse.export_folder(store)), key="export_folder")
+    folder = st.text_input("Subfolder of the exports folder" if team else "Folder", value="" if team else str(exports_folder),
+                           key="export_folder")
     name = st.text_input("File name (made safe: letters, digits, . _ - only)", value=base, key="export_name")
     if st.form_submit_button("Write", disabled=not sample_ok):
         try:
-            written = package.write(export_target(folder, name))
+            written = package.write(export_target(str(exports_folder / folder) if team else folder, name))
             st.success("Wrote the export and its manifest:")
-            st.code(f"{written.path}\n{written.manifest_path}", language=None)
+            st.code(f"{shown(written.path)}\n{shown(written.manifest_path)}", language=None)
         except ScarError as e:
             shared.error(str(e))
 
 past = selection.exports(store, run.id)
 if past:
     st.subheader("Earlier exports")
-    st.dataframe(pd.DataFrame([{"path": e.path, "format": e.format, "rows": e.manifest.get("rows"),
+    st.dataframe(pd.DataFrame([{"path": shown(e.path), "format": e.format, "rows": e.manifest.get("rows"),
                                 "written": e.created_at} for e in past]), hide_index=True)

@@ -307,3 +307,28 @@ def test_team_page_gives_roles_and_assigns_data_sets(store, scored, tmp_path, le
     next(b for b in at.button if b.label == "Apply").click().run()
     assert people.assigned_datasets(store, LEAD) == {scored.dataset_id}
     assert at.dataframe[0].value.set_index("identity").loc[LEAD, "data sets"] == [scored.dataset_id]
+
+
+def test_a_lead_writes_an_export_in_team_mode_without_seeing_a_server_path(store, scored, tmp_path, left_local):
+    """The Export page in team mode asks for a subfolder of the exports folder and names written files
+    relative to it: the server's layout is never shown."""
+    run = scored
+    cut, table = selection.select_run(store, run.id, "ratio", 0.5)
+    selection.save(store, run.id, "half", cut, table)
+    access.enter_team_mode(store, access.Team(who=lambda: ADMIN, first_admin=ADMIN))
+    access.set_role(store, LEAD, access.LEAD)
+    at = team_app(tmp_path, {"is_logged_in": True, "email": LEAD}).run()
+    at.switch_page("pages/export.py").run()
+    assert not at.exception and at.text_input(key="export_folder").value == ""
+    at.text_input(key="export_folder").set_value("team")
+    at.text_input(key="export_name").set_value("half")
+    next(b for b in at.button if b.label == "Write").click().run()
+    assert not at.exception and not at.error
+    written = browse.export_folder(store) / "team" / "half.jsonl"
+    assert written.is_file()
+    page_text = " ".join(str(e.value) for e in [*at.code, *at.caption, *at.markdown, *at.success])
+    assert "team/half.jsonl" in page_text and str(browse.export_folder(store)) not in page_text
+    at.text_input(key="export_folder").set_value("../elsewhere")
+    next(b for b in at.button if b.label == "Write").click().run()
+    assert any("written only inside exports" in e.value for e in at.error)
+    assert not (browse.export_folder(store).parent / "elsewhere").exists()
