@@ -31,6 +31,16 @@ ROWS = [{"instruction": "Say hello <script>alert('instruction')</script>", "outp
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
 
 
+def open_page(pw, url: str, width: int = 1500, height: int = 1000, **options):
+    """(browser, page): headless Debian Chromium showing `url` in a window of this size, each step
+    waiting up to 60 s (`options` go to new_page, e.g. accept_downloads)."""
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+    page = browser.new_page(viewport={"width": width, "height": height}, **options)
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    return browser, page
+
+
 @pytest.fixture
 def server(tmp_path):
     """`streamlit run app.py` on a free port with a fresh store (bench/idle_server.serve)."""

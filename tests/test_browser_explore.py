@@ -11,7 +11,7 @@ import pytest
 from db import labels, runs
 from db.store import open_store
 from tests.conftest import score_file, shared_file
-from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, server  # noqa: F401 (server is a fixture)
+from tests.test_browser import ARTIFACTS, CHROMIUM, open_page, server  # noqa: F401 (server is a fixture)
 from tests.test_browser_label import labelling_as_ann, scored_run
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
@@ -90,10 +90,7 @@ def test_screenshot_of_a_lima_code_example(server, tmp_path, tiny_checkpoint):  
     score_file(store, data, tiny_checkpoint, mapped=True)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(server + "/explore")
+        browser, page = open_page(pw, server + "/explore")
         page.get_by_text("of 14 in this order").wait_for()
         search = page.get_by_label("Search instruction and response")
         search.fill("with values like so")
@@ -125,10 +122,7 @@ def test_an_upload_is_previewed_with_its_problems_and_named_as_uploaded(server, 
                     + json.dumps({"instruction": "Count.", "output": 5}) + "\n")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(server + "/datasets")
+        browser, page = open_page(pw, server + "/datasets")
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(data))
         page.get_by_text("line 2: field 'output': expected text, got a number").wait_for()
         page.get_by_text("1 problem in the first 2 rows", exact=False).wait_for()

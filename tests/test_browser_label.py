@@ -10,7 +10,7 @@ import pytest
 from db import labels, runs
 from db.store import open_store
 from tests.conftest import score_file
-from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, server  # noqa: F401 (server is a fixture)
+from tests.test_browser import ARTIFACTS, CHROMIUM, open_page, server  # noqa: F401 (server is a fixture)
 from tests.test_explore import ROWS
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
@@ -26,10 +26,7 @@ def scored_run(tmp_path, checkpoint):
 
 def labelling_as_ann(pw, server: str):
     """(browser, page) on Explore with the annotator name "ann" set and the page, not a text box, focused."""
-    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.set_default_timeout(60_000)
-    page.goto(server + "/explore")
+    browser, page = open_page(pw, server + "/explore", 1400, 1600)
     page.get_by_text("1 of 12 in this order").wait_for()
     name = page.get_by_label("Your name (for labels)")
     name.fill("ann")
