@@ -101,10 +101,14 @@ def signed_in_box(store: Store) -> None:
         st.button("Sign out", on_click=st.logout, key="sign_out")
 
 
-def pages(listed: list) -> list:
-    """The pages of `listed` (st.Page) that the signed-in person's role is for; in local mode every page
-    but those of team mode (Audit, Team)."""
+def pages(folder: Path, listed: list[tuple[str, str]]) -> list:
+    """st.Page for each (file in `folder`, title) of `listed` that the signed-in person's role is for, the
+    first one the default; in local mode every page but those of team mode (Audit, Team). Chosen by the
+    titles given here, not read back from st.Page (which has none when app.py is imported outside a
+    running app, as a worker process spawned from a test can do)."""
     if access.team() is None:
-        return [page for page in listed if page.title not in ("Audit", "Team")]
-    store = open_store(resolve_url())
-    return [page for page in listed if access.may(store, PAGE_NEEDS.get(page.title, "run"))]
+        kept = [(f, title) for f, title in listed if title not in ("Audit", "Team")]
+    else:
+        store = open_store(resolve_url())
+        kept = [(f, title) for f, title in listed if access.may(store, PAGE_NEEDS.get(title, "run"))]
+    return [st.Page(folder / f, title=title, default=n == 0) for n, (f, title) in enumerate(kept)]
