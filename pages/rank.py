@@ -20,8 +20,11 @@ dataset_id = shared.pick_dataset(store)
 if dataset_id is None:
     st.stop()
 top = st.container()  # progress goes here, above the fold
-if "rank_said" in st.session_state:
-    top.success(st.session_state.pop("rank_said"))
+said = st.session_state.get("rank_said")  # (run id, what starting it did): shown while that run is going
+if said and getattr(runs.get_run(store, said[0]), "status", None) in ("queued", "running"):
+    top.success(said[1])
+else:
+    st.session_state.pop("rank_said", None)
 
 choice = st.radio("Ranker", ["default", "trained", "checkpoint folder", "hub id"], horizontal=True, key="ranker_kind")
 model = None
@@ -120,8 +123,8 @@ if start_all or start_sample:
                                                                     int(workers) if workers else None).params()
                                        if on_ray else None)
         st.session_state["run"] = run.id
-        st.session_state["rank_said"] = (f"Run {run.id} is already scoring this data set with this ranker and "
-                                         "precision; following it." if joined else f"Started run {run.id}.")
+        st.session_state["rank_said"] = (run.id, f"Run {run.id} is already scoring this data set with this ranker "
+                                         "and precision; following it." if joined else f"Started run {run.id}.")
         st.rerun()  # from the top: the sidebar's status, drawn before this button, follows the run too
     except ScarError as e:
         shared.error(str(e))

@@ -72,7 +72,7 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
         page.goto(server + "/datasets")
-        page.get_by_role("heading", name="Datasets").wait_for()
+        page.get_by_role("heading", name="Datasets", exact=True).wait_for()
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(data))
         page.get_by_text("Detected format: alpaca").wait_for()
         page.get_by_role("button", name="Import").click()
@@ -130,7 +130,7 @@ def test_upload_rank_select_export_in_a_browser(server, tmp_path, tiny_checkpoin
             page.get_by_role("button", name="Download JSONL").click()
         path = tmp_path / download.value.suggested_filename
         download.value.save_as(path)
-        page.get_by_role("heading", name="Export").wait_for()
+        page.get_by_role("heading", name="Export", exact=True).wait_for()
         shot("5-export")
         go("Train", "Train a ranker")
         page.get_by_role("button", name="Start training").wait_for()

@@ -35,7 +35,7 @@ def test_start_page_rank_progress_on_top_and_links_that_name_run_and_example(ser
     from playwright.sync_api import expect, sync_playwright
 
     store = open_store(str(tmp_path / "studio.db"))
-    first = score_file(store, pool(tmp_path / "first.jsonl", 12, "first"), tiny_checkpoint)
+    first = score_file(store, pool(tmp_path / "first.jsonl", 12, "first"), tiny_checkpoint, mapped=True)  # no map job to rerun the page mid-click
     second = pool(tmp_path / "second.jsonl", 1500, "second")  # seconds of scoring, even for the tiny ranker
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
@@ -52,7 +52,7 @@ def test_start_page_rank_progress_on_top_and_links_that_name_run_and_example(ser
         page.screenshot(path=str(ARTIFACTS / "first-hour-1-start.png"))
 
         page.get_by_role("link", name="1. Datasets").click()
-        page.get_by_role("heading", name="Datasets").wait_for()
+        page.get_by_role("heading", name="Datasets", exact=True).wait_for()
         path_box = page.get_by_label(re.compile("a file path on the server"))
         path_box.fill(str(second))
         path_box.press("Enter")
@@ -60,7 +60,7 @@ def test_start_page_rank_progress_on_top_and_links_that_name_run_and_example(ser
         page.get_by_text(re.compile("Imported .* as data set #2")).wait_for()
 
         page.locator('[data-testid="stSidebarNav"] a', has_text="Rank").click()
-        page.get_by_role("heading", name="Rank").wait_for()
+        page.get_by_role("heading", name="Rank", exact=True).wait_for()
         page.get_by_text("checkpoint folder", exact=True).click()
         folder = page.get_by_label("Checkpoint folder on the server")
         folder.fill(str(tiny_checkpoint))
@@ -68,6 +68,7 @@ def test_start_page_rank_progress_on_top_and_links_that_name_run_and_example(ser
         start = page.get_by_role("button", name="Start scoring")
         start.wait_for()
         assert page.evaluate("window.scrollY") == 0 and in_view(start.bounding_box())  # no scrolling to start
+        page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()  # a click mid-run can be lost
         start.click()
         started = page.get_by_text(re.compile(r"Started run \d+\."))
         started.wait_for(timeout=120_000)
@@ -89,9 +90,12 @@ def test_start_page_rank_progress_on_top_and_links_that_name_run_and_example(ser
 
         ranked = runs.result_ids(store, first.id, None, sort="score_desc")
         shared = browser.new_page(viewport=WINDOW)  # a colleague opens a link to run 1's fourth best example
+        shared.set_default_timeout(60_000)
         shared.goto(f"{server}/explore?run={first.id}&example={ranked[3]}")
         shared.get_by_role("heading", name="Example at rank 4").wait_for()  # run 2's rows hold no such example
         assert f"run={first.id}" in shared.url and f"example={ranked[3]}" in shared.url
+        # the page at rest: while a run of the page is drawing, the old and the new buttons both show
+        shared.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
         shared.get_by_role("button", name=re.compile(r"^Next(?! unlabelled)")).click()
         shared.get_by_role("heading", name="Example at rank 5").wait_for()
         shared.wait_for_url(re.compile(rf"example={ranked[4]}"))

@@ -110,7 +110,7 @@ def nav(page) -> list[str]:
 
 def go(page, name: str, heading: str) -> None:
     page.locator('[data-testid="stSidebarNav"] a', has_text=name).click()
-    page.get_by_role("heading", name=heading).wait_for()
+    page.get_by_role("heading", name=heading, exact=True).wait_for()
 
 
 def settled(page) -> None:
@@ -138,7 +138,7 @@ def test_sign_in_roles_and_audit_in_a_browser(team_server):
 
         ann = signed_in(browser, url, ANN)  # a first sign-in: an annotator with nothing assigned
         assert nav(ann) == []  # Explore alone
-        ann.get_by_role("heading", name="Explore").wait_for()
+        ann.get_by_role("heading", name="Explore", exact=True).wait_for()
         ann.get_by_text("No scored runs yet").wait_for()
         ann.close()
 
