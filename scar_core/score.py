@@ -31,10 +31,9 @@ import torch
 from scar_core.device import resolve
 from scar_core.errors import ScarError
 from scar_core.example import Example
-from scar_core.lm import padded_width, row_blocks
+from scar_core.lm import Progress, padded_width, row_blocks
 from scar_core.ranker import StyleRanker
 
-Progress = Callable[[int, int, float], None]  # (rows done, rows total, rows per second)
 
 # (most texts, most padded tokens) per encoder batch when the caller does not say.
 BATCH_DEFAULTS = {"cpu": (128, 2048), "cuda": (512, 65536), "mps": (256, 16384)}

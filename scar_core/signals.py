@@ -35,7 +35,7 @@ SCAR = "scar"                     # the weight name of the SCAR score itself
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 NOVELTY_NEIGHBOURS = 10
 NOVELTY_REFERENCE = "scored rows no cleaning flag of their own leaves out"
-BLEND_SCALE = "z-score over rows with every weighted value"
+BLEND_SCALE = "z-score over the cut's eligible rows having every weighted value"
 
 
 class Blend(NamedTuple):
@@ -156,6 +156,12 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
+def blend_record(weights: dict[str, float], made: dict[str, dict]) -> dict:
+    """What a blended cut records (Selection.blend), alike from the app and `rank`: the weights, the
+    scale, and each weighted signal's kind and settings (`made`: {name: {"kind", "settings"}})."""
+    return {"weights": weights, "scale": BLEND_SCALE, "signals": {n: made[n] for n in weights if n in made}}
+
+
 def combine(columns: dict[str, np.ndarray], weights: dict[str, float], pool: np.ndarray | None = None) -> np.ndarray:
     """The weighted sum of each weighted column's z-score (module docstring); NaN where a row lacks one.
     The z-scores' mean and spread come from the `pool` rows (a cut's eligible rows; default: all) that
@@ -167,8 +173,7 @@ def combine(columns: dict[str, np.ndarray], weights: dict[str, float], pool: np.
     used = {name: np.asarray(columns[name], np.float64) for name, w in weights.items() if w}
     present = np.logical_and.reduce([~np.isnan(v) for v in used.values()])
     basis = present if pool is None else present & np.asarray(pool, bool)
-    if not basis.any():
-        basis = present
+    basis = basis if basis.any() else present
     out = np.zeros(len(present))
     for name, values in used.items():
         spread = values[basis].std() if basis.any() else 0.0

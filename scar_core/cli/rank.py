@@ -18,7 +18,7 @@ from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_label
 from scar_core.ranker import checkpoint_location
 from scar_core.select import eligible_rows, rule_of
 from scar_core.coverage import covered_cut
-from scar_core.signals import (BLEND_SCALE, NOVELTY_NEIGHBOURS, NOVELTY_REFERENCE, SCAR, Blend, check_name, combine,
+from scar_core.signals import (NOVELTY_NEIGHBOURS, NOVELTY_REFERENCE, SCAR, Blend, blend_record, check_name, combine,
                                imported_values, knn_novelty, parse_weights, response_tokens)
 
 
@@ -136,8 +136,7 @@ def blended(args: argparse.Namespace, ranker, examples: list, score: np.ndarray,
         columns[name] = imported_values(path, [ex.id for ex in examples])
         made[name] = {"kind": "imported", "settings": {"file": Path(path).name, "rows": len(examples)}}
     weights = parse_weights(args.weights)
-    return Blend(combine(columns, weights, pool=pool), {"weights": weights, "scale": BLEND_SCALE,
-                                             "signals": {n: made[n] for n in weights if n in made}})
+    return Blend(combine(columns, weights, pool=pool), blend_record(weights, made))
 
 
 def parse_quotas(items: list[str]) -> dict[str, int] | None:

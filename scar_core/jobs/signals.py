@@ -188,9 +188,10 @@ def import_upload(store: Store, run_id: int, data: bytes, filename: str, name: s
 def signal_summary(store: Store, run_id: int) -> pd.DataFrame:
     """One row per signal of the run: name, kind, who made it, settings, and its rank correlation and
     top-10% overlap with the SCAR score (the Select and Compare pages show it)."""
-    rows = []
+    rows, frame = [], stored.signal_frame(store, run_id)  # read once, not once per signal
+    ids, scores = runs.run_scores(store, run_id)
     for s in stored.run_signals(store, run_id):
-        c = compare_signal(store, run_id, s.name)
+        c = compare(ids, scores, frame["example_id"].to_numpy(), frame[s.name].to_numpy())
         rows.append({"signal": s.name, "kind": s.kind, "made by": s.made_by, "rows": len(c.example_ids),
                      "Spearman with score": c.spearman, "Kendall with score": c.kendall,
                      "top 10% shared": c.overlap_at(10), "settings": str(s.settings)})
@@ -210,11 +211,9 @@ def with_signals(store: Store, run_id: int, table: pd.DataFrame) -> pd.DataFrame
 
 
 def blend_settings(store: Store, run_id: int, weights: dict[str, float]) -> dict:
-    """What a blended cut records: the weights and, per weighted signal, its kind and settings."""
-    known = {s.name: s for s in stored.run_signals(store, run_id)}
-    return {"weights": weights, "scale": signals.BLEND_SCALE,
-            "signals": {n: {"kind": known[n].kind, "settings": known[n].settings, "made_by": known[n].made_by}
-                        for n in weights if n in known}}
+    """What a blended cut on this run's signals records (scar_core.signals.blend_record)."""
+    return signals.blend_record(weights, {s.name: {"kind": s.kind, "settings": s.settings}
+                                          for s in stored.run_signals(store, run_id)})
 
 
 def compare_signal(store: Store, run_id: int, name: str) -> Comparison:
