@@ -47,11 +47,15 @@ def cut_value(rule: str, label: str, low: float, high: float, default: float, st
     return st.session_state[rule]
 
 
-def move_cut(rule: str, pool_scores: np.ndarray) -> None:
-    """A click on the threshold curve moves the cut to that point (rounded to the widgets' steps)."""
-    points = st.session_state["cut_curve"]["selection"]["points"]
+def move_cut(rule: str, pool_scores: np.ndarray, chart: str) -> None:
+    """A click on the threshold curve moves the cut to that point (rounded to the widgets' steps).
+
+    A click is used once: the next run draws the curve under a new key, with no point selected, so
+    a later rerun cannot apply the old click again over a value typed or slid since."""
+    points = st.session_state[chart]["selection"]["points"]
     if not points:
         return
+    st.session_state["cut_curve_clicks"] = st.session_state.get("cut_curve_clicks", 0) + 1
     value = rule_value_at(rule, float(points[0]["x"]), pool_scores)
     value = {"ratio": max(0.01, round(value, 2)), "topk": int(value)}.get(rule, value)
     st.session_state[rule] = st.session_state[f"{rule}_number"] = st.session_state[f"{rule}_kept"] = value
@@ -223,8 +227,9 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(plots.histogram(scores, "Score distribution and the cut", "score",
                                 cut_at=None if cut.blend else cut.threshold),
                 key="cut_hist")
-c2.plotly_chart(plots.threshold_curve(scores[cut.pool], len(cut.kept) / max(cut.eligible, 1)), key="cut_curve",
-                on_select=partial(move_cut, rule, scores[cut.pool]), selection_mode="points")
+curve_key = f"cut_curve_{st.session_state.get('cut_curve_clicks', 0)}"
+c2.plotly_chart(plots.threshold_curve(scores[cut.pool], len(cut.kept) / max(cut.eligible, 1)), key=curve_key,
+                on_select=partial(move_cut, rule, scores[cut.pool], curve_key), selection_mode="points")
 c2.caption("Click a point of the curve to move the cut there.")
 c3, c4 = st.columns(2)
 c3.plotly_chart(plots.kept_dropped_histogram(table["words"].to_numpy(), cut.mask,
