@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau, rankdata, spearmanr
 
 from scar_core.errors import ScarError
 from scar_core.select import rank_order, rule_count
@@ -70,6 +69,8 @@ def rank_correlations(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float
     def value(statistic) -> float | None:
         return None if not math.isfinite(float(statistic)) else float(statistic)
 
+    from scipy.stats import kendalltau, spearmanr  # 0.4 s to import; only comparisons need it
+
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None, None
     return value(spearmanr(a, b).statistic), value(kendalltau(a, b).statistic)
@@ -90,6 +91,8 @@ def top_overlap(a: np.ndarray, b: np.ndarray, percents: tuple[int, ...] = PERCEN
 def disagreements(ids: np.ndarray, a: np.ndarray, b: np.ndarray, limit: int = 20) -> pd.DataFrame:
     """The `limit` rows whose ranks differ most (rank 1 = best score; ties share their average rank),
     largest difference first, then by example id."""
+    from scipy.stats import rankdata
+
     rank_a, rank_b = rankdata(-np.asarray(a)), rankdata(-np.asarray(b))
     frame = pd.DataFrame({"example_id": np.asarray(ids, dtype=np.int64), "score_a": a, "score_b": b,
                           "rank_a": rank_a, "rank_b": rank_b, "rank_difference": np.abs(rank_a - rank_b)})

@@ -19,9 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
                  0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53], dtype=np.uint64)
@@ -102,6 +99,8 @@ def shingle_hashes(text: str, ngram: int = 3) -> np.ndarray:
 def signatures(texts: Iterable[str], num_perm: int = 128, ngram: int = 3, seed: int = 1) -> np.ndarray:
     """MinHash signatures, one row of `num_perm` uint32 values per text. A text without words
     gets all-max values (the empty sketch), which `clusters` never pairs."""
+    from datasketch import MinHash  # datasketch pulls in scipy: 0.4 s that `score` does not need
+
     a, b = (p[:, None] for p in MinHash(num_perm=num_perm, seed=seed).permutations)
     rows: list[np.ndarray] = []
     chunk: list[str] = []
@@ -131,6 +130,8 @@ def signatures(texts: Iterable[str], num_perm: int = 128, ngram: int = 3, seed: 
 
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) that datasketch's MinHashLSH chooses for this threshold."""
+    from datasketch import MinHashLSH
+
     index = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return index.b, index.r
 
@@ -179,6 +180,9 @@ def clusters(sig: np.ndarray, threshold: float = 0.5) -> list[np.ndarray]:
     pairs = candidate_pairs(sig, bands, rows)
     pairs = pairs[similarity(sig, pairs) >= threshold]
     n = len(sig)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     _, label = connected_components(graph, directed=False)
     return groups(label)

@@ -17,7 +17,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from scar_core.diagnostics.table import PARTS, dominance_note, part_shares
 from scar_core.select import Selection
@@ -37,6 +36,8 @@ def _num(x) -> float | None:
 
 def correlations(table: pd.DataFrame, score: str = "score") -> dict[str, dict]:
     """Spearman rho, p-value and the number of rows used, for every column against the score."""
+    from scipy.stats import spearmanr  # scipy.stats takes 0.4 s to import; only reports need it
+
     out = {}
     s = table[score].to_numpy(np.float64)
     for col in table.columns:
