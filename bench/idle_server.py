@@ -54,12 +54,14 @@ def tree_cpu_seconds(root: psutil.Process) -> float:
 
 
 @contextmanager
-def serve(env: dict[str, str], log_path: Path, extra: list[str] | None = None) -> Iterator[tuple[str, int]]:
-    """`streamlit run app.py` on a free port with these environment additions; yields (URL, process
-    id) once its health check answers, and stops the whole process group afterwards."""
+def serve(env: dict[str, str], log_path: Path, extra: list[str] | None = None,
+          launcher: tuple[str, ...] = ("-m", "streamlit", "run", "app.py")) -> Iterator[tuple[str, int]]:
+    """`streamlit run app.py` (or `launcher`, given the same options) on a free port with these environment
+    additions; yields (URL, process id) once its health check answers, and stops the whole process group
+    afterwards."""
     port = free_port()
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        server = subprocess.Popen([sys.executable, *launcher, "--server.headless", "true",
                                    "--server.port", str(port), "--server.address", "127.0.0.1", *(extra or [])],
                                   cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)

@@ -14,32 +14,9 @@ from scar_core.errors import ScarError
 from scar_core.jobs import access
 
 log = logging.getLogger("scar_studio")
-AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
-MIN_COOKIE_SECRET = 32
 # The action a page is for; a page not listed here (a new one) is shown to leads and admins only.
 PAGE_NEEDS = {"Datasets": "run", "Rank": "run", "Explore": "label", "Select": "select", "Compare runs": "compare",
               "Export": "export", "Train": "train", "Audit": "audit", "Team": "assign"}
-
-
-def settings() -> dict | None:
-    """The `[scar]` settings when they turn team mode on (`team = true`), else None (local mode)."""
-    if not st.secrets.load_if_toml_exists():
-        return None
-    scar = st.secrets.get("scar", {})
-    return dict(scar) if scar.get("team") else None
-
-
-def problems(scar: dict) -> list[str]:
-    """What team mode's configuration lacks; the server serves nothing until the list is empty."""
-    auth = st.secrets.get("auth", {})
-    found = [f"[auth] {key} is missing" for key in AUTH_KEYS if not auth.get(key)]
-    if auth.get("cookie_secret") and len(str(auth["cookie_secret"])) < MIN_COOKIE_SECRET:
-        found.append(f"[auth] cookie_secret is shorter than {MIN_COOKIE_SECRET} characters")
-    if not str(scar.get("first_admin", "")).strip():
-        found.append("[scar] first_admin is missing")
-    if not st.get_option("server.enableXsrfProtection"):
-        found.append("server.enableXsrfProtection is off")
-    return found
 
 
 def identity() -> str | None:
@@ -58,11 +35,11 @@ def identity() -> str | None:
 def gate() -> None:
     """Local mode: nothing. Team mode: refuse to serve a misconfigured server; show only a sign-in until
     someone has signed in; then act as that person in every action (scar_core.jobs.access)."""
-    scar = settings()
+    scar = access.team_settings(st.secrets) if st.secrets.load_if_toml_exists() else None
     if scar is None:
         access.leave_team_mode()
         return
-    trouble = problems(scar)
+    trouble = access.configuration_problems(st.secrets, st.get_option("server.enableXsrfProtection"))
     if trouble:
         log.error("team mode is on but not configured, nothing is served: %s", "; ".join(trouble))
         _only(lambda: st.error("This SCAR Studio server is in team mode but its configuration is incomplete, so "

@@ -86,7 +86,7 @@ server_metadata_url = "{provider}"
 """)
     with serve({"SCAR_DB_URL": str(tmp_path / "studio.db")}, tmp_path / "server.log",
                ["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-                "--secrets.files", str(settings)]) as (url, _):
+                "--secrets.files", str(settings)], launcher=("-m", "scar_core", "serve")) as (url, _):
         yield url, store, run
 
 

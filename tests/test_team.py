@@ -7,6 +7,8 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from scar_core.errors import ScarError
 from scar_core.jobs import access, compare, datasets as importing, labelling, selection
 from scar_core.jobs.export import ExportPackage
 from scar_core.jobs.score import start_score
+from bench.idle_server import free_port
 from tests.conftest import score_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,6 +219,35 @@ def test_app_refuses_to_serve_without_a_cookie_secret(store, tmp_path, left_loca
     assert "configuration is incomplete" in at.error[0].value
     assert access.team() is None  # nothing is served, nobody acts
     assert not at.button and not at.header
+
+
+def secrets_file(folder: Path, **auth) -> Path:
+    path = folder / "secrets.toml"
+    lines = ["[scar]", "team = true", f'first_admin = "{ADMIN}"', "", "[auth]"]
+    lines += [f'{key} = "{value}"' for key, value in {**AUTH, **auth}.items() if value]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def serve(*options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scar_core", "serve", "--server.headless", "true",
+                           "--server.port", str(free_port()), *options], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_serve_refuses_to_start_a_team_server_without_a_cookie_secret(tmp_path):
+    done = serve("--secrets.files", str(secrets_file(tmp_path, cookie_secret="")))
+    assert done.returncode == 2
+    assert "configuration is incomplete, so the server does not start: [auth] cookie_secret is missing" in done.stderr
+    assert "Traceback" not in done.stderr and "You can now view" not in done.stdout
+
+
+def test_serve_refuses_a_short_cookie_secret_and_xsrf_turned_off(tmp_path):
+    short = serve("--secrets.files", str(secrets_file(tmp_path, cookie_secret="x" * 31)))
+    assert short.returncode == 2 and "cookie_secret is shorter than 32 characters" in short.stderr
+    xsrf = serve("--secrets.files", str(secrets_file(tmp_path)), "--server.enableXsrfProtection", "false")
+    assert xsrf.returncode == 2 and "server.enableXsrfProtection is off" in xsrf.stderr
+    assert "cookie_secret" not in xsrf.stderr  # a complete [auth]: only what is wrong is named
 
 
 def test_an_unverified_email_is_not_taken_as_the_identity(store, tmp_path, left_local):

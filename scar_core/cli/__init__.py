@@ -5,10 +5,10 @@ import argparse
 import os
 import sys
 
-from scar_core.cli import compare, diagnose, eval, jobs, rank, score, synth, train, validate, worker
+from scar_core.cli import compare, diagnose, eval, jobs, rank, score, serve, synth, train, validate, worker
 from scar_core.errors import ScarError, terminal_text
 
-COMMANDS = [score, rank, synth, train, eval, diagnose, compare, validate, jobs, worker]
+COMMANDS = [score, rank, synth, train, eval, diagnose, compare, validate, jobs, worker, serve]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add(sub)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)  # only `serve` takes options of its own (Streamlit's)
+    if unknown and args.command != "serve":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.options = unknown
     try:
         return args.run(args) or 0
     except ScarError as e:

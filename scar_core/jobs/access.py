@@ -16,7 +16,7 @@ import getpass
 import inspect
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,9 @@ DOING = {"label": "label", "adjudicate": "adjudicate labels", "run": "start or s
          "train": "train rankers", "select": "save selections", "export": "export", "compare": "compare runs",
          "validate": "validate a cut", "audit": "read the audit log", "import": "import data sets",
          "rename": "rename data sets", "delete": "delete data sets", "assign": "assign roles and data sets"}
+
+AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
+MIN_COOKIE_SECRET = 32
 
 F = TypeVar("F", bound=Callable)
 
@@ -66,6 +69,27 @@ def local_identity() -> str:
         return f"{getpass.getuser()} (local)"
     except OSError:
         return "local user"
+
+
+def team_settings(secrets: Mapping) -> dict | None:
+    """The `[scar]` table of the server's secrets when it turns team mode on (`team = true`), else None."""
+    scar = secrets.get("scar", {})
+    return dict(scar) if scar.get("team") else None
+
+
+def configuration_problems(secrets: Mapping, xsrf: bool) -> list[str]:
+    """What a team-mode server's configuration lacks (its secrets: `[scar]` and Streamlit's `[auth]`; `xsrf`:
+    Streamlit's server.enableXsrfProtection). `serve` refuses to start and the app serves nothing until
+    the list is empty."""
+    auth, scar = secrets.get("auth", {}), secrets.get("scar", {})
+    found = [f"[auth] {key} is missing" for key in AUTH_KEYS if not auth.get(key)]
+    if auth.get("cookie_secret") and len(str(auth["cookie_secret"])) < MIN_COOKIE_SECRET:
+        found.append(f"[auth] cookie_secret is shorter than {MIN_COOKIE_SECRET} characters")
+    if not str(scar.get("first_admin", "")).strip():
+        found.append("[scar] first_admin is missing")
+    if not xsrf:
+        found.append("server.enableXsrfProtection is off")
+    return found
 
 
 def enter_team_mode(store: Store, team: Team) -> None:
