@@ -61,6 +61,7 @@ from scar_core.score import score_pairs  # noqa: E402
 POOLS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "pools"
 DEFAULT_POOLS = [POOLS / "sharegpt_6k.sharegpt.jsonl", POOLS / "dolly_2k.alpaca.json"]
 REF_BATCH = 32
+RELEASED = "scar-tool, released size"
 
 
 def main() -> None:
@@ -71,6 +72,9 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=4,
                     help="the methods take turns on this many segments of the pool (fair under shared load)")
     ap.add_argument("--skip-reference", action="store_true", help="time only this engine")
+    ap.add_argument("--released-size", action="store_true",
+                    help="with --model: also time scar-tool on an encoder of the released SCAR rankers' size "
+                         "(BERT-base shape, random weights; several times slower than the MiniLM one)")
     ap.add_argument("--model", nargs="+", metavar="SPEC",
                     help="time these rankers end to end against scar-tool (see above), e.g. default default:lm=128")
     ap.add_argument("--startup", nargs="*", metavar="ENGINE",
@@ -162,7 +166,9 @@ def compare_models(args, device: torch.device, instructions: list[str], response
     methods = {}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_reference:
-            methods["scar-tool"] = reference_scorer(write_scar_tool_checkpoint(Path(tmp), args.seed), device)
+            methods["scar-tool"] = reference_scorer(write_scar_tool_checkpoint(Path(tmp) / "minilm", args.seed), device)
+        if args.released_size:
+            methods[RELEASED] = reference_scorer(write_scar_tool_checkpoint(Path(tmp) / "base", args.seed, True), device)
     loaded: dict[str, object] = {}
     names = {spec: f"{spec} ({spec_precision(spec, auto_name)})" for spec in args.model}
     for spec, name in names.items():
@@ -180,21 +186,26 @@ def compare_models(args, device: torch.device, instructions: list[str], response
         result["ratio_to_scar_tool"] = {k: round(r.rate / ref.rate, 3) for k, r in runs.items() if k != "scar-tool"}
         result["cpu_time_ratio_to_scar_tool"] = {k: round(ref.cpu_s / r.cpu_s, 3)
                                                  for k, r in runs.items() if k != "scar-tool"}
+    if RELEASED in runs:
+        result["ratio_to_released_size"] = {k: round(r.rate / runs[RELEASED].rate, 3) for k, r in runs.items()
+                                            if not k.startswith("scar-tool")}
     result["spearman_to_first"] = {k: spearman(r.scores, first.scores) for k, r in runs.items()
-                                   if k != "scar-tool" and r is not first}
+                                   if not k.startswith("scar-tool") and r is not first}
     result["spearman_to_fp32_torch"] = {k: spearman(r.scores, runs[fp32_name].scores) for k, r in runs.items()
-                                        if k != "scar-tool" and k != fp32_name}
-    print("| ranker | pairs/s | x scar-tool (wall) | x scar-tool (CPU time) | Spearman to the first "
-          "| Spearman to default fp32 torch |")
-    print("|---|---|---|---|---|---|")
+                                        if not k.startswith("scar-tool") and k != fp32_name}
+    print("| ranker | pairs/s | x scar-tool (wall) | x scar-tool (CPU time) | x scar-tool released size (wall) "
+          "| Spearman to the first | Spearman to default fp32 torch |")
+    print("|---|---|---|---|---|---|---|")
+
+    def cell(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
     for name, run in runs.items():
-        ratio = result.get("ratio_to_scar_tool", {}).get(name)
-        cpu = result.get("cpu_time_ratio_to_scar_tool", {}).get(name)
-        rho = result["spearman_to_first"].get(name)
-        rho32 = result["spearman_to_fp32_torch"].get(name)
-        print(f"| {name} | {run.rate:.2f} | {'-' if ratio is None else f'{ratio:.2f}'} | "
-              f"{'-' if cpu is None else f'{cpu:.2f}'} | {'-' if rho is None else f'{rho:.5f}'} | "
-              f"{'-' if rho32 is None else f'{rho32:.5f}'} |")
+        print(f"| {name} | {run.rate:.2f} | {cell(result.get('ratio_to_scar_tool', {}).get(name), 2)} | "
+              f"{cell(result.get('cpu_time_ratio_to_scar_tool', {}).get(name), 2)} | "
+              f"{cell(result.get('ratio_to_released_size', {}).get(name), 2)} | "
+              f"{cell(result['spearman_to_first'].get(name), 5)} | "
+              f"{cell(result['spearman_to_fp32_torch'].get(name), 5)} |")
     result["load_average"] = load_average()
     print(json.dumps(result))
 
@@ -348,16 +359,26 @@ def sample_pool(paths: list[Path], limit: int, seed: int) -> tuple[list[str], li
     return [e.ranker_instruction() for e in examples], [e.response for e in examples]
 
 
-def write_scar_tool_checkpoint(directory: Path, seed: int) -> Path:
-    """A scar-tool StyleRanker (bundled MiniLM, seeded head) saved with scar-tool's own save_pretrained."""
+def write_scar_tool_checkpoint(directory: Path, seed: int, released_size: bool = False) -> Path:
+    """A scar-tool StyleRanker (seeded head) saved with scar-tool's own save_pretrained: on the bundled
+    MiniLM, or (`released_size`) on an encoder of the released SCAR rankers' size (BERT-base shape:
+    hidden 768, 12 layers, 12 heads; random weights built from a config, MiniLM's vocabulary), since
+    those checkpoints cannot be downloaded here and speed does not depend on the weights."""
     from style_ranker.ranker.config import StyleRankerConfig
     from style_ranker.ranker.model import StyleRanker
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(seed)
-    encoder = str(bundled_encoder_path())
-    StyleRanker(StyleRankerConfig(encoder_name=encoder, hidden_dim=384, linear_dim=384)).save_pretrained(str(directory))
-    AutoTokenizer.from_pretrained(encoder).save_pretrained(str(directory))
+    encoder, hidden = str(bundled_encoder_path()), 384
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    if released_size:
+        hidden, encoder = 768, str(directory / "encoder")
+        BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=12,
+                             num_attention_heads=12, intermediate_size=3072)).save_pretrained(encoder)
+        tokenizer.save_pretrained(encoder)
+    StyleRanker(StyleRankerConfig(encoder_name=encoder, hidden_dim=hidden, linear_dim=hidden)).save_pretrained(
+        str(directory))
+    tokenizer.save_pretrained(str(directory))
     return directory
 
 
