@@ -102,12 +102,12 @@ def list_runs(store: Store, dataset_id: int | None = None) -> list[Run]:
 
 def fill_from_cache(store: Store, run_id: int) -> int:
     """Copy results for this run's missing examples from earlier runs with the same ranker, precision,
-    engine and scoring rule (those give the same bits; none for an engine whose scores depend on the
-    batch, scar_core.scoring_rule.BIT_STABLE_ENGINES), matched by content id; returns how many rows were
-    copied. No model is loaded."""
+    engine and scoring rule (those give the same bits; none for an engine not known to score a pair
+    alike whatever its batch, scar_core.scoring_rule.BIT_STABLE_ENGINES), matched by content id; returns
+    how many rows were copied. No model is loaded."""
     def work(session: Session) -> int:
         run = session.get(Run, run_id)
-        if run.engine not in BIT_STABLE_ENGINES:  # its scores depend on the batch: never mixed across runs
+        if run.engine not in BIT_STABLE_ENGINES:  # its scores may depend on the batch: never mixed across runs
             return 0
         earlier = list(session.scalars(select(Run.id).where(
             Run.ranker_id == run.ranker_id, Run.id != run_id, Run.precision == run.precision,

@@ -89,6 +89,24 @@ def test_int8_engine_scores_within_its_tolerance_of_torch(lm_ranker, cache, monk
     np.testing.assert_array_equal(again.score, got.score)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_int8_engine_scores_a_pair_alike_whatever_its_batch(lm_ranker, precision):
+    """Bit for bit, as torch's engine does (scar_core.score): a pair's int8 score does not depend on the
+    pairs scored with it, their order or the chunks, so the store may reuse an int8 run's rows and every
+    path that scores with int8 cuts alike."""
+    engine = Int8Engine(lm_ranker, "cpu", precision)
+    whole = engine.score(INSTRUCTIONS, RESPONSES)
+    assert not np.isnan(whole.lm_nll).all()
+    halves = np.concatenate([engine.score(INSTRUCTIONS[:5], RESPONSES[:5]).score,
+                             engine.score(INSTRUCTIONS[5:], RESPONSES[5:]).score])
+    order = np.random.default_rng(0).permutation(len(INSTRUCTIONS))
+    shuffled = np.empty(len(order))
+    shuffled[order] = engine.score([INSTRUCTIONS[i] for i in order], [RESPONSES[i] for i in order]).score
+    alone = [engine.score([INSTRUCTIONS[i]], [RESPONSES[i]]).score[0] for i in range(len(INSTRUCTIONS))]
+    for other in (halves, shuffled, np.array(alone)):
+        np.testing.assert_array_equal(other, whole.score)
+
+
 def test_int8_engine_refuses_a_gpu(lm_ranker, monkeypatch):
     from scar_core.errors import ScarError
 

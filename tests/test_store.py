@@ -261,7 +261,7 @@ def test_results_never_duplicate(store, dataset_file):
             session.add(Result(run_id=run.id, example_id=again[0]["example_id"], score=1.0))
 
 
-def test_cache_copies_by_content_ranker_and_precision(store, dataset_file, tmp_path):
+def test_cache_copies_by_content_ranker_precision_and_engine(store, dataset_file, tmp_path, monkeypatch):
     ds = importing.import_file(store, dataset_file)
     first = scored_run(store, ds.id)
     # A different file sharing 20 pairs with the first one.
@@ -278,9 +278,11 @@ def test_cache_copies_by_content_ranker_and_precision(store, dataset_file, tmp_p
     changed = runs.create_run(store, other.id, other_ranker.id, "cpu", "fp32")
     assert runs.fill_from_cache(store, bf16.id) == 0 and runs.fill_from_cache(store, changed.id) == 0
     other_engine = runs.create_run(store, other.id, first.ranker_id, "cpu", "fp32", engine="int8")
-    assert runs.fill_from_cache(store, other_engine.id) == 0
-    with store.write() as session:  # an int8 run with the same rows earlier: still nothing copied (batch-dependent)
+    assert runs.fill_from_cache(store, other_engine.id) == 0  # int8's NLLs are not torch's
+    with store.write() as session:  # an int8 run with the same rows earlier: copied, int8 is bit-stable too
         session.get(Run, first.id).engine = "int8"
+    assert runs.fill_from_cache(store, runs.create_run(store, other.id, first.ranker_id, "cpu", "fp32", engine="int8").id) == 20
+    monkeypatch.setattr(runs, "BIT_STABLE_ENGINES", ("torch",))  # an engine not shown to be bit-stable: nothing
     assert runs.fill_from_cache(store, runs.create_run(store, other.id, first.ranker_id, "cpu", "fp32", engine="int8").id) == 0
 
 
