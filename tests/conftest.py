@@ -10,6 +10,10 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# "auto" is torch in every test, whatever this CPU would choose (a CPU with VNNI and no bf16 takes int8,
+# scar_core.engine): tests comparing a path with torch's scores then hold on every machine; the engine
+# tests ask for int8 by name or unset this.
+os.environ["SCAR_ENGINE"] = "torch"
 torch.set_num_threads(2)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -193,9 +193,10 @@ def test_engine_names_pick_the_engine(lm_ranker, lm_checkpoint):
 
 def test_auto_takes_int8_only_where_it_is_the_default(lm_ranker, monkeypatch):
     """int8 where it is the default, on a CPU with VNNI and without native bf16, for a ranker running its LM."""
+    monkeypatch.delenv(engines.AUTO_ENGINE_VARIABLE)  # the suite pins torch (conftest)
     monkeypatch.setattr(engines, "cpu_has_vnni", lambda: True)
     monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: False)
-    monkeypatch.setattr(engines, "INT8_BY_DEFAULT", True)
+    assert engines.INT8_BY_DEFAULT  # it met the accuracy guard (models/default/README.md)
     assert engines.resolve_engine("auto", True, "cpu") == "int8"
     assert engines.resolve_engine("auto", False, "cpu") == "torch"  # no LM term: nothing for int8 to do
     monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: True)  # torch's bf16 is as fast there
@@ -206,6 +207,22 @@ def test_auto_takes_int8_only_where_it_is_the_default(lm_ranker, monkeypatch):
     monkeypatch.setattr(engines, "INT8_BY_DEFAULT", False)
     monkeypatch.setattr(engines, "cpu_has_vnni", lambda: True)
     assert engines.resolve_engine("auto", True, "cpu") == "torch"
+
+
+def test_scar_engine_names_what_auto_means_on_this_machine(monkeypatch):
+    """$SCAR_ENGINE overrides the CPU's choice for "auto" (app, workers and CLI alike), never a named engine,
+    and never puts int8 on a GPU."""
+    from scar_core.errors import ScarError
+
+    monkeypatch.setattr(engines, "cpu_has_vnni", lambda: False)
+    monkeypatch.setenv(engines.AUTO_ENGINE_VARIABLE, "int8")
+    assert engines.resolve_engine("auto", True, "cpu") == "int8"
+    assert engines.resolve_engine("torch", True, "cpu") == "torch"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert engines.resolve_engine("auto", True, "cuda") == "torch"
+    monkeypatch.setenv(engines.AUTO_ENGINE_VARIABLE, "onnx")
+    with pytest.raises(ScarError, match=r"\$SCAR_ENGINE is 'onnx'; set it to torch or int8"):
+        engines.resolve_engine("auto", True, "cpu")
 
 
 @pytest.fixture
