@@ -109,7 +109,8 @@ def _backdate(store, job_id: int, seconds: float) -> None:
     store.transact(work)
 
 
-def test_estimates_add_start_up_to_a_per_token_cost_fitted_on_every_run(store, tmp_path, tiny_checkpoint):
+def test_estimates_add_start_up_to_a_per_token_cost_fitted_on_every_run(store, tmp_path, tiny_checkpoint,
+                                                                        monkeypatch):
     model = str(tiny_checkpoint)
     dataset = importing.import_file(store, style_pool(tmp_path, rows=40))
     small = submit_score(store, dataset.id, model=model, device="cpu", precision="fp32", sample=10, launch=False)
@@ -136,6 +137,8 @@ def test_estimates_add_start_up_to_a_per_token_cost_fitted_on_every_run(store, t
     sample = estimates.estimate(store, dataset.id, model, "cpu", "fp32", rows=30)
     assert sample.rows == 30 and sample.seconds < guess.seconds and sample.startup_s == guess.startup_s
     assert sample.tokens == timings[1].tokens  # the very rows a new sample run of 30 draws
+    monkeypatch.setenv("SCAR_ENGINE", "int8")  # where the app's "auto" means int8, torch runs say nothing
+    assert estimates.estimate(store, dataset.id, model, "cpu", "fp32") is None
 
 
 def test_a_link_names_the_run_and_the_example_and_a_bookmark_opens_the_newest_finished_run(

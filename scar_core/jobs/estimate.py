@@ -23,6 +23,7 @@ from db.models import Run
 from db.store import Store
 from scar_core.device import precision_name, resolve
 from scar_core.encoders import bundled_encoder_path
+from scar_core.engine import checkpoint_runs_lm, resolve_engine
 from scar_core.errors import ScarError
 from scar_core.jobs.score import SAMPLE_SEED, work_size
 from scar_core.ranker import read_config
@@ -76,9 +77,10 @@ def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", pr
     with a ranker on this device and precision, from this machine's finished runs of the same ranker:
     None until one has finished (score a sample first)."""
     dev, dtype = resolve(device, precision)
+    engine = resolve_engine("auto", checkpoint_runs_lm(model), device)  # the app's runs: "auto" on this machine
     same = [(run, timing) for run in runs.list_runs(store)
             if run.params.get("model") == str(model) and run.device == str(dev) and not run.params.get("engine")
-            and run.engine == "torch"  # the app scores with torch; an int8 run (CLI --engine int8) has other costs
+            and run.engine == engine  # another engine (CLI --engine) has other costs
             and (timing := run_timing(store, run)) is not None]
     rated = [t for run, t in same if run.precision == precision_name(dtype)]
     if not rated:
