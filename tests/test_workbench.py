@@ -44,6 +44,17 @@ def test_rank_page_preselects_the_dataset_just_imported(store, tmp_path):
     assert not at.exception
 
 
+def test_rank_page_says_when_this_machine_scores_in_int8(store, tmp_path, monkeypatch):
+    importing.import_file(store, pool(tmp_path, "first.jsonl"))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/rank.py").run()
+    assert not [c for c in texts(at.caption) if "int8" in c]  # the suite pins torch (conftest)
+    monkeypatch.setenv("SCAR_ENGINE", "int8")  # as a CPU with VNNI and no native bf16 would choose
+    at.run()
+    assert [c for c in texts(at.caption) if "runs in int8 through CTranslate2" in c]
+    assert not at.exception
+
+
 def test_a_bookmarked_page_on_a_fresh_server_runs_inside_the_app(store):
     at = AppTest.from_file(APP, default_timeout=120)
     at.switch_page("pages/explore.py").run()  # the first run of the server asks for /explore

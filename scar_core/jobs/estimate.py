@@ -23,9 +23,8 @@ from db.models import Run
 from db.store import Store
 from scar_core.device import precision_name, resolve
 from scar_core.encoders import bundled_encoder_path
-from scar_core.engine import checkpoint_runs_lm, resolve_engine
 from scar_core.errors import ScarError
-from scar_core.jobs.score import SAMPLE_SEED, work_size
+from scar_core.jobs.score import SAMPLE_SEED, engine_here, work_size
 from scar_core.ranker import read_config
 
 TOKEN_LIMIT = 512  # the ranker's encoder reads at most this many tokens of each text
@@ -77,7 +76,7 @@ def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", pr
     with a ranker on this device and precision, from this machine's finished runs of the same ranker:
     None until one has finished (score a sample first)."""
     dev, dtype = resolve(device, precision)
-    engine = resolve_engine("auto", checkpoint_runs_lm(model), device)  # the app's runs: "auto" on this machine
+    engine = engine_here(model, device)
     same = [(run, timing) for run in runs.list_runs(store)
             if run.params.get("model") == str(model) and run.device == str(dev) and not run.params.get("engine")
             and run.engine == engine  # another engine (CLI --engine) has other costs

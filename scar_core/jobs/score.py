@@ -38,6 +38,16 @@ def submit_score(store: Store, dataset_id: int, model: str = "default", **option
     return start_score(store, dataset_id, model, **options)[0]
 
 
+def engine_here(model: str | None, device: str = "auto") -> str | None:
+    """The engine the app's runs take on this machine: what "auto" resolves to for this ranker and device
+    (scar_core.engine.resolve_engine: int8 on a CPU with VNNI and no native bf16, else torch); None
+    when the device is not here."""
+    try:
+        return resolve_engine("auto", checkpoint_runs_lm(model) if model else False, device)
+    except ScarError:
+        return None
+
+
 @access.action("run", dataset="dataset_id", what="started scoring data set #{dataset_id} with ranker {model}")
 def start_score(store: Store, dataset_id: int, model: str = "default", encoder: str | None = None,
                 device: str = "auto", precision: str = "auto", batch_size: int | None = None,
