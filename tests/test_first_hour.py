@@ -15,8 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from db import jobs, runs
 from db.models import Job
-from scar_core.jobs import datasets as importing, estimate as estimates, overview
-from scar_core.jobs.map import submit_map
+from scar_core.jobs import access, datasets as importing, estimate as estimates, overview
+from scar_core.jobs.map import ensure_map, submit_map
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from tests.conftest import score_file, style_pool
@@ -97,8 +97,27 @@ def test_the_runs_page_lists_every_run_and_job(store, small_pool, tiny_checkpoin
     assert table["scope"].tolist()[1:] == ["sample of 5", "whole data set"]
     assert set(table["precision"].tolist()[1:]) == {"fp32"} and table["engine"].tolist()[1:] == [
         f"{run.engine} on this machine"] * 2
-    assert set(table["started by"]) == {overview.NOBODY}
-    assert any("not recorded" in c for c in texts(at.caption))
+    assert set(table["started by"]) == {access.local_identity()}  # local mode: the user the app runs as
+    assert not any("not recorded" in c for c in texts(at.caption))
+    assert run_job(store, sample.job_id).status == "done"
+    auto = ensure_map(store, sample.id, launch=False)  # a map made because a run finished: nobody's
+    assert auto.params["started_by"] == f"automatically, when run {sample.id} finished"
+
+
+def test_runs_and_jobs_record_who_started_them_in_team_mode(store, small_pool, tiny_checkpoint):
+    run = score_file(store, small_pool, tiny_checkpoint)
+    lead = "lead@example.org"
+    access.set_role(store, lead, access.LEAD)
+    access.enter_team_mode(store, access.Team(who=lambda: lead, first_admin="admin@example.org"))
+    try:
+        started = submit_score(store, run.dataset_id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
+                               sample=5, launch=False)
+        mapped = submit_map(store, run.id, launch=False)
+    finally:
+        access.leave_team_mode()
+    rows = {r["what"]: r["started by"] for r in overview.history(store)}
+    assert rows[f"run {started.id}"] == lead and rows[f"job {mapped.id}"] == lead
+    assert jobs.get_job(store, started.job_id).params["started_by"] == lead
 
 
 def _backdate(store, job_id: int, seconds: float) -> None:

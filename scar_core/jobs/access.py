@@ -127,6 +127,13 @@ def signed_in(store: Store) -> tuple[str, str] | None:
     return identity, person.role
 
 
+def acting(store: Store) -> str | None:
+    """Who is acting now, for the record kept with what they start (runs and jobs): the signed-in person in
+    team mode, the local user in local mode (the CLI too); None when nobody is signed in."""
+    me = signed_in(store)
+    return me[0] if me else None
+
+
 def may(store: Store, action: str, dataset_id: int | None = None) -> bool:
     """Whether the person asking may do `action` on this data set (None: on some data set): for pages, to
     hide what they cannot do."""

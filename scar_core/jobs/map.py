@@ -13,18 +13,20 @@ from __future__ import annotations
 from db import datasets, jobs, maps, runs
 from db.models import Job, Run
 from db.store import Store
-from scar_core.jobs import runner as background
+from scar_core.jobs import access, runner as background
 from scar_core.errors import ScarError
 
 
-def submit_map(store: Store, run_id: int, seed: int = 0, launch: bool = True) -> Job:
-    """Queue a map job for a finished run and start its worker (launch=False leaves it queued)."""
+def submit_map(store: Store, run_id: int, seed: int = 0, launch: bool = True, started_by: str | None = None) -> Job:
+    """Queue a map job for a finished run and start its worker (launch=False leaves it queued); it records
+    `started_by`, else the person acting (access.acting)."""
     run = runs.get_run(store, run_id)
     if run is None:
         raise ScarError(f"no scoring run {run_id} in the store")
     if run.status != "done":
         raise ScarError(f"run {run_id} is {run.status}; maps need a finished run")
-    job = jobs.create_job(store, "map", {"run_id": run_id, "seed": seed})
+    job = jobs.create_job(store, "map", {"run_id": run_id, "seed": seed,
+                                         "started_by": started_by or access.acting(store)})
     if launch:
         background.start_worker(store, job.id)
     return job
@@ -57,7 +59,7 @@ def ensure_map(store: Store, run_id: int, launch: bool = True) -> Job | None:
     run = runs.get_run(store, run_id)
     if run is None or unmappable(store, run) is not None:
         return None
-    return submit_map(store, run_id, launch=launch)
+    return submit_map(store, run_id, launch=launch, started_by=f"automatically, when run {run_id} finished")
 
 
 def map_finished_run(store: Store, score_job: Job) -> Job | None:

@@ -78,13 +78,14 @@ def start_score(store: Store, dataset_id: int, model: str = "default", encoder: 
         kind = "torch" if engine_kind == "auto" else resolve_engine(engine_kind, False)
         (device_name, precision), device_type = ray_device_precision("cpu" if kind == "int8" else device,
                                                                      precision), "cpu"
+    who = access.acting(store)
     job_params = {"model": str(model), "encoder": encoder, "batch_size": batch_size,
                   "chunk_rows": chunk_rows or default_chunk_rows(device_type), "clean": None,
-                  "clean_options": clean, "sample": sample, **({"engine": engine} if engine else {})}
+                  "clean_options": clean, "sample": sample, "started_by": who, **({"engine": engine} if engine else {})}
     run, joined = runs.start_or_join(store, dataset_id, ranker.id, device_name, precision,
                                      {"model": str(model), "encoder": encoder, "batch_size": batch_size,
-                                      "sample": sample, **({"engine": engine} if engine else {})}, job_params,
-                                     engine=kind)
+                                      "sample": sample, "started_by": who, **({"engine": engine} if engine else {})},
+                                     job_params, engine=kind)
     if joined:
         return run, True
     job = jobs.get_job(store, run.job_id)

@@ -128,7 +128,7 @@ def submit_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: s
     name = name or kind
     signals.check_name(name, [s.name for s in stored.run_signals(store, run.id)] + list(RESERVED))
     job = jobs.create_job(store, "signal", {"run_id": run_id, "kind": kind, "name": name, "made_by": made_by,
-                                            "options": options})
+                                            "options": options, "started_by": access.acting(store)})
     if launch:
         background.start_worker(store, job.id)
     return job

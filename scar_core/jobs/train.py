@@ -59,7 +59,7 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
               "backend": backend, "model": model, "base_url": base_url, "limit": int(limit), "judge": judge,
               "encoder": encoder, "epochs": int(epochs), "freeze_encoder": freeze_encoder, "device": device,
               "length_debias": length_debias, "init": init, "lm_surprisal": lm_surprisal, "history": []}
-    job = jobs.create_job(store, "train", params)
+    job = jobs.create_job(store, "train", {**params, "started_by": access.acting(store)})
     if launch:
         background.start_worker(store, job.id)
     return job

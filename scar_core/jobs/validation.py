@@ -133,7 +133,8 @@ def start_validation(store: Store, run_id: int, ratios: list[float] | tuple[floa
     params = {"run_id": run_id, "dataset_id": run.dataset_id, "ratios": ratios, "settings": asdict(settings),
               "tune_model": tune_model, "eval_rows": int(eval_rows), "eval_path": eval_path, "base_url": base_url,
               "judge_model": judge_model, "estimate_s": guess.seconds, "estimate_models": guess.models,
-              "estimate_untuned": guess.untuned, "estimate_basis": guess.basis, "points": []}
+              "estimate_untuned": guess.untuned, "estimate_basis": guess.basis, "points": [],
+              "started_by": access.acting(store)}
     job = jobs.create_job(store, KIND, params)
     store.transact(lambda s: jobs.report(s, job.id, 0, 2 * len(ratios), None, "starting the worker",
                                          eta_s=guess.seconds))
