@@ -44,6 +44,11 @@ def export_folder(store: Store) -> Path:
     return data_folder(store) / "exports"
 
 
+def rankers_folder(store: Store) -> Path:
+    """Where the app's training jobs write rankers: `rankers/` in the data folder."""
+    return data_folder(store) / "rankers"
+
+
 def rename_dataset(store: Store, dataset_id: int, name: str) -> None:
     """Give a dataset a new display name (the file it came from is unchanged)."""
     name = name.strip()

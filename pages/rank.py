@@ -115,7 +115,7 @@ start_sample = sample_col.button("Score a random sample first", disabled=model i
 sample_rows = size_col.number_input("Sample rows", 10, 100_000, 200, step=50, key="sample_rows")
 if start_all or start_sample:
     try:
-        location = str(hub.fetch(model)) if choice == "hub id" else model
+        location = scoring.checkpoint_here(store, model, hub_id=choice == "hub id")
         shared.ranker(location)  # refuse a checkpoint that does not load before starting a worker
         with st.spinner("Starting…"):
             run, joined = scoring.start_score(store, dataset_id, model=location, device=device, precision=precision,

@@ -16,6 +16,13 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def cache_folder() -> Path:
+    """Where fetched checkpoints live (the Hugging Face Hub cache)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
 def fetch(repo_id: str) -> Path:
     """The local folder of a Hub ranker checkpoint (downloaded once, then cached)."""
     repo_id = repo_id.strip()

@@ -108,7 +108,8 @@ def test_runs_and_jobs_record_who_started_them_in_team_mode(store, small_pool, t
     run = score_file(store, small_pool, tiny_checkpoint)
     lead = "lead@example.org"
     access.set_role(store, lead, access.LEAD)
-    access.enter_team_mode(store, access.Team(who=lambda: lead, first_admin="admin@example.org"))
+    access.enter_team_mode(store, access.Team(who=lambda: lead, first_admin="admin@example.org",
+                                              data_folders=(tiny_checkpoint.parent,)))
     try:
         started = submit_score(store, run.dataset_id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
                                sample=5, launch=False)

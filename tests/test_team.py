@@ -157,6 +157,46 @@ def test_server_path_box_reads_only_inside_the_data_folders(store, team, tmp_pat
     assert len(refusals) == 14 and all(e["who"] == ADMIN and not e["allowed"] for e in refusals)
 
 
+def test_checkpoints_training_files_and_models_are_read_only_inside_the_data_folders(
+        store, scored, team, tmp_path, tiny_checkpoint, monkeypatch):
+    """Every server path a lead types, not only the import box: the Rank page's checkpoint folder and the
+    Train page's training file, starting ranker and local model are refused outside the data folders
+    (and the app's own trained rankers), before anything of them is read."""
+    import shutil
+
+    from db import browse
+    from scar_core.jobs import score as scoring
+    from scar_core.jobs.train import submit_train
+
+    me, folder = team
+    access.set_role(store, LEAD, access.LEAD)  # as the admin
+    me["id"] = LEAD
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "train.jsonl").write_text(json.dumps({"instruction": SECRET}) + "\n")
+    read = []
+    monkeypatch.setattr(scoring, "register_checkpoint", lambda store, model, encoder=None: read.append(model))
+    for typed in (str(tiny_checkpoint), "../private", str(folder / ".." / "private")):
+        message = refused(scoring.start_score, store, scored.dataset_id, model=typed, launch=False)
+        assert "are refused" in message or "may not contain" in message, typed
+        assert str(tiny_checkpoint.parent) not in message
+    assert read == []
+    for options in ({"training_file": str(outside / "train.jsonl")}, {"dataset_id": scored.dataset_id,
+                                                                     "init": str(tiny_checkpoint)},
+                    {"dataset_id": scored.dataset_id, "model": str(outside / "lm.gguf")}):
+        assert "are refused" in refused(submit_train, store, tmp_path / "out", launch=False, **options)
+    refusals = [e for e in people.audit(store) if e["action"] == "read"]
+    assert len(refusals) == 6 and all(e["who"] == LEAD and not e["allowed"] for e in refusals)
+
+    inside = folder / "ranker"
+    shutil.copytree(tiny_checkpoint, inside)
+    assert scoring.checkpoint_here(store, "ranker") == str(inside.resolve())
+    trained = browse.rankers_folder(store) / "mine"
+    shutil.copytree(tiny_checkpoint, trained)
+    assert scoring.checkpoint_here(store, str(trained)) == str(trained.resolve())  # the app's own rankers
+    assert scoring.checkpoint_here(store, "default") == "default"
+
+
 def test_without_data_folders_the_server_path_box_is_off(store, tmp_path):
     access.enter_team_mode(store, access.Team(who=lambda: ADMIN, first_admin=ADMIN))
     try:

@@ -201,16 +201,18 @@ def action(kind: str, *, run: str | None = None, dataset: str | None = None, wha
     return wrap
 
 
-def readable_file(store: Store, text: str, also: tuple[Path, ...] = ()) -> Path:
-    """The server file a person asked to read by path, checked before anything is opened. Local mode:
-    any path. Team mode: only inside the configured data folders (or `also`): a path with `..`,
-    an absolute path elsewhere, or a symlink leading out is refused (and logged), whoever asks."""
+def readable(store: Store, text: str, also: tuple[Path, ...] = (), kind: str = "file") -> Path:
+    """The server file or folder (`kind`: "file", "folder" or "any") a person asked to read by path: a data
+    file to import, a checkpoint, a training file, a local model. Checked before anything is opened.
+    Local mode: any path. Team mode: only inside the configured data folders (or `also`): a path with
+    `..`, an absolute path elsewhere, or a symlink leading out is refused (and logged), whoever asks."""
     if _team is None:
         return Path(text).expanduser()
+    found = {"file": Path.is_file, "folder": Path.is_dir, "any": Path.exists}[kind]
     folders = [f.resolve() for f in (*_team.data_folders, *also)]
     given = Path(text)
     reason = None
-    if not _team.data_folders:
+    if not folders:
         reason = "reading files by server path is off: no data folders are configured ([scar] data_folders)"
     elif ".." in given.parts or text.startswith("~"):
         reason = "a path may not contain '..' or '~'"
@@ -218,9 +220,10 @@ def readable_file(store: Store, text: str, also: tuple[Path, ...] = ()) -> Path:
         candidates = [given] if given.is_absolute() else [f / given for f in folders]
         for candidate in candidates:
             real = Path(os.path.realpath(candidate))
-            if any(real.is_relative_to(f) for f in folders) and real.is_file():
+            if any(real.is_relative_to(f) for f in folders) and found(real):
                 return real
-        reason = ("not a file inside the data folders (" + ", ".join(f.name for f in _team.data_folders)
+        what = {"file": "a file", "folder": "a folder", "any": "a file or folder"}[kind]
+        reason = (f"not {what} inside the data folders (" + ", ".join(f.name for f in _team.data_folders)
                   + "); paths outside them, and links leading out of them, are refused")
     me = signed_in(store)
     people.log(store, me[0] if me else "(not signed in)", "read", f"refused: read server path {text!r}: {reason}",

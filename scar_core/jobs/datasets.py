@@ -21,7 +21,7 @@ def import_file(store: Store, path: str | Path, fmt: str | None = None, lenient:
                 name: str | None = None) -> Dataset:
     """Load a file with scar_core.load.load and store it (see import_loaded); `name` is the file's own
     name when `path` is the server's copy of an upload (messages and the data set's name use it)."""
-    path = access.readable_file(store, str(path), also=(browse.upload_folder(store),))
+    path = access.readable(store, str(path), also=(browse.upload_folder(store),))
     result = load(path, fmt=fmt, lenient=lenient, field_map=field_map, source=source, name=name)
     return import_loaded(store, result, {"fmt": fmt, "lenient": lenient, "field_map": field_map, "source": source},
                          reuse=reuse, name=name)
@@ -62,9 +62,9 @@ def clean_dataset(store: Store, dataset_id: int, dedup: str = DEFAULT_DEDUP, lan
 
 def server_file(store: Store, text: str) -> Path:
     """The file a person typed into the server-path box, checked before anything reads it (in team mode
-    only inside the configured data folders: scar_core.jobs.access.readable_file)."""
+    only inside the configured data folders: scar_core.jobs.access.readable)."""
     access.require(store, "import")
-    path = access.readable_file(store, text.strip())
+    path = access.readable(store, text.strip())
     if not path.is_file():
         raise ScarError(f"{text.strip()}: no such file on the server")
     return path

@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
-from db import datasets, jobs, rankers, runs
+from db import browse, datasets, jobs, rankers, runs
+from scar_core import hub
 from db.models import Job, Run
 from db.store import Store
 from scar_core.device import precision_name, resolve
@@ -36,6 +37,18 @@ WORK_CHARS = 2048  # about 512 tokens: a text's share of scoring time stops grow
 def submit_score(store: Store, dataset_id: int, model: str = "default", **options) -> Run:
     """start_score's run (the options are start_score's)."""
     return start_score(store, dataset_id, model, **options)[0]
+
+
+def checkpoint_here(store: Store, model: str, hub_id: bool = False) -> str:
+    """The checkpoint a person chose to score with, as start_score reads it: "default" as it is, a Hub id
+    fetched into the Hub cache (`hub_id`), or a folder on the server; in team mode a folder only inside
+    the data folders, the app's trained rankers or the Hub cache (access.readable), checked before
+    anything of it is read."""
+    if hub_id:
+        return str(hub.fetch(model))
+    if model == "default":
+        return model
+    return str(access.readable(store, model, also=(browse.rankers_folder(store), hub.cache_folder()), kind="folder"))
 
 
 def engine_here(model: str | None, device: str = "auto") -> str | None:
@@ -67,6 +80,7 @@ def start_score(store: Store, dataset_id: int, model: str = "default", encoder: 
     (a double click starts one run, not two): `joined` is then True and `run` the earlier run."""
     if datasets.get_dataset(store, dataset_id) is None:
         raise ScarError(f"no dataset {dataset_id} in the store")
+    model = checkpoint_here(store, str(model))
     ranker = register_checkpoint(store, model, encoder)
     if engine is None:
         dev, dtype = resolve(device, precision)

@@ -28,7 +28,7 @@ REPLY_TOKENS = {"local": {"max_tokens": 64, "judge_max_tokens": 16},
 
 def ranker_folder(store: Store, name: str) -> Path:
     """Where the app puts a ranker trained under `name`: `rankers/NAME` beside the store's data folders."""
-    return export_target(browse.export_folder(store).parent / "rankers", name.strip() or "my-ranker", suffix="")
+    return export_target(browse.rankers_folder(store), name.strip() or "my-ranker", suffix="")
 
 
 @access.action("train", what="started training a ranker into {out}")
@@ -44,6 +44,12 @@ def submit_train(store: Store, out: str | Path, dataset_id: int | None = None, t
     `lm_surprisal` adds the bundled LM's term to the score (scar_core.ranker.LMTerm)."""
     if (dataset_id is None) == (training_file is None):
         raise ScarError("give either a dataset to synthesise from or an existing training file")
+    # team mode: every server path typed here is read only inside the data folders (or the app's rankers)
+    training_file = training_file and str(access.readable(store, training_file))
+    if init and init != "default":
+        init = str(access.readable(store, init, also=(browse.rankers_folder(store),), kind="folder"))
+    if backend == "local" and model:
+        model = str(access.readable(store, model, kind="any"))
     if training_file is not None and not Path(training_file).is_file():
         raise ScarError(f"{training_file}: no such file")
     if dataset_id is not None and datasets.get_dataset(store, dataset_id) is None:
