@@ -68,6 +68,7 @@ from scar_core.export import file_sha256, ids_sha256, response_words, to_jsonl_l
 from scar_core.lm import LanguageModel, end_of_turn, load_language_model, measure_surprisal
 from scar_core.load import load
 from scar_core.select import eligible_rows, select
+from scar_core.synth.cache import CallCache, ask
 from scar_core.synth.client import BackendError, Client
 
 DEFAULT_MODEL = "default"
@@ -727,6 +728,7 @@ more helpful, more correct, clearer. Do not let the order of the responses or th
 [End of Response B]
 
 Reply with one letter and nothing else: A if Response A is better, B if Response B is better, T for a tie."""
+JUDGE_KIND = "validate-pairwise"  # the call cache's kind for the judge's requests
 VERDICT = re.compile(r"^\W*(?:response\s+)?(a|b|t|tie)\b", re.I)
 NO_JUDGE = ("not measured: no judge endpoint configured (give --base-url or $OPENAI_BASE_URL, and --judge-model: "
             "any OpenAI-compatible chat-completions server)")
@@ -739,6 +741,7 @@ class Judge:
     client: Client
     base_url: str = ""
     max_tokens: int = 8
+    cache: CallCache | None = None  # replies kept as they arrive: judging again asks only what is missing
 
     def describe(self) -> dict:
         return {"base_url": self.base_url, "model": self.client.model, "max_tokens": self.max_tokens,
@@ -796,8 +799,7 @@ def win_rate(judge: Judge, examples: list[Example], mine: list[str], theirs: lis
     prompts = []
     for ex, a, b in zip(examples, mine, theirs):
         prompts += [judge_prompt(ex, a, b), judge_prompt(ex, b, a)]
-    replies: list[str] = [""] * len(prompts)
-    judge.client.generate_many(prompts, replies.__setitem__, temperature=0.0, max_tokens=judge.max_tokens)
+    replies, cached = ask(judge.client, judge.cache, [(JUDGE_KIND, p) for p in prompts], 0.0, judge.max_tokens)
     said = [verdict(r) for r in replies]
     outcome = np.empty(len(examples))
     counts = {"wins": 0, "losses": 0, "ties": 0, "inconsistent": 0}
@@ -813,7 +815,8 @@ def win_rate(judge: Judge, examples: list[Example], mine: list[str], theirs: lis
     draws = np.random.default_rng(seed).integers(0, len(outcome), size=(rounds, len(outcome)))
     lo, hi = np.quantile(outcome[draws].mean(axis=1), [0.025, 0.975])
     return {"win_rate": float(outcome.mean()), "ci95": [float(lo), float(hi)], "prompts": len(outcome), **counts,
-            "unreadable_replies": sum(v is None for v in said), "judge_calls": len(prompts)}
+            "unreadable_replies": sum(v is None for v in said), "judge_calls": len(prompts),
+            "judge_calls_cached": cached}
 
 
 def judged_prompts(examples: list[Example], settings: Settings) -> list[Example]:

@@ -304,6 +304,28 @@ def test_a_judge_on_loopback_gives_win_rates_against_random_with_positions_swapp
     assert "(reference)" in next(line for line in out.splitlines() if line.startswith("random "))
 
 
+def test_the_judge_asks_each_ordered_pair_once_and_a_later_run_only_what_is_missing(judge_url, tmp_path):
+    """Judge calls cost money: replies are kept as they arrive (the synth call cache), so judging again, or
+    resuming a validation that stopped part way, asks only the pairs not yet answered."""
+    from scar_core.synth.cache import CallCache
+    from scar_core.synth.openai_backend import OpenAIBackend
+
+    ex = [Example(f"q{i}", "r") for i in range(4)]
+    mine, theirs = [f"a longer answer {i}" for i in range(4)], [f"short {i}" for i in range(4)]
+    judge = validate.Judge(OpenAIBackend(judge_url, "longer-wins"), base_url=judge_url,
+                           cache=CallCache(tmp_path / "judge.sqlite"))
+    first = validate.win_rate(judge, ex[:3], mine[:3], theirs[:3], seed=0)
+    assert len(LongerWins.seen) == 6 and first["judge_calls_cached"] == 0 and first["win_rate"] == 1.0
+    again = validate.win_rate(judge, ex[:3], mine[:3], theirs[:3], seed=0)
+    assert len(LongerWins.seen) == 6 and again["judge_calls_cached"] == 6  # nothing asked twice
+    assert {k: v for k, v in again.items() if k != "judge_calls_cached"} == \
+        {k: v for k, v in first.items() if k != "judge_calls_cached"}
+    more = validate.win_rate(judge, ex, mine, theirs, seed=0)
+    assert len(LongerWins.seen) == 8 and more["judge_calls_cached"] == 6 and more["judge_calls"] == 8
+    judge.client.close()
+    judge.cache.close()
+
+
 def test_the_verdict_and_the_win_rate_rule():
     assert [validate.verdict(r) for r in ("A", " b.", "Response B", "T", "tie", "Both are fine", "")] == \
         ["A", "B", "B", "tie", "tie", None, None]

@@ -16,6 +16,7 @@ from scar_core import validate
 from scar_core.device import PRECISION_CHOICES, resolve
 from scar_core.errors import ScarError
 from scar_core.export import write_atomic
+from scar_core.synth.cache import CallCache
 
 
 def add(sub) -> None:
@@ -65,6 +66,8 @@ def add(sub) -> None:
     p.add_argument("--gen-tokens", type=int, default=256,
                    help="longest answer a tuned model writes for the judge (greedy decoding; default 256)")
     p.add_argument("--out", help="where to write the JSON (default: beside the manifest, SELECTED.jsonl.validate.json)")
+    p.add_argument("--judge-cache", help="the judge's call cache (SQLite; default OUT.judge-cache.sqlite): a run "
+                                         "that stopped part way asks again only what is missing")
     p.set_defaults(run=run)
 
 
@@ -74,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
                                  device=args.device, precision=args.precision, gen_tokens=args.gen_tokens,
                                  judge_rows=args.judge_rows)
     settings.check()
-    judge = open_judge(args)
     if args.ratios and not args.scores:
         raise ScarError("--ratios needs --scores (the pool's scores, as `python -m scar_core score` writes them): "
                         "the selection holds only the kept rows")
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     resolve(args.device, args.precision)  # refuse an unusable device before reading anything
     out = Path(args.out) if args.out else validate.selection_path(Path(args.manifest)).with_name(
         validate.selection_path(Path(args.manifest)).name + ".validate.json")
+    judge = open_judge(args, Path(args.judge_cache or f"{out}.judge-cache.sqlite"))
     scores = validate.read_scores(args.scores) if args.scores else None
     study = validate.prepare(args.manifest, eval_path=args.eval_path, eval_format=args.eval_format,
                              eval_rows=args.eval_rows, seed=args.seed, need_pool=bool(args.ratios))
@@ -97,14 +100,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if judge:
             judge.client.close()
+            judge.cache.close()
     print(validate.table(report))
     write_atomic(out, [json.dumps(report, indent=2, default=str) + "\n"])
     validate.say(f"wrote {out}")
     return 0
 
 
-def open_judge(args: argparse.Namespace) -> validate.Judge | None:
-    """The judge's client when an endpoint and a model are named; None (no win rate) when neither is."""
+def open_judge(args: argparse.Namespace, cache: Path) -> validate.Judge | None:
+    """The judge's client, with its call cache at `cache`, when an endpoint and a model are named; None (no
+    win rate) when neither is."""
     if args.judge_model and not args.base_url:
         raise ScarError("--judge-model needs --base-url (or $OPENAI_BASE_URL): the judge's server")
     if not args.judge_model:
@@ -113,4 +118,4 @@ def open_judge(args: argparse.Namespace) -> validate.Judge | None:
 
     client = OpenAIBackend(args.base_url, args.judge_model, api_key_env=args.api_key_env,
                            concurrency=args.concurrency)
-    return validate.Judge(client, base_url=args.base_url)
+    return validate.Judge(client, base_url=args.base_url, cache=CallCache(cache))

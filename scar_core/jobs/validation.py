@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from db import datasets, jobs, runs
+from db import browse, datasets, jobs, runs
 from db.models import Job
 from db.store import Store
 from scar_core import validate
@@ -28,6 +28,7 @@ from scar_core.jobs import access
 from scar_core.jobs.runner import Beat, Cancelled, start_worker
 from scar_core.jobs.selection import run_table
 from scar_core.select import eligible_rows
+from scar_core.synth.cache import CallCache
 
 KIND = "validate"
 DEFAULT_RATIOS = (0.05, 0.1, 0.25, 0.5, 1.0)
@@ -184,7 +185,8 @@ def run_validation(store: Store, job: Job, beat: Beat) -> None:
     if p.get("judge_model"):
         from scar_core.synth.openai_backend import OpenAIBackend
 
-        judge = validate.Judge(OpenAIBackend(p["base_url"], p["judge_model"]), base_url=p["base_url"])
+        judge = validate.Judge(OpenAIBackend(p["base_url"], p["judge_model"]), base_url=p["base_url"],
+                               cache=CallCache(judge_cache(store)))
     report(0, "evaluating the untuned model", 0.0)
     untuned = validate.evaluate(base.model, base.tokenizer, eval_examples, settings, "untuned")
     points: list[dict] = []
@@ -205,6 +207,7 @@ def run_validation(store: Store, job: Job, beat: Beat) -> None:
     finally:
         if judge:
             judge.client.close()
+            judge.cache.close()
     beat.result = {
         "what": "eval NLL (and the judge's win rate) against the share of the pool kept, SCAR cut vs random: "
                 "LoRA fine-tunes of one base model with the same answer-token budget at each share",
@@ -217,6 +220,12 @@ def run_validation(store: Store, job: Job, beat: Beat) -> None:
         "seconds": round(time.perf_counter() - started, 1), "rates": rates_of(curve, untuned, settings, eval_examples),
         "versions": validate.library_versions(),
     }
+
+
+def judge_cache(store: Store) -> Path:
+    """The app's judge call cache, one for the store (in its data folder): a validation that stopped part
+    way, started again with the same settings, asks the judge only what it had not answered."""
+    return browse.data_folder(store) / "judge-cache.sqlite"
 
 
 def rates_of(curve: list[dict], untuned: validate.Scored, settings: validate.Settings, eval_examples: list) -> dict:

@@ -1,4 +1,5 @@
-"""A resumable on-disk cache of LLM calls, so an interrupted synthesis run continues where it stopped.
+"""A resumable on-disk cache of LLM calls, so an interrupted synthesis run (or a validate judge) continues
+where it stopped.
 
 One SQLite file (next to the output by default). A call is keyed by the back end, the model, the
 prompt kind, a hash of the full prompt and the generation settings; every reply is committed as
@@ -12,7 +13,10 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from collections.abc import Callable
+
 from scar_core.errors import ScarError
+from scar_core.synth.client import Client
 from scar_core.synth.prompts import Messages
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS calls (
@@ -61,3 +65,30 @@ class CallCache:
 
     def close(self) -> None:
         self.db.close()
+
+
+def ask(backend: Client, cache: CallCache | None, calls: list[tuple[str, str | Messages]], temperature: float,
+        max_tokens: int, on_cached: Callable[[int], None] | None = None,
+        on_reply: Callable[[], None] | None = None) -> tuple[list[str], int]:
+    """Replies to `calls` ((kind, prompt) each) in order, and how many came from `cache`: cached ones read
+    back (`on_cached` hears how many before anything is sent), the rest sent to `backend` and cached one
+    by one as they arrive (`on_reply` after each), so a failure loses only the calls in flight and
+    asking again resumes. No cache: every call is sent."""
+    keys = [call_key(backend.name, backend.model, kind, prompt, temperature, max_tokens) for kind, prompt in calls]
+    replies: list[str | None] = [cache.get(key) if cache is not None else None for key, _ in keys]
+    pending = [i for i, r in enumerate(replies) if r is None]
+    if on_cached:
+        on_cached(len(calls) - len(pending))
+
+    def store(j: int, reply: str) -> None:
+        i = pending[j]
+        key, prompt_sha = keys[i]
+        if cache is not None:  # not `if cache`: an empty cache has length 0
+            cache.put(key, backend.name, backend.model, calls[i][0], prompt_sha, temperature, max_tokens, reply)
+        replies[i] = reply
+        if on_reply:
+            on_reply()
+
+    if pending:
+        backend.generate_many([calls[i][1] for i in pending], store, temperature=temperature, max_tokens=max_tokens)
+    return [r or "" for r in replies], len(calls) - len(pending)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from scar_core.example import Example
 from scar_core.export import write_atomic
-from scar_core.synth.cache import CallCache, call_key
+from scar_core.synth.cache import CallCache, ask
 from scar_core.synth.client import Client
 from scar_core.synth.judge import Judgement, parse_judgement
 from scar_core.synth.prompts import DIRECT, JUDGE, REFERENCED, Messages, strip_echoed_heading
@@ -118,28 +118,20 @@ def _judge(backend: Client, cache: CallCache, rows: list[dict], max_tokens: int,
 
 def _run(backend: Client, cache: CallCache, calls: list[tuple[str, Messages]], max_tokens: int, phase: str,
          progress: Callable[[SynthProgress], None] | None, summary: SynthSummary) -> list[str]:
-    """Replies to `calls` in order: cached ones read back, the rest sent to the back end and cached
-    one by one as they arrive."""
-    keys = [call_key(backend.name, backend.model, kind, messages, TEMPERATURE, max_tokens) for kind, messages in calls]
-    replies: list[str | None] = [cache.get(key) for key, _ in keys]
-    pending = [i for i, r in enumerate(replies) if r is None]
-    cached = len(calls) - len(pending)
+    """Replies to `calls` in order, through the call cache (scar_core.synth.cache.ask), with progress."""
+    state = SynthProgress(phase, 0, len(calls), 0)
     summary.calls += len(calls)
-    summary.cached_calls += cached
-    state = SynthProgress(phase, cached, len(calls), cached)
-    if progress:
-        progress(state)
 
-    def store(j: int, reply: str) -> None:
-        i = pending[j]
-        key, prompt_sha = keys[i]
-        cache.put(key, backend.name, backend.model, calls[i][0], prompt_sha, TEMPERATURE, max_tokens, reply)
-        replies[i] = reply
+    def cached(count: int) -> None:
+        summary.cached_calls += count
+        state.done = state.cached = count
+        if progress:
+            progress(state)
+
+    def replied() -> None:
         summary.new_calls += 1
         state.done += 1
         if progress:
             progress(state)
 
-    if pending:
-        backend.generate_many([calls[i][1] for i in pending], store, temperature=TEMPERATURE, max_tokens=max_tokens)
-    return [r or "" for r in replies]
+    return ask(backend, cache, calls, TEMPERATURE, max_tokens, cached, replied)[0]
