@@ -95,7 +95,7 @@ with st.expander("Cleaning (flags rows; nothing is deleted)"):  # folded: Start 
 if model is not None and not on_ray:
     try:
         with st.spinner("Counting the data set's tokens for the estimate…"):  # once per data set
-            guess = estimates.estimate(store, dataset_id, model, device, precision)
+            guess = estimates.estimate(store, dataset_id, model, device, precision, clean=do_clean)
     except ScarError:
         guess = None  # the device is not here; starting says why
     if guess is None:

@@ -10,6 +10,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -159,6 +160,35 @@ def test_estimates_add_start_up_to_a_per_token_cost_fitted_on_every_run(store, t
     assert sample.tokens == timings[1].tokens  # the very rows a new sample run of 30 draws
     monkeypatch.setenv("SCAR_ENGINE", "int8")  # where the app's "auto" means int8, torch runs say nothing
     assert estimates.estimate(store, dataset.id, model, "cpu", "fp32") is None
+
+
+def test_cleaning_is_timed_apart_from_start_up_and_estimated_per_row(store, tmp_path, tiny_checkpoint):
+    """Cleaning grows with the data set: counted as start-up it made every later estimate, cleaning or not,
+    carry one data set's cleaning time. The worker times it; estimates add it per row only when asked."""
+    model = str(tiny_checkpoint)
+    dataset = importing.import_file(store, style_pool(tmp_path, rows=40))
+    plain = submit_score(store, dataset.id, model=model, device="cpu", precision="fp32", sample=10, launch=False)
+    run_job(store, plain.job_id)
+    unknown = estimates.estimate(store, dataset.id, model, "cpu", "fp32", clean=True)
+    assert np.isnan(unknown.cleaning_s) and "cleaning not yet measured on this machine (not counted)" in unknown.how()
+    cleaned = submit_score(store, dataset.id, model=model, device="cpu", precision="fp32", sample=20,
+                           clean={"dedup": "near", "lang": "any"}, launch=False)
+    run_job(store, cleaned.job_id)
+    params = jobs.get_job(store, cleaned.job_id).params
+    assert params["clean_seconds"] > 0 and params["clean_rows"] == 40
+    jobs.set_params(store, cleaned.job_id, clean_seconds=20.0)  # a slow clean: 0.5 s per row
+    _backdate(store, plain.job_id, 30.0)
+    _backdate(store, cleaned.job_id, 50.0)
+    timing = estimates.run_timing(store, runs.get_run(store, cleaned.id))
+    assert timing.cleaning_s == 20.0 and timing.cleaned_rows == 40
+    assert timing.startup_s + timing.scoring_s + timing.cleaning_s == pytest.approx(50.0, abs=0.01)
+    without = estimates.estimate(store, dataset.id, model, "cpu", "fp32")
+    with_cleaning = estimates.estimate(store, dataset.id, model, "cpu", "fp32", clean=True)
+    assert without.cleaning_s is None and "cleaning" not in without.how()
+    assert with_cleaning.cleaning_s == pytest.approx(40 * 20.0 / 40)
+    assert with_cleaning.seconds == pytest.approx(without.seconds + 20.0)
+    assert "cleaning 20 s" in with_cleaning.how()
+    assert jobs.get_job(store, plain.job_id).params.get("clean_seconds") is None  # no cleaning asked, none timed
 
 
 def test_a_link_names_the_run_and_the_example_and_a_bookmark_opens_the_newest_finished_run(

@@ -1,21 +1,24 @@
 """How long a scoring run will take here: a rate model fitted on every finished run of this machine.
 
-A run's wall time (submitted to finished) is split in two, from what its job recorded: the steady
-scoring time (its rows' characters over the characters per second measured after the first chunk) and
-the rest, its *start-up*: the worker process starting, cleaning, the ranker and its LM loading, the
-first chunk's warm-up and the final breakdown. Start-up is kept per ranker and device; the steady time
-is divided by the rows' token count (the ranker's own tokenizer, each text up to its 512-token limit),
-giving a cost per token per ranker, device and precision. Each run's split is measured once and stored
-with its job (`Job.params["timing"]`). An estimate is start-up + tokens x cost per token, with a range
-from the lowest and highest of the runs it was fitted on.
+A run's wall time (submitted to finished) is split in three, from what its job recorded: cleaning (timed
+by the worker, when the run cleaned its data set first), the steady scoring time (its rows' characters
+over the characters per second measured after the first chunk) and the rest, its *start-up*: the worker
+process starting, the ranker and its LM loading, the first chunk's warm-up and the final breakdown.
+Start-up is kept per ranker and device; the steady time is divided by the rows' token count (the
+ranker's own tokenizer, each text up to its 512-token limit), giving a cost per token per ranker,
+device and precision; cleaning is a cost per row of the data set (it grows with the data set, so it is
+not start-up). Each run's split is measured once and stored with its job (`Job.params["timing"]`). An
+estimate is start-up + tokens x cost per token (+ rows x cleaning cost per row when the run will clean),
+with a range from the lowest and highest of the runs it was fitted on.
 """
 from __future__ import annotations
 
 import functools
+import math
 import random
 import socket
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from db import datasets, jobs, runs
@@ -39,6 +42,8 @@ class Timing:
     startup_s: float
     scoring_s: float
     tokens: int
+    cleaning_s: float = 0.0  # 0: the run did not clean (or was timed before cleaning was told apart)
+    cleaned_rows: int = 0
 
     @property
     def per_token_s(self) -> float:
@@ -59,19 +64,23 @@ class Estimate:
     startup_runs: tuple[int, ...]
     rate_runs: tuple[int, ...]
     device: str
+    cleaning_s: float | None = None  # None: no cleaning asked; NaN: asked, but no run here has cleaned yet
 
     def how(self) -> str:
         """One sentence saying where the figure comes from."""
         def listed(ids: tuple[int, ...]) -> str:
             shown = ", ".join(str(i) for i in ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
             return f"run{'s' if len(ids) > 1 else ''} {shown}"
+        cleaning = "" if self.cleaning_s is None else (
+            " + cleaning not yet measured on this machine (not counted)" if math.isnan(self.cleaning_s) else
+            f" + cleaning {self.cleaning_s:.0f} s (the data set's rows at the rate of earlier cleaning here)")
         return (f"start-up {self.startup_s:.0f} s (worker start and ranker load; median of {listed(self.startup_runs)}) "
                 f"+ {self.tokens:,} tokens at {self.per_token_s * 1000:.2f} s per 1,000 tokens (fitted on "
-                f"{listed(self.rate_runs)} of this ranker and precision on this machine)")
+                f"{listed(self.rate_runs)} of this ranker and precision on this machine){cleaning}")
 
 
 def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", precision: str = "auto",
-             rows: int | None = None) -> Estimate | None:
+             rows: int | None = None, clean: bool = False) -> Estimate | None:
     """The time to score a data set (or the seeded sample of `rows` of it that a new sample run draws)
     with a ranker on this device and precision, from this machine's finished runs of the same ranker:
     None until one has finished (score a sample first)."""
@@ -96,10 +105,17 @@ def estimate(store: Store, dataset_id: int, model: str, device: str = "auto", pr
         high = max(startups) + tokens * max(t.per_token_s for t in rated)
     else:
         low, high = (startup + tokens * cost) * (1 - ONE_RUN_SPREAD), (startup + tokens * cost) * (1 + ONE_RUN_SPREAD)
-    seconds = startup + tokens * cost
-    return Estimate(seconds=seconds, low=min(low, seconds), high=max(high, seconds), rows=size, tokens=tokens,
-                    startup_s=startup, per_token_s=cost, startup_runs=tuple(sorted(run.id for run, _ in same)),
-                    rate_runs=tuple(sorted(t.run_id for t in rated)), device=dev.type)
+    cleaning = None
+    if clean:  # every row of the data set is cleaned, sample or not
+        cleaners = [t for _, t in same if t.cleaned_rows]
+        per_row = sum(t.cleaning_s for t in cleaners) / sum(t.cleaned_rows for t in cleaners) if cleaners else math.nan
+        cleaning = len(ids) * per_row
+    extra = 0.0 if cleaning is None or math.isnan(cleaning) else cleaning
+    seconds = startup + tokens * cost + extra
+    return Estimate(seconds=seconds, low=min(low + extra, seconds), high=max(high + extra, seconds), rows=size,
+                    tokens=tokens, startup_s=startup, per_token_s=cost,
+                    startup_runs=tuple(sorted(run.id for run, _ in same)),
+                    rate_runs=tuple(sorted(t.run_id for t in rated)), device=dev.type, cleaning_s=cleaning)
 
 
 def run_timing(store: Store, run: Run) -> Timing | None:
@@ -113,8 +129,8 @@ def run_timing(store: Store, run: Run) -> Timing | None:
     if stored is not None:
         return Timing(run.id, **stored) if stored else None
     measured = _measure(store, run, job)
-    jobs.set_params(store, job.id, timing={"startup_s": measured.startup_s, "scoring_s": measured.scoring_s,
-                                           "tokens": measured.tokens} if measured else {})
+    jobs.set_params(store, job.id, timing={k: v for k, v in asdict(measured).items() if k != "run_id"}
+                    if measured else {})
     return measured
 
 
@@ -130,9 +146,11 @@ def _measure(store: Store, run: Run, job) -> Timing | None:
     rows = [row for row in datasets.examples(store, run.dataset_id, limit=None) if row.id in ids]
     chars = sum(work_size(datasets.to_core(row).ranker_instruction()) + work_size(row.response) for row in rows)
     scoring = chars / speed
+    cleaning = float(job.params.get("clean_seconds") or 0.0)
     wall = (job.finished_at - job.created_at).total_seconds()
-    return Timing(run.id, startup_s=round(max(wall - scoring, 0.0), 3), scoring_s=round(scoring, 3),
-                  tokens=sum(counts[row.id] for row in rows))
+    return Timing(run.id, startup_s=round(max(wall - scoring - cleaning, 0.0), 3), scoring_s=round(scoring, 3),
+                  tokens=sum(counts[row.id] for row in rows), cleaning_s=cleaning,
+                  cleaned_rows=int(job.params.get("clean_rows") or 0))
 
 
 def dataset_tokens(store: Store, dataset_id: int, model: str) -> dict[int, int]:

@@ -127,7 +127,10 @@ def run_score(store: Store, job: Job, beat: Beat) -> None:
     if job.params.get("clean_options") is not None and job.params.get("clean") is None:
         if store.transact(lambda s: jobs.report(s, job.id, 0, total, None, "cleaning")):
             raise Cancelled
-        jobs.set_params(store, job.id, clean=clean_dataset(store, run.dataset_id, **job.params["clean_options"]))
+        started = time.perf_counter()
+        cleaned = clean_dataset(store, run.dataset_id, **job.params["clean_options"])
+        jobs.set_params(store, job.id, clean=cleaned, clean_seconds=round(time.perf_counter() - started, 3),
+                        clean_rows=datasets.count_examples(store, run.dataset_id))  # estimates model it apart
     store.transact(lambda s: jobs.report(s, job.id, 0, total, None, "reading the rows"))
     from_cache = 0 if job.params.get("sample") else runs.fill_from_cache(store, run.id)
     todo, total = work_left(store, job.id, run.id)
