@@ -43,8 +43,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from scar_core.example import Example  # noqa: E402
-from scar_core.lm import (LanguageModel, _encode, _padded, end_of_turn, language_model_folder,  # noqa: E402
-                          load_language_model, response_nll)
+from scar_core.lm import (LanguageModel, _encode, _padded, counted_positions, end_of_turn,  # noqa: E402
+                          language_model_folder, load_language_model, response_nll)
 from scar_core.load import load  # noqa: E402
 from scar_core.ranker import load_ranker  # noqa: E402
 
@@ -76,12 +76,10 @@ class OrtLanguageModel(LanguageModel):
 
     def batch_nll(self, batch) -> np.ndarray:
         ids, mask = _padded(self, batch)
-        rows = [np.full(int(p.counted.sum()), row) for row, p in enumerate(batch) if p.prompt]
-        cols = [len(p.prompt) - 1 + np.flatnonzero(p.counted) for p in batch if p.prompt]
         out = np.full(len(batch), np.nan)
-        if not rows or not sum(len(r) for r in rows):
+        r, c = counted_positions(batch)
+        if not len(r):
             return out
-        r, c = np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
         ids_np = ids.numpy()
         targets = ids_np[r, c + 1]
         n = len(r)

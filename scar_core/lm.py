@@ -347,12 +347,11 @@ def _batch_nll(lm: LanguageModel, batch: list[_Encoded]) -> np.ndarray:
         return _batch_nll_full(lm, batch)
     body, head = parts
     ids, mask = _padded(lm, batch)
-    rows = [np.full(int(pair.counted.sum()), row) for row, pair in enumerate(batch) if pair.prompt]
-    cols = [len(pair.prompt) - 1 + np.flatnonzero(pair.counted) for pair in batch if pair.prompt]
     out = np.full(len(batch), np.nan)
-    if not rows or not sum(len(r) for r in rows):
+    rows, cols = counted_positions(batch)
+    if not len(rows):
         return out
-    r, c = torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))
+    r, c = torch.from_numpy(rows), torch.from_numpy(cols)
     autocast = lm.dtype != torch.float32
     with (torch.inference_mode(), torch.autocast(lm.device.type, dtype=lm.dtype, enabled=autocast),
           row_blocks(lm.model)):
@@ -364,6 +363,16 @@ def _batch_nll(lm: LanguageModel, batch: list[_Encoded]) -> np.ndarray:
     have = (counts > 0).numpy()
     out[have] = (sums[counts > 0] / counts[counts > 0]).numpy()
     return out
+
+
+def counted_positions(batch: list[_Encoded]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, position) in a padded batch of each counted response token's prediction (the position just
+    before the token), flattened; empty when no pair counts a token."""
+    rows = [np.full(int(pair.counted.sum()), row, np.int64) for row, pair in enumerate(batch) if pair.prompt]
+    cols = [len(pair.prompt) - 1 + np.flatnonzero(pair.counted) for pair in batch if pair.prompt]
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols).astype(np.int64)
 
 
 def _body_and_head(model) -> tuple[torch.nn.Module, torch.nn.Module] | None:
