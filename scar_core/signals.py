@@ -87,6 +87,18 @@ def knn_novelty(vectors: np.ndarray, k: int = NOVELTY_NEIGHBOURS, reference: np.
     return np.where(reference, distances[:, 1:].mean(axis=1), distances[:, :k].mean(axis=1))
 
 
+def novelty_settings(k: int, reference: np.ndarray) -> dict:
+    """What a kNN novelty signal records, alike from the app and `rank`: the k it used (fewer when the
+    reference holds fewer rows, as knn_novelty does), the embedding, metric and neighbours."""
+    used = int(min(k, max(int(np.asarray(reference, bool).sum()) - 1, 1)))
+    return {"k": used, "embedding": "v_lf", "metric": "cosine", "neighbours": NOVELTY_REFERENCE}
+
+
+def length_settings(encoder: str) -> dict:
+    """What a length signal records, alike from the app and `rank`: tokens of the ranker's tokenizer."""
+    return {"unit": "tokens", "tokenizer": encoder}
+
+
 def exemplar_similarity(vectors: np.ndarray, exemplars: np.ndarray) -> np.ndarray:
     """Cosine similarity of each row to the mean of the unit-length `exemplars` (both N x H)."""
     exemplars = np.asarray(exemplars, dtype=np.float64)

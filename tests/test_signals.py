@@ -5,6 +5,7 @@ the same cut from the app's orchestration and the CLI."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,5 @@ def test_a_blend_cuts_the_same_rows_in_the_app_and_rank_when_cleaning_leaves_row
         cli = [(r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else ""), r["output"])
                for r in map(json.loads, out.open())]
         assert [pair for pair in app] == cli, weights
+        manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+        assert manifest["selection"]["blend"] == chosen.blend, weights  # the same record of how it was blended

@@ -18,8 +18,8 @@ from scar_core.labels import DEFAULT_POLICY, POLICIES, label_summary, read_label
 from scar_core.ranker import checkpoint_location
 from scar_core.select import eligible_rows, rule_of
 from scar_core.coverage import covered_cut
-from scar_core.signals import (NOVELTY_NEIGHBOURS, NOVELTY_REFERENCE, SCAR, Blend, blend_record, check_name, combine,
-                               imported_values, knn_novelty, parse_weights, response_tokens)
+from scar_core.signals import (NOVELTY_NEIGHBOURS, SCAR, Blend, blend_record, check_name, combine, imported_values,
+                               knn_novelty, length_settings, novelty_settings, parse_weights, response_tokens)
 
 
 def add(sub) -> None:
@@ -122,11 +122,11 @@ def blended(args: argparse.Namespace, ranker, examples: list, score: np.ndarray,
         values = np.full(len(examples), np.nan)
         if kind == "length":
             values[todo] = response_tokens(ranker.tokenizer, [examples[i].response for i in todo])
-            made[kind] = {"kind": kind, "settings": {"unit": "tokens", "tokenizer": ranker.encoder_name}}
+            made[kind] = {"kind": kind, "settings": length_settings(ranker.encoder_name)}
         else:
-            values[todo] = knn_novelty(vectors[todo], reference=np.array([flag is None for flag in left_out_by[todo]]))
-            made[kind] = {"kind": kind, "settings": {"k": NOVELTY_NEIGHBOURS, "embedding": "v_lf", "metric": "cosine",
-                                                     "neighbours": NOVELTY_REFERENCE}}
+            reference = np.array([flag is None for flag in left_out_by[todo]])
+            values[todo] = knn_novelty(vectors[todo], reference=reference)
+            made[kind] = {"kind": kind, "settings": novelty_settings(NOVELTY_NEIGHBOURS, reference)}
         columns[kind] = values
     for item in args.import_scores:
         path, _, name = item.rpartition(":")

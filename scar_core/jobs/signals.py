@@ -75,9 +75,8 @@ def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str 
     if kind == "novelty":  # neighbours: the rows no cleaning flag of their own leaves out (as `rank` scores them)
         own = browse.run_columns(store, run_id).set_index("example_id")["findings"].map(left_out_kind)
         reference = own.reindex(ids).isna().to_numpy()
-        return _save(store, run_id, name, kind, {"k": int(min(k, max(int(reference.sum()) - 1, 1))), "embedding": "v_lf",
-                                                 "metric": "cosine", "neighbours": signals.NOVELTY_REFERENCE},
-                     made_by, ids, signals.knn_novelty(vectors, k, reference=reference))
+        return _save(store, run_id, name, kind, signals.novelty_settings(k, reference), made_by, ids,
+                     signals.knn_novelty(vectors, k, reference=reference))
     if kind == "exemplar":
         at = pd.Series(np.arange(len(ids)), index=ids)
         unknown = [int(e) for e in exemplar_ids if e not in at.index]
@@ -95,9 +94,9 @@ def add_signal(store: Store, run_id: int, kind: str, *, made_by: str, name: str 
                      signals.exemplar_similarity(vectors, exemplars))
     rows = _scored_examples(store, run_id)
     if kind == "length":
-        tokenizer = _ranker(run).tokenizer
-        return _save(store, run_id, name, kind, {"unit": "tokens", "tokenizer": run.params.get("encoder") or "the ranker's"},
-                     made_by, [r.id for r in rows], signals.response_tokens(tokenizer, [r.response for r in rows]))
+        ranker = _ranker(run)
+        return _save(store, run_id, name, kind, signals.length_settings(ranker.encoder_name), made_by,
+                     [r.id for r in rows], signals.response_tokens(ranker.tokenizer, [r.response for r in rows]))
     if kind == "ifd":
         model = lm or DEFAULT_LM
         language = load_language_model(model, device, precision)
