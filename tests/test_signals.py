@@ -26,6 +26,16 @@ def run(store, tmp_path, tiny_checkpoint):
     return score_file(store, pool(tmp_path, "pool.jsonl"), tiny_checkpoint)
 
 
+def test_no_signal_can_take_a_column_of_the_run_table(store, run):
+    """RESERVED is written out by hand: it must hold every column the run table has, or a signal named like
+    one would shadow it when signals are merged in as columns (with_signals)."""
+    from scar_core.jobs.selection import run_table
+
+    assert set(run_table(store, run.id).columns) <= set(signal_jobs.RESERVED)
+    with pytest.raises(ScarError, match="words"):
+        signal_jobs.add_signal(store, run.id, "length", name="words", made_by="lead")
+
+
 def content_ids(store, run) -> dict[int, str]:
     from db import datasets
     return {e.id: e.content_id for e in datasets.examples(store, run.dataset_id, limit=None)}
