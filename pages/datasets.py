@@ -7,10 +7,9 @@ import streamlit as st
 from db import browse, datasets
 from pages import shared
 from scar_core import formats, intake
-from scar_core.display import markdown_escape, snippet
+from scar_core.display import markdown_escape, plural, snippet
 from scar_core.errors import ScarError
 from scar_core.jobs import access, datasets as importing
-from scar_core.jobs.overview import plural
 
 store = shared.store()
 st.header("Datasets")

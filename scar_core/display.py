@@ -117,3 +117,8 @@ def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} seconds"
     return f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 run', '3 runs', '1,200 pairs'."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

@@ -7,7 +7,7 @@ records (runs.engine, runs.device, runs.precision): scores of different engines 
 - torch (`TorchEngine`): scar_core.score.iter_scores on CPU, CUDA or Apple's MPS; a pair's scores
   depend on the pair alone, bit for bit (see scar_core.score).
 - int8 (`Int8Engine`, CPU): the encoder and head as in torch at the asked precision, the LM term's
-  language model through CTranslate2 with int8 weights (per-row scales) and int8 GEMMs: 2.7x torch's
+  language model through CTranslate2 with int8 weights (per-row scales) and int8 GEMMs: 2.1x torch's
   fp32 end to end on a CPU with VNNI (the LM term is most of the time), no faster than torch where the
   CPU computes bf16 natively. Its NLLs differ
   from fp32 by up to a few hundredths of a nat per response (the accuracy guard in

@@ -80,18 +80,23 @@ def knn_novelty(vectors: np.ndarray, k: int = NOVELTY_NEIGHBOURS, reference: np.
         raise ScarError(f"kNN novelty needs at least 2 embedded rows, got {int(reference.sum())}")
     if k < 1:
         raise ScarError(f"kNN novelty needs k >= 1, got {k}")
-    k = min(int(k), int(reference.sum()) - 1)
+    k = neighbours_used(k, reference)
     model = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(vectors[reference])
     distances, _ = model.kneighbors(vectors)
     # a reference row finds itself first (distance 0; an exact copy gives the same 0): skip one neighbour
     return np.where(reference, distances[:, 1:].mean(axis=1), distances[:, :k].mean(axis=1))
 
 
+def neighbours_used(k: int, reference: np.ndarray) -> int:
+    """The k knn_novelty uses: fewer when the reference holds fewer other rows."""
+    return max(1, min(int(k), int(np.asarray(reference, bool).sum()) - 1))
+
+
 def novelty_settings(k: int, reference: np.ndarray) -> dict:
-    """What a kNN novelty signal records, alike from the app and `rank`: the k it used (fewer when the
-    reference holds fewer rows, as knn_novelty does), the embedding, metric and neighbours."""
-    used = int(min(k, max(int(np.asarray(reference, bool).sum()) - 1, 1)))
-    return {"k": used, "embedding": "v_lf", "metric": "cosine", "neighbours": NOVELTY_REFERENCE}
+    """What a kNN novelty signal records, alike from the app and `rank`: the k it used, the embedding,
+    metric and neighbours."""
+    return {"k": neighbours_used(k, reference), "embedding": "v_lf", "metric": "cosine",
+            "neighbours": NOVELTY_REFERENCE}
 
 
 def length_settings(encoder: str) -> dict:

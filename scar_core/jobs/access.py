@@ -166,10 +166,10 @@ def require(store: Store, action: str, *, run_id: int | None = None, dataset_id:
     return person or identity
 
 
-def record(store: Store, action: str, what: str) -> None:
-    """Log an action done (who: the person asking), for the audit view."""
+def record(store: Store, action: str, what: str, allowed: bool = True) -> None:
+    """Log an action done, or refused (`allowed` False), under the person asking, for the audit view."""
     me = signed_in(store)
-    people.log(store, me[0] if me else "(not signed in)", action, what, allowed=True)
+    people.log(store, me[0] if me else "(not signed in)", action, what, allowed=allowed)
 
 
 def action(kind: str, *, run: str | None = None, dataset: str | None = None, what: str | None = None):
@@ -225,9 +225,7 @@ def readable(store: Store, text: str, also: tuple[Path, ...] = (), kind: str = "
         what = {"file": "a file", "folder": "a folder", "any": "a file or folder"}[kind]
         reason = (f"not {what} inside the data folders (" + ", ".join(f.name for f in _team.data_folders)
                   + "); paths outside them, and links leading out of them, are refused")
-    me = signed_in(store)
-    people.log(store, me[0] if me else "(not signed in)", "read", f"refused: read server path {text!r}: {reason}",
-               allowed=False)
+    record(store, "read", f"refused: read server path {text!r}: {reason}", allowed=False)
     raise Refused(f"{_shown(text)}: {reason}")
 
 
@@ -241,10 +239,8 @@ def writable_file(store: Store, target: Path, folders: tuple[Path, ...]) -> Path
     real = Path(os.path.realpath(target.parent)) / target.name
     if ".." not in target.parts and target.is_absolute() and any(real.is_relative_to(f) for f in inside):
         return real
-    me = signed_in(store)
     reason = "files are written only inside " + ", ".join(f.name for f in folders) + " on a team server"
-    people.log(store, me[0] if me else "(not signed in)", "write", f"refused: write {str(target)!r}: {reason}",
-               allowed=False)
+    record(store, "write", f"refused: write {str(target)!r}: {reason}", allowed=False)
     raise Refused(f"{target.name}: {reason}")
 
 

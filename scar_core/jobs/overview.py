@@ -9,6 +9,7 @@ from db import datasets, jobs, rankers, runs, selections
 from db.labels import count_events
 from db.models import Job
 from db.store import Store
+from scar_core.display import plural
 from scar_core.jobs.score import run_sample
 
 NOBODY = "not recorded"  # runs and jobs started before identities were kept say so, never guess
@@ -47,11 +48,6 @@ def steps(store: Store) -> list[Step]:
         Step("Export", "export.py", "write the chosen pairs as JSONL with a manifest saying how they were chosen",
              plural(exported, "export") if exported else "nothing exported yet"),
     ]
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 run', '3 runs', '1,200 pairs'."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def history(store: Store) -> list[dict]:

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from db import browse, datasets, jobs, rankers, runs
-from scar_core import hub
 from db.models import Job, Run
 from db.store import Store
+from scar_core import hub
 from scar_core.device import precision_name, resolve
 from scar_core.diagnostics.table import head_score, pair_figures, records, run_figures
 from scar_core.errors import ScarError
@@ -92,14 +92,12 @@ def start_score(store: Store, dataset_id: int, model: str = "default", encoder: 
         kind = "torch" if engine_kind == "auto" else resolve_engine(engine_kind, False)
         (device_name, precision), device_type = ray_device_precision("cpu" if kind == "int8" else device,
                                                                      precision), "cpu"
-    who = access.acting(store)
-    job_params = {"model": str(model), "encoder": encoder, "batch_size": batch_size,
-                  "chunk_rows": chunk_rows or default_chunk_rows(device_type), "clean": None,
-                  "clean_options": clean, "sample": sample, "started_by": who, **({"engine": engine} if engine else {})}
-    run, joined = runs.start_or_join(store, dataset_id, ranker.id, device_name, precision,
-                                     {"model": str(model), "encoder": encoder, "batch_size": batch_size,
-                                      "sample": sample, "started_by": who, **({"engine": engine} if engine else {})},
-                                     job_params, engine=kind)
+    run_params = {"model": str(model), "encoder": encoder, "batch_size": batch_size, "sample": sample,
+                  "started_by": access.acting(store), **({"engine": engine} if engine else {})}
+    job_params = {**run_params, "chunk_rows": chunk_rows or default_chunk_rows(device_type), "clean": None,
+                  "clean_options": clean}
+    run, joined = runs.start_or_join(store, dataset_id, ranker.id, device_name, precision, run_params, job_params,
+                                     engine=kind)
     if joined:
         return run, True
     job = jobs.get_job(store, run.job_id)
