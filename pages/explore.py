@@ -25,6 +25,11 @@ ORDERS = {"score_desc": "best first", "score_asc": "worst first", "position": "f
           "queue_random": "my review queue: not labelled by me, random order",
           "conflicts": "conflict queue: annotators disagree, no lead's decision yet"}
 SHORTCUTS = {"keep": "K", "drop": "D", "flag": "F"}
+# Every key that acts on the open example, by its button's widget key. Keys pressed faster than the page
+# redraws can reach the server as one rerun, in which Streamlit runs their callbacks in widget order, not
+# in the order pressed: K then D would then land as keep, drop or drop, keep. See `pressed_alone`.
+EXAMPLE_KEYS = {**{f"label_{v}": k for v, k in SHORTCUTS.items()}, "previous": "P", "next": "J",
+                "next_unlabelled": "N", "undo": "U"}
 # Streamlit sets a chart's clickmode to "event" while it is in box or lasso mode (the maps' default): a
 # click on a point then selects nothing, and plotly reports it only as an empty selection (no plotly_click
 # either, as a drag may start there). This hands the point under the pointer on as a one-point selection,
@@ -164,10 +169,26 @@ def save_labels(example_ids: list[int], label: str, note: str | None) -> bool:
     return True
 
 
-def step(to: str) -> None:
+def pressed_alone(key: str) -> bool:
+    """Whether the key behind this callback is the only example key of this rerun. When several arrived
+    together their order is lost, so none of them acts (the first callback says so): a verdict is never
+    saved on an example the annotator did not mean."""
+    together = [k for k in EXAMPLE_KEYS if state.get(k)]
+    if len(together) < 2:
+        return True
+    if together[0] == key:
+        say(f"{' and '.join(EXAMPLE_KEYS[k] for k in together)} arrived together, faster than the page could "
+            "show what the first one did, so none of them was applied: press them again, one at a time.")
+    return False
+
+
+def step(to: str, key: str | None = None) -> None:
     """Open the "previous", "next" or "unlabelled" (next not labelled by me) example of the order,
     counted from the one open when the key is handled, not when its button was drawn: keys pressed
-    faster than the page redraws each act on the example they follow, never again on an earlier one."""
+    faster than the page redraws each act on the example they follow, never again on an earlier one.
+    `key`: the button pressed, when this is a key of its own rather than the move after a verdict."""
+    if key and not pressed_alone(key):
+        return
     nav = state["nav"]
     current = opened(nav)
     position = nav.index(current) if current in nav else -1
@@ -189,6 +210,8 @@ def next_unlabelled(nav: list[int], position: int) -> int | None:
 
 def label_and_next(label: str) -> None:
     """Save this verdict on the example open when the key is handled (see step), then open the next."""
+    if not pressed_alone(f"label_{label}"):
+        return
     example_id = opened(state["nav"])
     if example_id is None:
         return
@@ -199,7 +222,8 @@ def label_and_next(label: str) -> None:
 
 def undo() -> None:
     """Revert my own latest labelling action on this run (never another annotator's or another run's)."""
-    say(labelling.undo(store, run.id, me))
+    if pressed_alone("undo"):
+        say(labelling.undo(store, run.id, me))
 
 
 def decide(verdict: str) -> None:
@@ -453,9 +477,8 @@ def example_view(nav: list[int], by_id: dict[int, dict], decided: Resolution) ->
     if message and message["run"] == run.id:
         st.info(message["text"])
     offer = labelling.undo_offer(store, run.id, me)
-    if offer and st.button(f"Undo: {offer}", key="undo", shortcut="U"):
-        undo()
-        st.rerun()
+    if offer:
+        st.button(f"Undo: {offer}", key="undo", shortcut="U", on_click=undo)
     open_id = opened(nav)
     if open_id is None:
         return
@@ -475,11 +498,11 @@ def example_view(nav: list[int], by_id: dict[int, dict], decided: Resolution) ->
         column.button(verdict.capitalize(), key=f"label_{verdict}", shortcut=SHORTCUTS[verdict],
                       on_click=label_and_next, args=(verdict,), width="stretch")
     buttons[3].button("Previous", key="previous", shortcut="P", disabled=position <= 0, width="stretch",
-                      on_click=step, args=("previous",))
+                      on_click=step, args=("previous", "previous"))
     buttons[4].button("Next", key="next", shortcut="J", disabled=at_end, width="stretch",
-                      on_click=step, args=("next",))
+                      on_click=step, args=("next", "next"))
     buttons[5].button("Next unlabelled", key="next_unlabelled", shortcut="N", disabled=next_unlabelled(nav, position) is None,
-                      width="stretch", on_click=step, args=("unlabelled",))
+                      width="stretch", on_click=step, args=("unlabelled", "next_unlabelled"))
     raw = buttons[6].toggle("Raw text", key="raw_text", help="Show the texts exactly as stored, unrendered")
     existing = labelling.verdicts_on(store, open_id)
     my_note = next((x.note for x in existing if x.annotator == me), None)

@@ -78,7 +78,8 @@ def test_label_ten_by_keyboard_then_a_lasso_in_bulk(server, tmp_path, tiny_check
 
 def test_a_key_pressed_before_the_page_redraws_labels_the_next_example(server, tmp_path, tiny_checkpoint):  # noqa: F811
     """K then D at once: D is for the example K opened, never a second verdict on the first one (the
-    buttons of the first example may still be on the page when D arrives)."""
+    buttons of the first example may still be on the page when D arrives). When both reach the server in
+    one rerun their order is lost: then neither is saved, and the page says so."""
     from playwright.sync_api import sync_playwright
 
     store, run = scored_run(tmp_path, tiny_checkpoint)
@@ -86,10 +87,14 @@ def test_a_key_pressed_before_the_page_redraws_labels_the_next_example(server, t
         browser, page = labelling_as_ann(pw, server)
         page.keyboard.press("k")
         page.keyboard.press("d")
-        page.get_by_text("Undo: labelled 1 example").wait_for()
+        page.get_by_text("Undo: labelled 1 example").or_(page.get_by_text("K and D arrived together")).wait_for()
         page.wait_for_timeout(2_000)  # let a late D land, if it is going to
+        together = page.get_by_text("K and D arrived together").count()
         browser.close()
     best = runs.result_ids(store, run.id)
     mine = {x[0]: x[2] for x in labels.run_annotations(store, run.id) if x[1] == "ann"}
-    assert mine[best[0]] == "keep"
-    assert set(mine) <= {best[0], best[1]} and mine.get(best[1], "drop") == "drop"
+    if together:
+        assert mine == {}
+    else:
+        assert mine[best[0]] == "keep"
+        assert set(mine) <= {best[0], best[1]} and mine.get(best[1], "drop") == "drop"

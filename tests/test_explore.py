@@ -173,6 +173,27 @@ def test_keys_label_save_and_move_on_without_carrying_the_note_over(store, score
     assert not at.exception, at.exception
 
 
+def test_keys_arriving_together_save_nothing_and_say_so(store, scored):
+    """Two keys pressed faster than the page redraws can reach the server as one rerun, whose callbacks
+    Streamlit runs in widget order, not the order pressed: none of them may act."""
+    at = named(explore())
+    ordered = best_first(store, scored)
+    first = ordered[0]["example_id"]
+    at.button(key="label_drop").click()
+    at.button(key="label_keep").click()
+    at.run()
+    assert labels.run_annotations(store, scored.id) == []
+    assert "K and D arrived together" in " ".join(texts(at.info))
+    assert ordered[0]["instruction"] in shown_text(at)  # still on the first example
+    at.button(key="label_keep").click().run()  # pressed again, alone: it acts
+    assert [(x[0], x[2]) for x in labels.run_annotations(store, scored.id)] == [(first, "keep")]
+    at.button(key="undo").click()
+    at.button(key="next").click()
+    at.run()
+    assert len(labels.run_annotations(store, scored.id)) == 1  # U and J together: neither
+    assert "J and U arrived together" in " ".join(texts(at.info))
+
+
 def test_labels_need_a_name(store, scored):
     at = explore()
     at.button(key="label_keep").click().run()
