@@ -23,6 +23,8 @@ runtime takes its turn on each segment (so machine load affects all alike), afte
 tokens/s counts each pair's prompt + response tokens (_Encoded.width). Accuracy: Spearman of the
 NLLs to torch fp32 and the largest |difference| over the 96 pairs. Batch identity: the 96 pairs
 scored in one call and in two halves (other batch compositions), compared bit for bit.
+Runtimes interleaved in one process slow each other a little (torch fp32 read up to 9% slow beside
+the others, models/default/README.md): bench/throughput.py, one process per method, decides.
 The last line is one JSON object.
 """
 from __future__ import annotations
