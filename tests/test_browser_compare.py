@@ -14,7 +14,7 @@ from scar_core.jobs import datasets as importing
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from tests.conftest import tiny_ranker
-from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, ROWS, server  # noqa: F401 (server is a fixture)
+from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, ROWS, server, slide_to  # noqa: F401 (server is a fixture)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
 
@@ -86,8 +86,7 @@ def test_compare_view_and_clicking_the_threshold_curve(server, tmp_path, tiny_ch
         expect(slider).to_have_value("0.83")
         expect(number).to_have_value("0.83")
         page.screenshot(path=str(ARTIFACTS / "select-curve-click.png"), full_page=True)
-        for _ in range(33):  # 0.83 -> 0.50 with the keyboard: the number box follows
-            slider.press("ArrowLeft")  # focused again at each press: a rerun mid-way may take the focus away
+        slide_to(page, slider, number, 0.50)  # with the keyboard: the number box follows
         expect(number).to_have_value("0.50", timeout=30_000)
         expect(kept).to_contain_text("3 of 6")
         number.fill("0.16")  # and the slider follows a typed number

@@ -44,6 +44,19 @@ def test_slider_and_number_box_move_together(store, scored14):
     assert not at.exception and not at.error, texts(at.error)
 
 
+def test_a_slider_move_wins_over_the_number_box_s_older_value(store, scored14):
+    """A browser sends every widget's value with each change: moving the slider while the page still
+    reruns can send the number box's older value with it. That value is not a choice and must not move
+    the cut back: the first callback's value is the one both widgets take."""
+    at = app("select")
+    at.slider(key="ratio").set_value(0.31).run()
+    at.slider(key="ratio").set_value(0.5)
+    at.number_input(key="ratio_number").set_value(0.3)  # what the box showed before the last rerun arrived
+    at.run()
+    assert at.slider(key="ratio").value == at.number_input(key="ratio_number").value == 0.5
+    assert kept(at) == "7 of 14"
+
+
 def test_the_rows_either_side_of_the_cut_line(store, scored14):
     ids, scores = runs.run_scores(store, scored14.id)
     order = np.argsort(-scores, kind="stable")
