@@ -34,7 +34,12 @@ def copy_value(source: str, target: str, kept: str) -> None:
 
 def cut_value(rule: str, label: str, low: float, high: float, default: float, step: float,
               number_format: str | None = None) -> float:
-    """The rule's value from a slider with a number box beside it; either one moves the other."""
+    """The rule's value from a slider with a number box beside it; either one moves the other.
+
+    The box sits in a form: its value reaches the server only when set (Enter or Set). A browser sends
+    every widget's value with each change, so a box outside a form sent its older value with every
+    slider key press, and a rerun where only that older value differed from the server's moved the
+    cut back to it."""
     number, kept = f"{rule}_number", f"{rule}_kept"
     value = min(max(st.session_state.get(kept, default), low), high)  # another run may have another range
     st.session_state[kept] = value
@@ -42,8 +47,9 @@ def cut_value(rule: str, label: str, low: float, high: float, default: float, st
     shared.set_widget(number, value)
     left, right = st.columns([5, 1])
     left.slider(label, low, high, step=step, key=rule, on_change=copy_value, args=(rule, number, kept))
-    right.number_input(f"{label} (type it)", low, high, step=step, key=number, format=number_format,
-                       on_change=copy_value, args=(number, rule, kept))
+    with right.form(f"{rule}_typed", border=False):
+        st.number_input(f"{label} (type it)", low, high, step=step, key=number, format=number_format)
+        st.form_submit_button("Set", on_click=copy_value, args=(number, rule, kept))
     return st.session_state[rule]
 
 

@@ -26,35 +26,45 @@ def kept(at) -> str:
     return {m.label: m.value for m in at.metric}["Kept"]
 
 
+def typed(at, rule: str, value: float):
+    """A value typed into the rule's number box and set (Enter or Set submits the box's form)."""
+    at.number_input(key=f"{rule}_number").set_value(value)
+    return next(b for b in at.button if b.label == "Set").click().run()
+
+
 def test_slider_and_number_box_move_together(store, scored14):
     at = app("select")
     assert at.number_input(key="ratio_number").value == at.slider(key="ratio").value == 0.3
     at.slider(key="ratio").set_value(0.5).run()
     assert at.number_input(key="ratio_number").value == 0.5 and kept(at) == "7 of 14"
-    at.number_input(key="ratio_number").set_value(0.15).run()
+    typed(at, "ratio", 0.15)
     assert at.slider(key="ratio").value == 0.15 and kept(at) == "3 of 14"
     at.radio(key="rule").set_value("topk").run()
-    at.number_input(key="topk_number").set_value(9).run()
+    typed(at, "topk", 9)
     assert at.slider(key="topk").value == 9 and kept(at) == "9 of 14"
     at.radio(key="rule").set_value("threshold").run()
     ids, scores = runs.run_scores(store, scored14.id)
     third = float(np.sort(scores)[::-1][2])
-    at.number_input(key="threshold_number").set_value(third).run()
+    typed(at, "threshold", third)
     assert at.slider(key="threshold").value == pytest.approx(third) and kept(at) == "3 of 14"
     assert not at.exception and not at.error, texts(at.error)
 
 
-def test_a_slider_move_wins_over_the_number_box_s_older_value(store, scored14):
-    """A browser sends every widget's value with each change: moving the slider while the page still
-    reruns can send the number box's older value with it. That value is not a choice and must not move
-    the cut back: the first callback's value is the one both widgets take."""
+def test_the_number_box_s_older_value_never_moves_the_cut(store, scored14):
+    """A browser sends every widget's value with each change, so while the page reruns after a slider
+    key press the number box's older value travels with the next message. Only a value set in the box
+    (Enter or Set) is a choice: an older one arriving alone, or beside a slider move, changes nothing."""
     at = app("select")
-    at.slider(key="ratio").set_value(0.31).run()
-    at.slider(key="ratio").set_value(0.5)
-    at.number_input(key="ratio_number").set_value(0.3)  # what the box showed before the last rerun arrived
+    at.slider(key="ratio").set_value(0.5).run()
+    at.number_input(key="ratio_number").set_value(0.31)  # what the box showed before the last rerun arrived
     at.run()
     assert at.slider(key="ratio").value == at.number_input(key="ratio_number").value == 0.5
     assert kept(at) == "7 of 14"
+    at.slider(key="ratio").set_value(0.6)
+    at.number_input(key="ratio_number").set_value(0.5)
+    at.run()
+    assert at.slider(key="ratio").value == at.number_input(key="ratio_number").value == 0.6
+    assert kept(at) == "9 of 14"
 
 
 def test_the_rows_either_side_of_the_cut_line(store, scored14):
