@@ -43,9 +43,9 @@ def open_page(pw, url: str, width: int = 1500, height: int = 1000, **options):
 
 def slide_to(page, slider, number, target: float, step: float = 0.01) -> None:
     """Move a slider to `target` with its arrow keys as a person does: press, look, press again, until
-    the number box beside it (the value the server holds) shows the target too. The slider sends its
-    value 200 ms after the last press; under load the slider and the box were seen apart (0.5 and 0.31)
-    after a burst of presses, and then one step away and back, each sent on its own, joins them."""
+    the number box beside it (the value the server holds) shows the target too. Every press sends a
+    rerun; the test reads the box, not the slider, so it never passes on a value the server lacks (the
+    Select page once moved the cut back to the box's older value: see pages/select.py's cut_value)."""
     shown = told = None
     for _ in range(12):
         page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
