@@ -221,11 +221,20 @@ def _remembered(key: str, label: str, options: list[int], describe: Callable[[in
                 default: int | None = None) -> int:
     """A selectbox whose choice survives page switches (widget state alone is dropped on switch) and
     follows a choice made elsewhere (a dataset just imported, a run just started): the remembered
-    value, not the widget's own earlier state, decides what it shows; with none, `default` (else the first)."""
-    widget = f"_{key}"
+    value, not the widget's own earlier state, decides what it shows; with none, `default` (else the first).
+
+    A choice made elsewhere draws a new widget (a new key) rather than writing into the old one, and no
+    callback copies the widget back: a browser sends every widget's value with each change, so until it
+    has the new choice it sends the old box's value. That value belongs to a widget no longer drawn and
+    is dropped, where a callback would have moved the choice back to it."""
     current = st.session_state.get(key)
-    set_widget(widget, current if current in options else default if default in options else options[0])
-    choice = st.selectbox(label, options, format_func=describe, key=widget,
-                          on_change=lambda: st.session_state.update({key: st.session_state[widget]}))
-    st.session_state[key] = choice
+    if current not in options:
+        current = default if default in options else options[0]
+    version = st.session_state.get(f"_{key}_version", 0)
+    if st.session_state.get(f"_{key}_shown") != current:  # chosen elsewhere, not in this box
+        version += 1
+        st.session_state[f"_{key}_version"] = version
+    choice = st.selectbox(label, options, index=options.index(current), format_func=describe,
+                          key=f"_{key}-{version}")
+    st.session_state[key] = st.session_state[f"_{key}_shown"] = choice
     return choice

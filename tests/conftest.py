@@ -122,3 +122,9 @@ def score_file(store, path: Path, model: Path, *, lenient: bool = False, mapped:
     if mapped:
         assert run_job(store, submit_map(store, run.id, launch=False).id).status == "done"
     return runs.get_run(store, run.id)
+
+
+def chooser(at, key: str):
+    """The page's remembered selectbox for `key` ("run", "dataset"), whose widget key names the value
+    it was drawn with (pages/shared.py, _remembered)."""
+    return next(s for s in at.selectbox if (s.key or "").startswith(f"_{key}-"))

@@ -20,7 +20,7 @@ from scar_core.jobs import access, datasets as importing, estimate as estimates,
 from scar_core.jobs.map import ensure_map, submit_map
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
-from tests.conftest import score_file, style_pool
+from tests.conftest import chooser, score_file, style_pool
 from tests.test_team import left_local  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,13 +199,13 @@ def test_a_link_names_the_run_and_the_example_and_a_bookmark_opens_the_newest_fi
     still = submit_score(store, first.dataset_id, model=str(tiny_checkpoint), device="cpu", precision="fp32",
                          sample=3, launch=False)  # the newest run, still scoring
     at = opened_at("explore")  # a bookmark naming no run
-    assert at.selectbox(key="_run").value == second.id != still.id
+    assert chooser(at, "run").value == second.id != still.id
     assert at.query_params["run"] == str(second.id) and at.query_params["example"]
 
     ranked = runs.result_ids(store, first.id, None, sort="score_desc")
     example = ranked[5]
     at = opened_at("explore", run=str(first.id), example=str(example))  # a link a colleague shared
-    assert at.selectbox(key="_run").value == first.id
+    assert chooser(at, "run").value == first.id
     assert "Example at rank 6" in texts(at.subheader) and at.query_params["example"] == str(example)
     at.button(key="next").click().run()
     assert "Example at rank 7" in texts(at.subheader)

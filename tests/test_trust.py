@@ -17,7 +17,7 @@ from scar_core.jobs import datasets as importing, labelling, selection
 from scar_core.jobs.export import ExportPackage
 from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
-from tests.conftest import score_file
+from tests.conftest import chooser, score_file
 from tests.test_app import APP, texts
 from tests.test_explore import lasso
 
@@ -47,7 +47,7 @@ def page(name: str, annotator: str | None = None, run_id: int | None = None) -> 
     if annotator is not None:
         at.text_input(key="_annotator").set_value(annotator).run()
     if run_id is not None:
-        at.selectbox(key="_run").set_value(run_id).run()
+        chooser(at, "run").set_value(run_id).run()
     assert not at.exception, at.exception
     return at
 
@@ -62,6 +62,21 @@ def bulk(at: AppTest, label: str) -> AppTest:
     return at.button(key="bulk_confirm").click().run()
 
 
+def test_the_run_chooser_s_older_value_never_moves_the_page_back(store, two_runs):
+    """A run chosen elsewhere (a run just started, "Open run N") moves the page's run chooser. Until the
+    browser has the new choice it sends the chooser's older value with every change: that value is not
+    a choice, and the page must stay on the run it shows."""
+    first, second = two_runs
+    at = page("select", run_id=first.id)
+    older = at._tree.get_widget_states()  # what the browser still holds: the chooser on the first run
+    at.session_state["run"] = second.id  # chosen elsewhere
+    at.run()
+    assert chooser(at, "run").value == second.id
+    at._run(older)  # the browser's next message, sent before it had the new choice
+    assert chooser(at, "run").value == second.id and at.session_state["run"] == second.id
+    assert not at.exception, at.exception
+
+
 def test_undo_reverts_only_my_own_last_action_on_this_run(store, two_runs):
     """Found 1: B's bulk drop on run 1 was offered as Undo to A on run 2, and pressing it deleted B's labels."""
     first, second = two_runs
@@ -73,18 +88,18 @@ def test_undo_reverts_only_my_own_last_action_on_this_run(store, two_runs):
     assert any("labelled 4 examples drop" in t for t in texts(at.info))
 
     at.text_input(key="_annotator").set_value("A").run()
-    at.selectbox(key="_run").set_value(second.id).run()
+    chooser(at, "run").set_value(second.id).run()
     assert not [b for b in at.button if b.key == "undo"], "A is offered B's undo on another run"
     assert not any("labelled 4 examples drop" in t for t in texts(at.info)), "run 1's message shows on run 2"
-    at.selectbox(key="_run").set_value(first.id).run()
+    chooser(at, "run").set_value(first.id).run()
     assert not [b for b in at.button if b.key == "undo"], "A is offered B's undo"
     at.button(key="label_keep").click().run()  # A's own verdict on run 1's first example
     assert [b.label for b in at.button if b.key == "undo"] == ["Undo: labelled 1 example keep"]
 
     at.text_input(key="_annotator").set_value("B").run()
-    at.selectbox(key="_run").set_value(second.id).run()
+    chooser(at, "run").set_value(second.id).run()
     assert not [b for b in at.button if b.key == "undo"], "B is offered run 1's undo on run 2"
-    at.selectbox(key="_run").set_value(first.id).run()
+    chooser(at, "run").set_value(first.id).run()
     at.button(key="undo").click().run()
     assert mine(store, first.id, "B") == {} and len(mine(store, first.id, "A")) == 1
     assert any("Undone: labelled 4 examples drop (4 reverted)" in t for t in texts(at.info))
@@ -225,7 +240,7 @@ def test_a_sample_run_says_so_on_select_export_and_in_the_manifest(store, tmp_pa
     assert run_job(store, run.job_id).status == "done"
     at = page("select", run_id=run.id)
     assert any("sample of 5 of 12 rows" in t for t in texts(at.warning))
-    assert any("sample of 5 of 12 rows" in option for option in at.selectbox(key="_run").options)
+    assert any("sample of 5 of 12 rows" in option for option in chooser(at, "run").options)
     at.button(key="save_selection").click().run()
     at.switch_page("pages/export.py").run()
     assert any("sample of 5 of 12 rows" in t for t in texts(at.warning))

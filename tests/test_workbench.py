@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from scar_core.jobs import datasets as importing
+from tests.conftest import chooser
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -35,12 +36,12 @@ def test_rank_page_preselects_the_dataset_just_imported(store, tmp_path):
     importing.import_file(store, pool(tmp_path, "first.jsonl"))
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/datasets.py").run()  # the app opens on its Start page
-    assert at.selectbox(key="_dataset").value == 1  # the Library tab's chooser holds dataset 1
+    assert chooser(at, "dataset").value == 1  # the Library tab's chooser holds dataset 1
     at.text_input(key="server_path").set_value(str(pool(tmp_path, "second.jsonl", ROWS[:3]))).run()
     at.button(key="import_0").click().run()
     assert texts(at.success) == ["Imported second.jsonl as data set #2: 3 pairs from 3 rows."]
     at.switch_page("pages/rank.py").run()
-    assert at.selectbox(key="_dataset").value == 2
+    assert chooser(at, "dataset").value == 2
     assert not at.exception
 
 
