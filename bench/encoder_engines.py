@@ -87,9 +87,10 @@ def encode_with(runtime: str, per_pool: int, passes: int, out: Path) -> None:
         if kind == "torch":
             encoder = BatchEncoder(ranker, torch.device("cpu"), {"fp32": torch.float32, "bf16": torch.bfloat16}[precision])
         else:
-            encoder = BatchEncoder(ranker, torch.device("cpu"), torch.float32)
             embed = openvino_embed(ranker, precision, Path(tmp))
-            encoder._forward = lambda batch, width, want_max: _forward(embed, encoder.pad_id, batch, width)
+            # the scoring step's batches, with OpenVINO where torch's StyleRanker.embed would run
+            ranker.embed = lambda ids, mask: tuple(map(torch.from_numpy, embed(ids.numpy(), mask.numpy())))
+            encoder = BatchEncoder(ranker, torch.device("cpu"), torch.float32)
         ids, _ = encoder.tokenize(responses + instructions, left=False)
         best = float("inf")
         for _ in range(passes):
@@ -98,14 +99,6 @@ def encode_with(runtime: str, per_pool: int, passes: int, out: Path) -> None:
             best = min(best, time.perf_counter() - start)
     tokens = sum(encoder.width(len(x)) for x in ids)
     np.savez(out, pooled=pooled, maxed=maxed, seconds=best, tokens=tokens, texts=len(ids))
-
-
-def _forward(embed, pad_id: int, batch: list[list[int]], width: int):
-    input_ids = np.full((len(batch), width), pad_id, np.int64)
-    mask = np.zeros((len(batch), width), np.int64)
-    for row, x in enumerate(batch):
-        input_ids[row, :len(x)], mask[row, :len(x)] = x, 1
-    return embed(input_ids, mask)
 
 
 def main() -> None:

@@ -182,13 +182,17 @@ def pressed_alone(key: str) -> bool:
     return False
 
 
-def step(to: str, key: str | None = None) -> None:
-    """Open the "previous", "next" or "unlabelled" (next not labelled by me) example of the order,
+def pressed_step(to: str) -> None:
+    """The Previous, Next and Next unlabelled keys (their widget keys are `to`): step, unless other keys
+    arrived with this one (pressed_alone)."""
+    if pressed_alone(to):
+        step(to)
+
+
+def step(to: str) -> None:
+    """Open the "previous", "next" or "next_unlabelled" (next not labelled by me) example of the order,
     counted from the one open when the key is handled, not when its button was drawn: keys pressed
-    faster than the page redraws each act on the example they follow, never again on an earlier one.
-    `key`: the button pressed, when this is a key of its own rather than the move after a verdict."""
-    if key and not pressed_alone(key):
-        return
+    faster than the page redraws each act on the example they follow, never again on an earlier one."""
     nav = state["nav"]
     current = opened(nav)
     position = nav.index(current) if current in nav else -1
@@ -498,11 +502,11 @@ def example_view(nav: list[int], by_id: dict[int, dict], decided: Resolution) ->
         column.button(verdict.capitalize(), key=f"label_{verdict}", shortcut=SHORTCUTS[verdict],
                       on_click=label_and_next, args=(verdict,), width="stretch")
     buttons[3].button("Previous", key="previous", shortcut="P", disabled=position <= 0, width="stretch",
-                      on_click=step, args=("previous", "previous"))
+                      on_click=pressed_step, args=("previous",))
     buttons[4].button("Next", key="next", shortcut="J", disabled=at_end, width="stretch",
-                      on_click=step, args=("next", "next"))
+                      on_click=pressed_step, args=("next",))
     buttons[5].button("Next unlabelled", key="next_unlabelled", shortcut="N", disabled=next_unlabelled(nav, position) is None,
-                      width="stretch", on_click=step, args=("unlabelled", "next_unlabelled"))
+                      width="stretch", on_click=pressed_step, args=("next_unlabelled",))
     raw = buttons[6].toggle("Raw text", key="raw_text", help="Show the texts exactly as stored, unrendered")
     existing = labelling.verdicts_on(store, open_id)
     my_note = next((x.note for x in existing if x.annotator == me), None)

@@ -747,6 +747,12 @@ class Judge:
         return {"base_url": self.base_url, "model": self.client.model, "max_tokens": self.max_tokens,
                 "temperature": 0.0}
 
+    def close(self) -> None:
+        """Close the endpoint's client and the call cache."""
+        self.client.close()
+        if self.cache is not None:
+            self.cache.close()
+
 
 def judge_prompt(ex: Example, a: str, b: str) -> str:
     """The judge's request for one ordered pair (the conversation's earlier turns, if any, before the request)."""

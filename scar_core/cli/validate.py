@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
         report = validate.run(study, base, settings, ratios=args.ratios, scores=scores, judge=judge)
     finally:
         if judge:
-            judge.client.close()
-            judge.cache.close()
+            judge.close()
     print(validate.table(report))
     write_atomic(out, [json.dumps(report, indent=2, default=str) + "\n"])
     validate.say(f"wrote {out}")

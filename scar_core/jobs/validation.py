@@ -206,8 +206,7 @@ def run_validation(store: Store, job: Job, beat: Beat) -> None:
                                       p["ratios"], judge=judge, log=lambda message: None, on_point=on_point)
     finally:
         if judge:
-            judge.client.close()
-            judge.cache.close()
+            judge.close()
     beat.result = {
         "what": "eval NLL (and the judge's win rate) against the share of the pool kept, SCAR cut vs random: "
                 "LoRA fine-tunes of one base model with the same answer-token budget at each share",
