@@ -282,83 +282,85 @@ signal_names = [c for c in signal_table.columns]  # the run's signals (Select pa
 map_pick = state.get("map_pick")
 
 # ---- maps -----------------------------------------------------------------------------------------
-st.subheader("Style maps")
-unmappable = map_job.unmappable(store, run)
-map_state = map_job.ensure_map(store, run.id)  # a finished run with no maps gets them now
-selection_names = {s.id: s.name for s in selection.saved(store, run.id)}
-colour = st.radio("Colour by", ["score", "selection", "source", "label", "cluster",
-                               *[f"signal: {n}" for n in signal_names]], horizontal=True,
-                  key="map_colour", help="cluster: the k-means clusters of the responses that the coverage-aware "
-                  "cut spreads over (Select page); signal: a value stored beside the score (Select, Signals)")
-chosen_selection = None
-if colour == "selection" and selection_names:
-    chosen_selection = st.selectbox("Saved selection", list(selection_names), format_func=selection_names.get,
-                                    key="map_selection")
-elif colour == "selection":
-    st.caption("This run has no saved selection yet: save one on the Select page to see it here.")
-if unmappable:
-    st.info(unmappable)
-elif map_state.status in ("failed", "cancelled", "interrupted"):
-    shared.error(f"The map job {map_state.status}" + (f": {map_state.error.splitlines()[0]}" if map_state.error else "."))
-    if st.button("Compute the maps again (UMAP of v_lf and v_is, stored for later visits)", key="compute_maps"):
-        map_job.submit_map(store, run.id)
-        st.rerun()
-elif map_state.status in ("queued", "running"):
-    @st.fragment(run_every=1.0)
-    def map_progress() -> None:
-        job = jobs.get_job(store, map_state.id)
-        if job.status not in ("queued", "running"):
+with st.container():  # one element above the table, however many the maps section draws: see ranked_examples
+    st.subheader("Style maps")
+    unmappable = map_job.unmappable(store, run)
+    map_state = map_job.ensure_map(store, run.id)  # a finished run with no maps gets them now
+    selection_names = {s.id: s.name for s in selection.saved(store, run.id)}
+    colour = st.radio("Colour by", ["score", "selection", "source", "label", "cluster",
+                                   *[f"signal: {n}" for n in signal_names]], horizontal=True,
+                      key="map_colour", help="cluster: the k-means clusters of the responses that the coverage-aware "
+                      "cut spreads over (Select page); signal: a value stored beside the score (Select, Signals)")
+    chosen_selection = None
+    if colour == "selection" and selection_names:
+        chosen_selection = st.selectbox("Saved selection", list(selection_names), format_func=selection_names.get,
+                                        key="map_selection")
+    elif colour == "selection":
+        st.caption("This run has no saved selection yet: save one on the Select page to see it here.")
+    if unmappable:
+        st.info(unmappable)
+    elif map_state.status in ("failed", "cancelled", "interrupted"):
+        shared.error(f"The map job {map_state.status}" + (f": {map_state.error.splitlines()[0]}" if map_state.error else "."))
+        if st.button("Compute the maps again (UMAP of v_lf and v_is, stored for later visits)", key="compute_maps"):
+            map_job.submit_map(store, run.id)
             st.rerun()
-        st.progress(job.done / job.total if job.total else 0.0, text=f"map job {job.id}: {job.message or job.status}")
-    st.caption(f"Computing the maps of this run's {done} rows (started automatically when the run finished). "
-               "UMAP on a large run may take minutes (a worker's first UMAP also compiles for about 30 s); "
-               "the table and the example below work meanwhile.")
-    map_progress()
-else:
-    st.caption(f"Maps stored by job {map_state.id} ({map_state.result.get('method', '?')}, "
-               f"{map_state.result.get('rows', '?')} rows). Draw a box or lasso on a map to filter the table "
-               "and highlight the same rows on the other map; click a point to open it.")
-    in_selection = set(selection.saved_one(store, chosen_selection).example_ids) if chosen_selection else set()
-    cluster_of = {}
-    if colour == "cluster":
-        space = shared.run_space(store, run.id)
-        cluster_of = dict(zip(table["example_id"].tolist(), space.clusters.tolist()))
-        st.caption(f"{space.k} clusters: seeded k-means of the responses' v_lf vectors, the clusters the "
-                   "coverage-aware cut spreads over.")
-    map_clicks()(key="map_clicks")
-    generation = state.get("map_generation", 0)
-    for space, column in zip(("lf", "is"), st.columns(2)):
-        points = layout(store.url, run.id, space, map_state.id)
-        ids = points["example_id"]
-        if colour == "score":
-            values, continuous = points["score"], True
-        elif colour == "source":
-            values, continuous = points["source"], False
-        elif colour == "label":
-            values, continuous = np.array([label_of.get(i) or plots.UNLABELLED for i in ids], dtype=object), False
-        elif colour.startswith("signal: "):
-            values, continuous = signal_table[colour.removeprefix("signal: ")].reindex(ids).to_numpy(), True
-        elif colour == "cluster":
-            values, continuous = np.array([f"cluster {cluster_of.get(i, -1) + 1}" if cluster_of.get(i, -1) >= 0
-                                           else "(none)" for i in ids], dtype=object), False
-        else:
-            values, continuous = np.where(np.isin(ids, list(in_selection)), plots.SELECTED, plots.NOT_SELECTED), False
-        title = "Linguistic form (v_lf)" if space == "lf" else "Instructional surprisal (v_is)"
-        other_pick = map_pick["ids"] if map_pick and map_pick["space"] != space else ()
-        figure = plots.style_map(points["x"], points["y"], ids, values, title, continuous,
-                                 hover=plots.point_hover(points["instruction"], points["response"], points["score"]),
-                                 labelled=label_of if colour != "label" else (), highlighted=other_pick)
-        key = f"map_{space}_{generation}"
-        with column:
-            st.plotly_chart(figure, on_select=partial(map_selected, space, key), key=key,
-                            selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
-    if map_pick:
-        st.button("Clear map selection", key="clear_map", on_click=clear_map_selection)
-        if len(map_pick["ids"]) > 1 and access.may(store, "select", run.dataset_id):
-            st.button(f"Rank by likeness to these {len(map_pick['ids'])} rows (an exemplar-similarity signal)",
-                      key="pick_exemplars", on_click=exemplars_from_pick, args=(map_pick["ids"],))
-    if said := state.pop("exemplar_message", None):
-        (st.success if said[0] else shared.error)(said[1])
+    elif map_state.status in ("queued", "running"):
+        @st.fragment(run_every=1.0)
+        def map_progress() -> None:
+            job = jobs.get_job(store, map_state.id)
+            if job.status not in ("queued", "running"):
+                st.rerun()
+            st.progress(job.done / job.total if job.total else 0.0, text=f"map job {job.id}: {job.message or job.status}")
+        st.caption(f"Computing the maps of this run's {done} rows (started automatically when the run finished). "
+                   "UMAP on a large run may take minutes (a worker's first UMAP also compiles for about 30 s); "
+                   "the table and the example below work meanwhile.")
+        map_progress()
+    else:
+        st.caption(f"Maps stored by job {map_state.id} ({map_state.result.get('method', '?')}, "
+                   f"{map_state.result.get('rows', '?')} rows). Draw a box or lasso on a map to filter the table "
+                   "and highlight the same rows on the other map; click a point to open it.")
+        in_selection = set(selection.saved_one(store, chosen_selection).example_ids) if chosen_selection else set()
+        cluster_of = {}
+        if colour == "cluster":
+            space = shared.run_space(store, run.id)
+            cluster_of = dict(zip(table["example_id"].tolist(), space.clusters.tolist()))
+            st.caption(f"{space.k} clusters: seeded k-means of the responses' v_lf vectors, the clusters the "
+                       "coverage-aware cut spreads over.")
+        map_clicks()(key="map_clicks")
+        generation = state.get("map_generation", 0)
+        for space, column in zip(("lf", "is"), st.columns(2)):
+            points = layout(store.url, run.id, space, map_state.id)
+            ids = points["example_id"]
+            if colour == "score":
+                values, continuous = points["score"], True
+            elif colour == "source":
+                values, continuous = points["source"], False
+            elif colour == "label":
+                values, continuous = np.array([label_of.get(i) or plots.UNLABELLED for i in ids], dtype=object), False
+            elif colour.startswith("signal: "):
+                values, continuous = signal_table[colour.removeprefix("signal: ")].reindex(ids).to_numpy(), True
+            elif colour == "cluster":
+                values, continuous = np.array([f"cluster {cluster_of.get(i, -1) + 1}" if cluster_of.get(i, -1) >= 0
+                                               else "(none)" for i in ids], dtype=object), False
+            else:
+                values, continuous = np.where(np.isin(ids, list(in_selection)), plots.SELECTED, plots.NOT_SELECTED), False
+            title = "Linguistic form (v_lf)" if space == "lf" else "Instructional surprisal (v_is)"
+            other_pick = map_pick["ids"] if map_pick and map_pick["space"] != space else ()
+            figure = plots.style_map(points["x"], points["y"], ids, values, title, continuous,
+                                     hover=plots.point_hover(points["instruction"], points["response"], points["score"]),
+                                     labelled=label_of if colour != "label" else (), highlighted=other_pick)
+            key = f"map_{space}_{generation}"
+            with column:
+                st.plotly_chart(figure, on_select=partial(map_selected, space, key), key=key,
+                                selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+        if map_pick:
+            st.button("Clear map selection", key="clear_map", on_click=clear_map_selection)
+            if len(map_pick["ids"]) > 1 and access.may(store, "select", run.dataset_id):
+                st.button(f"Rank by likeness to these {len(map_pick['ids'])} rows (an exemplar-similarity signal)",
+                          key="pick_exemplars", on_click=exemplars_from_pick, args=(map_pick["ids"],))
+        if said := state.pop("exemplar_message", None):
+            (st.success if said[0] else shared.error)(said[1])
+
 
 # ---- table ----------------------------------------------------------------------------------------
 def signal_filter() -> list[int] | None:
@@ -380,7 +382,12 @@ def ranked_examples() -> None:
     """The filters, the ranked table, labelling many at once and the open example as one fragment: a
     labelling key reruns this part alone, so the table's labels and its ▶ marker follow every key while
     the maps above are not redrawn (redrawing them made each key wait seconds at 100k rows,
-    bench/label_speed.py). A map selection, a colour choice and an undo redraw the whole page."""
+    bench/label_speed.py). A map selection, a colour choice and an undo redraw the whole page.
+
+    Streamlit names a fragment by its place on the page and drops a key press aimed at a name the last
+    run did not draw. So this is called where the same number of elements always stands before it (the
+    maps section is one container): when the maps finished and redrew the page, K pressed at that moment
+    was lost with nothing said (test_browser_team.py, test_explore.py)."""
     decided = labelling.resolution(store, run.id, policy)  # read again at every key
     st.subheader("Ranked examples")
     dataset_sources = datasets.sources(store, run.dataset_id)

@@ -346,6 +346,32 @@ def test_a_lasso_on_one_map_highlights_the_other_and_a_click_opens_a_point(store
     assert not at.exception, at.exception
 
 
+def test_the_labelling_fragment_keeps_its_name_whatever_the_maps_section_draws(store, scored, monkeypatch):
+    """Streamlit names a fragment by its place on the page and drops a key press aimed at a name the last
+    run did not draw. The maps section draws more or fewer elements (a map selection adds buttons, colour
+    by selection a caption, a map job its progress): the labelling fragment below it must keep its name,
+    or K pressed while the maps redraw is lost with nothing said (seen in CI: test_browser_team)."""
+    from streamlit.runtime import fragment
+
+    named = []
+    make = fragment._make_fragment_identity
+
+    def recording(func, **kwargs):
+        identity = make(func, **kwargs)
+        if func.__name__ == "ranked_examples":
+            named.append(identity.fragment_id)
+        return identity
+
+    monkeypatch.setattr(fragment, "_make_fragment_identity", recording)
+    ordered = best_first(store, scored)
+    at = explore()
+    at = lasso(at, 0, [r["example_id"] for r in ordered[:3]])
+    assert at.button(key="clear_map")  # the maps section now draws more
+    at.radio(key="map_colour").set_value("selection").run()
+    assert not at.exception, at.exception
+    assert len(named) == 3 and len(set(named)) == 1  # drawn at each of the three runs, under one name
+
+
 def test_agreement_and_kappa_by_hand():
     from scar_core.labels import agreement
 
