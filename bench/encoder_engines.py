@@ -1,8 +1,12 @@
 """Speed and accuracy of CPU runtimes for the default ranker's encoder, each in a process of its own
 (issue 29: could another runtime make the encoder as fast without bf16 as torch is with it?): torch
-fp32 and bf16 (what the engines run) and OpenVINO fp32 and bf16 (StyleRanker.embed converted with
-openvino.convert_model). Each encodes the same texts with the scoring step's batching
-(scar_core.score.BatchEncoder: one padded width per batch, blocks of 8 rows).
+fp32 and bf16, ONNX Runtime fp32 (the int8 engine's OnnxEmbed: one text per call at its own length;
+`-spin` lets its idle threads spin) and int8 (the same graph with per-channel int8 weights), and
+OpenVINO fp32 and bf16 (StyleRanker.embed converted with openvino.convert_model). torch and OpenVINO
+encode with the scoring step's batching (scar_core.score.BatchEncoder: one padded width per batch,
+blocks of 8 rows).
+
+    python bench/encoder_engines.py --runtimes torch-fp32 torch-bf16 onnxruntime-fp32 [--per-pool 32]
 
 OpenVINO is not a project dependency; install it without its telemetry package (which reports usage
 to Intel on import) in a side venv that sees the project's packages (bench/lm_engines.py says how):
@@ -35,7 +39,19 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-RUNTIMES = ("torch-fp32", "torch-bf16", "openvino-fp32", "openvino-bf16")
+RUNTIMES = ("torch-fp32", "torch-bf16", "openvino-fp32", "openvino-bf16", "onnxruntime-fp32", "onnxruntime-int8",
+            "onnxruntime-fp32-spin")
+
+
+class Embed(torch.nn.Module):
+    """StyleRanker.embed as a module, for the exporters."""
+
+    def __init__(self, ranker):
+        super().__init__()
+        self.ranker = ranker
+
+    def forward(self, input_ids, attention_mask):
+        return self.ranker.embed(input_ids, attention_mask)
 
 
 def openvino_embed(ranker, precision: str, folder: Path):
@@ -44,18 +60,10 @@ def openvino_embed(ranker, precision: str, folder: Path):
 
     from scar_core.lm import ROW_BLOCK
 
-    class Embed(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ranker = ranker
-
-        def forward(self, input_ids, attention_mask):
-            return self.ranker.embed(input_ids, attention_mask)
-
     ids = torch.ones(ROW_BLOCK, 16, dtype=torch.long)
     mask = (torch.arange(16) < torch.arange(2, 2 + 2 * ROW_BLOCK, 2)[:, None]).long()  # padded, as scored
     with torch.inference_mode():
-        model = ov.convert_model(Embed().eval(), example_input=(ids, mask),
+        model = ov.convert_model(Embed(ranker).eval(), example_input=(ids, mask),
                                  input=[("input_ids", [-1, -1], ov.Type.i64), ("attention_mask", [-1, -1], ov.Type.i64)])
     ov.save_model(model, str(folder / "embed.xml"), compress_to_fp16=False)
     core = ov.Core()
@@ -74,18 +82,35 @@ def openvino_embed(ranker, precision: str, folder: Path):
     return embed
 
 
+def onnxruntime_embed(ranker, precision: str, folder: Path, spin: bool):
+    """The int8 engine's OnnxEmbed (fp32), or the same graph with per-channel int8 weights and activations
+    quantised per call (one text per call, so a text's vectors still never depend on its batch)."""
+    from scar_core.engine import OnnxEmbed, onnx_embed_file
+
+    graph = None
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        graph = folder / "embed-int8.onnx"
+        quantize_dynamic(str(onnx_embed_file(ranker)), str(graph), op_types_to_quantize=["MatMul"], per_channel=True,
+                         weight_type=QuantType.QInt8)
+    return OnnxEmbed(ranker, graph, spin)
+
+
 def encode_with(runtime: str, per_pool: int, passes: int, out: Path) -> None:
     """One runtime in this process: the best pass's seconds and the vectors, into `out` (.npz)."""
     from bench.lm_engines import sample_pairs
     from scar_core.ranker import load_ranker
     from scar_core.score import BatchEncoder
 
-    kind, precision = runtime.split("-")
+    kind, precision, *spin = runtime.split("-")
     ranker = load_ranker("default").eval()
     instructions, responses = sample_pairs(per_pool)
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "torch":
             encoder = BatchEncoder(ranker, torch.device("cpu"), {"fp32": torch.float32, "bf16": torch.bfloat16}[precision])
+        elif kind == "onnxruntime":
+            encoder = BatchEncoder(ranker, torch.device("cpu"), torch.float32,
+                                   embed=onnxruntime_embed(ranker, precision, Path(tmp), bool(spin)))
         else:
             embed = openvino_embed(ranker, precision, Path(tmp))
             # the scoring step's batches, with OpenVINO where torch's StyleRanker.embed would run

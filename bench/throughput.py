@@ -26,8 +26,8 @@ under bf16 autocast with fused attention, as this project ran it before holding 
 CTranslate2 in int8), `precision=fp32|bf16` (instead of auto). With --model, Spearman is also given to
 `default` in fp32 on torch, the reference every engine and precision is held to (added when missing).
 
---startup times whole processes instead: `score` of one pair, twice per engine
-(the first may convert and cache model files; the second is a warm start): seconds from spawning the
+--startup times whole processes instead: `score` of one pair, twice per engine (`int8:fp32`: an engine at
+a precision other than auto; the first may convert and cache model files; the second is a warm start): seconds from spawning the
 process to the engine's first scores, and to the process's end.
 """
 from __future__ import annotations
@@ -297,13 +297,14 @@ def startup(engines: list[str], device: str) -> None:
         pair = Path(tmp) / "one.jsonl"
         pair.write_text(json.dumps({"instruction": "Name a colour.", "output": "Blue is a colour."}) + "\n")
         result = {}
-        for engine in engines:
+        for engine in engines:  # "int8" or "int8:fp32": an engine, and a precision other than auto
+            name, _, precision = engine.partition(":")
             runs = []
             for _ in range(2):
                 start, wall_start, cpu_start = time.perf_counter(), time.time(), child_cpu()
                 done = subprocess.run([sys.executable, "-c", FIRST_PAIR, "score", str(pair),
-                                       "--out", str(Path(tmp) / "o.jsonl"), "--engine", engine, "--device", device,
-                                       "--dedup", "none", "--lang", "any"],
+                                       "--out", str(Path(tmp) / "o.jsonl"), "--engine", name, "--device", device,
+                                       "--dedup", "none", "--lang", "any", *(["--precision", precision] if precision else [])],
                                       check=True, capture_output=True, text=True, env={**os.environ, "SCAR_DB_URL": ""},
                                       cwd=Path(__file__).resolve().parent.parent)
                 marks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("FIRST_PAIR_AT ")]

@@ -42,6 +42,9 @@ BATCH_DEFAULTS = {"cpu": (128, 2048), "cuda": (512, 65536), "mps": (256, 16384)}
 RESULT_FIELDS = ("score", "v_lf", "v_is", "truncated_instruction", "truncated_response")
 LM_FIELDS = ("lm_nll", "lm_part")  # present for rankers with an LM term
 LMNLL = Callable[[list[str], list[str], Progress | None], np.ndarray]  # (instructions, responses, progress) -> NLLs
+# (token ids of texts, want max-pool) -> (pooled vectors, max-pooled states or None): StyleRanker.embed
+# run elsewhere, a text at a time (scar_core.engine's int8 engine runs it in ONNX Runtime)
+Embed = Callable[[list[list[int]], bool], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass
@@ -92,10 +95,10 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
                 left_truncate: Sequence[bool] | None = None, device: str = "auto",
                 precision: str = "fp32", batch_size: int | None = None, token_budget: int | None = None,
                 chunk_rows: int | None = None, progress: Progress | None = None,
-                lm_nll: LMNLL | None = None) -> Iterator[Scores]:
+                lm_nll: LMNLL | None = None, embed: Embed | None = None) -> Iterator[Scores]:
     """Yield Scores for chunks of rows (default_chunk_rows when None), longest responses first; each
-    chunk carries its `index` and `progress` hears of it. `lm_nll` measures the LM term's NLLs in
-    another runtime (scar_core.engine's int8 engine) instead of the ranker's torch LM.
+    chunk carries its `index` and `progress` hears of it. `lm_nll` measures the LM term's NLLs and
+    `embed` encodes the texts in another runtime (scar_core.engine's int8 engine) instead of torch.
 
     batch_size / token_budget cap the texts and the padded tokens of one encoder batch
     (defaults per device in BATCH_DEFAULTS); on CUDA out-of-memory both are halved and scoring goes on.
@@ -109,7 +112,7 @@ def iter_scores(ranker: StyleRanker, instructions: Sequence[str], responses: Seq
     chunk_rows = chunk_rows or default_chunk_rows(dev.type)
     left = list(left_truncate) if left_truncate is not None else [False] * n
     ranker.to(dev).eval()
-    encoder = BatchEncoder(ranker, dev, dtype, batch_size, token_budget)
+    encoder = BatchEncoder(ranker, dev, dtype, batch_size, token_budget, embed)
     resp_ids, resp_trunc = encoder.tokenize(list(responses), left=False)
     order = sorted(range(n), key=lambda i: len(resp_ids[i]), reverse=True)
     instr_cache: dict[tuple[str, bool], tuple[np.ndarray, bool]] = {}
@@ -154,8 +157,8 @@ class BatchEncoder:
     None take the device's defaults from BATCH_DEFAULTS)."""
 
     def __init__(self, ranker: StyleRanker, device: torch.device, dtype: torch.dtype,
-                 batch_size: int | None = None, token_budget: int | None = None):
-        self.ranker, self.device, self.dtype = ranker, device, dtype
+                 batch_size: int | None = None, token_budget: int | None = None, embed: Embed | None = None):
+        self.ranker, self.device, self.dtype, self.embed = ranker, device, dtype, embed
         rows_cap, tokens_cap = BATCH_DEFAULTS.get(device.type, BATCH_DEFAULTS["cpu"])
         self.batch_size, self.token_budget = max(1, batch_size or rows_cap), max(1, token_budget or tokens_cap)
         self.tok = ranker.tokenizer
@@ -186,6 +189,8 @@ class BatchEncoder:
 
     def encode(self, ids: list[list[int]], want_max: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """(pooled vectors, max-pooled states or None), in the order of `ids`."""
+        if self.embed is not None:
+            return self.embed(ids, want_max)
         h = self.ranker.hidden_dim
         pooled = np.empty((len(ids), h), np.float32)
         maxed = np.empty((len(ids), h), np.float32) if want_max else None

@@ -68,25 +68,45 @@ def test_ctranslate2_float32_gives_the_torch_nlls(tiny_lm):
 
 
 def test_int8_engine_scores_within_its_tolerance_of_torch(lm_ranker, cache, monkeypatch):
-    """Same encoder and head bits (both run them in torch); the LM term's NLLs within 0.05 nats of fp32; the
-    conversion happens once, then the cached files load."""
+    """In fp32 the encoder runs in ONNX Runtime (torch's vectors to 1e-4) and the LM term's NLLs within
+    0.05 nats of fp32; each conversion happens once, then the cached files load."""
     reference = TorchEngine(lm_ranker, "cpu", "fp32").score(INSTRUCTIONS, RESPONSES)
     got = Int8Engine(lm_ranker, "cpu", "fp32").score(INSTRUCTIONS, RESPONSES)
-    for field in ("v_lf", "v_is", "truncated_instruction", "truncated_response"):
+    for field in ("v_lf", "v_is"):
+        np.testing.assert_allclose(getattr(got, field), getattr(reference, field), atol=1e-4)
+    for field in ("truncated_instruction", "truncated_response"):
         np.testing.assert_array_equal(getattr(got, field), getattr(reference, field))
     assert np.array_equal(np.isnan(got.lm_nll), np.isnan(reference.lm_nll))
     np.testing.assert_allclose(got.lm_nll, reference.lm_nll, atol=0.05)
-    np.testing.assert_allclose(got.score, reference.score, atol=0.5 * 0.05 / 2.0 + 1e-5)  # weight 0.5, std 2
+    np.testing.assert_allclose(got.score, reference.score, atol=0.5 * 0.05 / 2.0 + 1e-4)  # weight 0.5, std 2
     assert not np.array_equal(got.lm_nll, reference.lm_nll)  # it did run in int8
-    assert len(list((cache / "ctranslate2").iterdir())) == 1
+    assert len(list((cache / "ctranslate2").iterdir())) == 1 and len(list((cache / "onnx").iterdir())) == 1
 
     import ctranslate2
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("converted again")
     monkeypatch.setattr(ctranslate2.converters, "TransformersConverter", refuse)
+    monkeypatch.setattr(torch.onnx, "export", refuse)
     again = Int8Engine(lm_ranker, "cpu", "fp32").score(INSTRUCTIONS, RESPONSES)
     np.testing.assert_array_equal(again.score, got.score)
+
+
+def test_the_onnx_encoder_gives_torch_s_vectors_and_the_bf16_engine_keeps_torch(lm_ranker):
+    """OnnxEmbed: each text alone at its own length, so its vectors are torch's padded-batch fp32 ones to
+    1e-5; where bf16 is asked the int8 engine encodes in torch (faster there than ONNX Runtime's fp32)."""
+    from scar_core.score import BatchEncoder
+
+    encoder = BatchEncoder(lm_ranker, torch.device("cpu"), torch.float32)
+    ids, _ = encoder.tokenize(RESPONSES, left=False)
+    pooled, maxed = encoder.encode(ids, want_max=True)
+    onnx_pooled, onnx_maxed = engines.OnnxEmbed(lm_ranker)(ids, True)
+    np.testing.assert_allclose(onnx_pooled, pooled, atol=1e-5)
+    np.testing.assert_allclose(onnx_maxed, maxed, atol=1e-5)
+    assert engines.OnnxEmbed(lm_ranker)(ids[:3], False)[1] is None
+    bf16 = Int8Engine(lm_ranker, "cpu", "bf16")
+    bf16.prepare()
+    assert bf16._embed is None
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -113,6 +133,17 @@ def test_int8_engine_refuses_a_gpu(lm_ranker, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(ScarError, match="int8 engine runs on the CPU"):
         Int8Engine(lm_ranker, "cuda", "fp32")
+
+
+def test_int8_on_a_cpu_without_vnni_says_it_ranks_below_the_guard(lm_ranker, monkeypatch, capsys):
+    """Measured with AVX2 alone (models/default/README.md): Spearman 0.990 to fp32, below the 0.995 guard.
+    auto never takes int8 there; asked for outright, the engine runs and says so."""
+    monkeypatch.setattr(engines, "cpu_has_vnni", lambda: False)
+    Int8Engine(lm_ranker, "cpu", "fp32")
+    assert "no VNNI" in capsys.readouterr().err
+    monkeypatch.setattr(engines, "cpu_has_vnni", lambda: True)
+    Int8Engine(lm_ranker, "cpu", "fp32")
+    assert capsys.readouterr().err == ""
 
 
 @pytest.fixture

@@ -294,7 +294,7 @@ def test_cache_never_mixes_scores_of_an_older_scoring_rule(store, dataset_file, 
     with store.write() as session:
         session.get(Run, first.id).rule = 1
     again = runs.create_run(store, ds.id, first.ranker_id, "cpu", "fp32")
-    assert again.rule == SCORING_RULE == 2
+    assert again.rule == SCORING_RULE == 3
     assert runs.fill_from_cache(store, again.id) == 0
     assert runs.start_or_join(store, ds.id, first.ranker_id, "cpu", "fp32", {}, {})[0].rule == SCORING_RULE
 
