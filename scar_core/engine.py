@@ -8,8 +8,8 @@ records (runs.engine, runs.device, runs.precision): scores of different engines 
   depend on the pair alone, bit for bit (see scar_core.score).
 - int8 (`Int8Engine`, CPU): the LM term's language model through CTranslate2 with int8 weights (per-row
   scales) and int8 GEMMs; the encoder in torch at bf16 where the CPU computes bf16 natively, else in
-  fp32 through ONNX Runtime (`OnnxEmbed`: torch's fp32 vectors to 1e-5, about 1.6x its speed); the
-  head in torch. 2.1x torch's fp32 end to end on a CPU with VNNI (the LM term is most of the time), no
+  fp32 through ONNX Runtime (`OnnxEmbed`: torch's fp32 vectors to 1e-5, about 1.3x its speed); the
+  head in torch. 2.3x torch's fp32 end to end on a CPU with VNNI (the LM term is most of the time), no
   faster than torch where the CPU computes bf16 natively. Its NLLs differ
   from fp32 by up to a few hundredths of a nat per response (the accuracy guard in
   models/default/README.md measures what that does to the scores), but like torch's a pair's scores
@@ -41,7 +41,7 @@ from scar_core.score import Embed, Scores, in_input_order, iter_scores
 LOCAL_ENGINES = ("auto", "torch", "int8")
 INT8_COMPUTE = "int8"  # CTranslate2's compute type: int8 weights and GEMMs, float32 elsewhere
 # Whether "auto" takes the int8 engine where it helps: a CPU with VNNI but without native bf16, a ranker
-# that runs its LM (2.1x torch fp32 there on the 640-pair mix; no faster than torch's bf16 where bf16 is
+# that runs its LM (2.3x torch fp32 there on the 640-pair mix; no faster than torch's bf16 where bf16 is
 # native). It met the accuracy guard of models/default/README.md ("Engines"): Spearman 0.998 to fp32
 # torch on that mix, no held-out pool AUC more than 0.0015 below fp32 on 300 rows per pool.
 INT8_BY_DEFAULT = True
@@ -145,7 +145,7 @@ class Int8Engine(TorchEngine):
 
 class OnnxEmbed:
     """StyleRanker.embed in fp32 through ONNX Runtime, one text at a time at its own length: no padding,
-    fused kernels, torch's fp32 vectors to about 1e-5 at 1.6x its fp32 speed on 2 cores
+    fused kernels, torch's fp32 vectors to about 1e-5 at 1.3x its fp32 speed on 2 cores
     (bench/encoder_engines.py), and a text's vectors never depend on the texts beside it. The graph is
     exported once into cache_folder()/onnx/ under the checkpoint's weights."""
 
@@ -194,7 +194,7 @@ def onnx_embed_file(ranker: StyleRanker) -> Path:
     ids = torch.ones(2, 16, dtype=torch.long)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on traced shapes, for nothing a user can act on
-        torch.onnx.export(_EmbedGraph(ranker).cpu().float().eval(), (ids, torch.ones_like(ids)), str(partial_file),
+        torch.onnx.export(_EmbedGraph(ranker).eval(), (ids, torch.ones_like(ids)), str(partial_file),
                           dynamo=False, opset_version=17, input_names=["input_ids", "attention_mask"],
                           output_names=["pooled", "maxed"],
                           dynamic_axes={"input_ids": {0: "rows", 1: "tokens"}, "attention_mask": {0: "rows", 1: "tokens"}})
@@ -203,6 +203,7 @@ def onnx_embed_file(ranker: StyleRanker) -> Path:
 
 
 def state_hash(module: torch.nn.Module) -> str:
+    """A SHA-256 over a module's parameter names and fp32 values."""
     import hashlib
 
     digest = hashlib.sha256()
