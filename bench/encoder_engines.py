@@ -43,27 +43,17 @@ RUNTIMES = ("torch-fp32", "torch-bf16", "openvino-fp32", "openvino-bf16", "onnxr
             "onnxruntime-fp32-spin")
 
 
-class Embed(torch.nn.Module):
-    """StyleRanker.embed as a module, for the exporters."""
-
-    def __init__(self, ranker):
-        super().__init__()
-        self.ranker = ranker
-
-    def forward(self, input_ids, attention_mask):
-        return self.ranker.embed(input_ids, attention_mask)
-
-
 def openvino_embed(ranker, precision: str, folder: Path):
     """StyleRanker.embed compiled by OpenVINO on the CPU, fed blocks of 8 rows like torch's linear layers."""
     import openvino as ov
 
+    from scar_core.engine import EmbedGraph
     from scar_core.lm import ROW_BLOCK
 
     ids = torch.ones(ROW_BLOCK, 16, dtype=torch.long)
     mask = (torch.arange(16) < torch.arange(2, 2 + 2 * ROW_BLOCK, 2)[:, None]).long()  # padded, as scored
     with torch.inference_mode():
-        model = ov.convert_model(Embed(ranker).eval(), example_input=(ids, mask),
+        model = ov.convert_model(EmbedGraph(ranker).eval(), example_input=(ids, mask),
                                  input=[("input_ids", [-1, -1], ov.Type.i64), ("attention_mask", [-1, -1], ov.Type.i64)])
     ov.save_model(model, str(folder / "embed.xml"), compress_to_fp16=False)
     core = ov.Core()

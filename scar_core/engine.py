@@ -169,7 +169,9 @@ class OnnxEmbed:
         return pooled, (np.concatenate([r[1] for r in rows]).astype(np.float32) if want_max else None)
 
 
-class _EmbedGraph(torch.nn.Module):
+class EmbedGraph(torch.nn.Module):
+    """StyleRanker.embed as a module, for exporters (ONNX here; OpenVINO in bench/encoder_engines.py)."""
+
     def __init__(self, ranker: StyleRanker):
         super().__init__()
         self.ranker = ranker
@@ -194,7 +196,7 @@ def onnx_embed_file(ranker: StyleRanker) -> Path:
     ids = torch.ones(2, 16, dtype=torch.long)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on traced shapes, for nothing a user can act on
-        torch.onnx.export(_EmbedGraph(ranker).eval(), (ids, torch.ones_like(ids)), str(partial_file),
+        torch.onnx.export(EmbedGraph(ranker).eval(), (ids, torch.ones_like(ids)), str(partial_file),
                           dynamo=False, opset_version=17, input_names=["input_ids", "attention_mask"],
                           output_names=["pooled", "maxed"],
                           dynamic_axes={"input_ids": {0: "rows", 1: "tokens"}, "attention_mask": {0: "rows", 1: "tokens"}})
