@@ -9,8 +9,8 @@ records (runs.engine, runs.device, runs.precision): scores of different engines 
 - int8 (`Int8Engine`, CPU): the LM term's language model through CTranslate2 with int8 weights (per-row
   scales) and int8 GEMMs; the encoder in torch at bf16 where the CPU computes bf16 natively, else in
   fp32 through ONNX Runtime (`OnnxEmbed`: torch's fp32 vectors to 1e-5, about 1.3x its speed); the
-  head in torch. 2.3x torch's fp32 end to end on a CPU with VNNI (the LM term is most of the time), no
-  faster than torch where the CPU computes bf16 natively. Its NLLs differ
+  head in torch. 2.3x torch's fp32 end to end on a CPU with VNNI (the LM term is most of the time), and
+  1.1x torch's bf16 where the CPU computes bf16 natively. Its NLLs differ
   from fp32 by up to a few hundredths of a nat per response (the accuracy guard in
   models/default/README.md measures what that does to the scores), but like torch's a pair's scores
   do not depend on its batch, order, chunks or thread count (measured on 96 Dolly and 96 ShareGPT
@@ -41,8 +41,8 @@ from scar_core.score import Embed, Scores, in_input_order, iter_scores
 LOCAL_ENGINES = ("auto", "torch", "int8")
 INT8_COMPUTE = "int8"  # CTranslate2's compute type: int8 weights and GEMMs, float32 elsewhere
 # Whether "auto" takes the int8 engine where it helps: a CPU with VNNI but without native bf16, a ranker
-# that runs its LM (2.3x torch fp32 there on the 640-pair mix; no faster than torch's bf16 where bf16 is
-# native). It met the accuracy guard of models/default/README.md ("Engines"): Spearman 0.998 to fp32
+# that runs its LM (2.3x torch fp32 there on the 640-pair mix). Where bf16 is native it is only 1.1x
+# torch's bf16, whose scores rank 0.9999 with fp32 against int8's 0.998, so auto keeps torch. It met the accuracy guard of models/default/README.md ("Engines"): Spearman 0.998 to fp32
 # torch on that mix, no held-out pool AUC more than 0.0015 below fp32 on 300 rows per pool.
 INT8_BY_DEFAULT = True
 # Names the engine "auto" means on this machine ("torch" or "int8"), over the CPU's choice: one setting
@@ -165,8 +165,7 @@ class OnnxEmbed:
     def __call__(self, ids: list[list[int]], want_max: bool) -> tuple[np.ndarray, np.ndarray | None]:
         rows = [self.session.run(None, {"input_ids": np.asarray([x], np.int64),
                                         "attention_mask": np.ones((1, len(x)), np.int64)}) for x in ids]
-        pooled = np.concatenate([r[0] for r in rows]).astype(np.float32)
-        return pooled, (np.concatenate([r[1] for r in rows]).astype(np.float32) if want_max else None)
+        return np.concatenate([r[0] for r in rows]), (np.concatenate([r[1] for r in rows]) if want_max else None)
 
 
 class EmbedGraph(torch.nn.Module):
