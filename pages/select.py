@@ -90,19 +90,21 @@ policy = o1.selectbox("Label policy (when annotators disagree)", list(POLICIES),
 skip_flagged = o2.checkbox("Leave out rows flagged by cleaning (language, echoes, empty responses, refusals cleaned "
                            "with 'leave out'; duplicates keep their best-scored copy)", value=True,
                            key="skip_flagged")
-quotas = None
-if st.checkbox("Per-source quotas", key="use_quotas"):
-    counts = table["source"].fillna("(none)").value_counts()
-    edited = st.data_editor(pd.DataFrame({"source": counts.index, "rows": counts.values, "max kept": counts.values}),
-                            disabled=["source", "rows"], hide_index=True, key="quota_editor")
-    quotas = dict(zip(edited["source"], edited["max kept"]))
+with st.container():  # one element above the signals, whatever quotas and clusters draw: see validation_progress
+    quotas = None
+    if st.checkbox("Per-source quotas", key="use_quotas"):
+        counts = table["source"].fillna("(none)").value_counts()
+        edited = st.data_editor(pd.DataFrame({"source": counts.index, "rows": counts.values,
+                                              "max kept": counts.values}),
+                                disabled=["source", "rows"], hide_index=True, key="quota_editor")
+        quotas = dict(zip(edited["source"], edited["max kept"]))
 
-coverage = st.slider("Coverage: 0 cuts by score alone; towards 1 the cut spreads over clusters of similar responses",
-                     0.0, 1.0, 0.0, 0.05, key="coverage")
-space = shared.run_space(store, run.id) if coverage > 0 or st.session_state.get("show_evidence", True) else None
-if coverage > 0:
-    st.caption(f"{space.k} clusters (k-means of the responses' v_lf embeddings, seed 0; the cut takes from each "
-               "in proportion to its size as coverage rises).")
+    coverage = st.slider("Coverage: 0 cuts by score alone; towards 1 the cut spreads over clusters of similar "
+                         "responses", 0.0, 1.0, 0.0, 0.05, key="coverage")
+    space = shared.run_space(store, run.id) if coverage > 0 or st.session_state.get("show_evidence", True) else None
+    if coverage > 0:
+        st.caption(f"{space.k} clusters (k-means of the responses' v_lf embeddings, seed 0; the cut takes from each "
+                   "in proportion to its size as coverage rises).")
 
 
 def add_signal(kind: str) -> None:
@@ -129,24 +131,26 @@ def add_signal(kind: str) -> None:
 
 weights = None
 with st.expander("Signals beside the score: length, novelty, exemplar similarity, IFD, imported scores"):
-    summary = signals.signal_summary(store, run.id)
-    if len(summary):
-        st.dataframe(summary, hide_index=True, key="signal_table")
-    s1, s2 = st.columns(2)
-    kind = s1.selectbox("Add a signal", ["length", "novelty", "exemplar", "ifd", "imported"], key="signal_kind",
-                        format_func={"length": "length: response tokens", "novelty": "novelty: distance to the 10 "
-                                     "nearest responses", "exemplar": "exemplar similarity: cosine to pasted examples",
-                                     "ifd": "IFD: the LM's perplexity with / without the instruction",
-                                     "imported": "imported: id, score rows from another tool"}.get)
-    s2.text_input("Its name", key="signal_name", placeholder=kind, max_chars=64)
-    if kind == "exemplar":
-        st.text_area("Exemplar responses (separate several with a line holding ---)", key="signal_exemplars")
-    elif kind == "imported":
-        st.file_uploader("Scores file (.jsonl, .json or .csv with id and score; ids as `score` writes them)",
-                         type=["jsonl", "json", "csv"], key="signal_file")
-    elif kind == "ifd":
-        st.caption(f"IFD runs the language model twice over every row, as a background job: about "
-                   f"{signals.ifd_estimate_seconds(store, run.id) / 60:.0f} minutes on a 2-core CPU.")
+    with st.container():  # one element above the signal job's progress, whatever it draws: see validation_progress
+        summary = signals.signal_summary(store, run.id)
+        if len(summary):
+            st.dataframe(summary, hide_index=True, key="signal_table")
+        s1, s2 = st.columns(2)
+        kind = s1.selectbox("Add a signal", ["length", "novelty", "exemplar", "ifd", "imported"], key="signal_kind",
+                            format_func={"length": "length: response tokens",
+                                         "novelty": "novelty: distance to the 10 nearest responses",
+                                         "exemplar": "exemplar similarity: cosine to pasted examples",
+                                         "ifd": "IFD: the LM's perplexity with / without the instruction",
+                                         "imported": "imported: id, score rows from another tool"}.get)
+        s2.text_input("Its name", key="signal_name", placeholder=kind, max_chars=64)
+        if kind == "exemplar":
+            st.text_area("Exemplar responses (separate several with a line holding ---)", key="signal_exemplars")
+        elif kind == "imported":
+            st.file_uploader("Scores file (.jsonl, .json or .csv with id and score; ids as `score` writes them)",
+                             type=["jsonl", "json", "csv"], key="signal_file")
+        elif kind == "ifd":
+            st.caption(f"IFD runs the language model twice over every row, as a background job: about "
+                       f"{signals.ifd_estimate_seconds(store, run.id) / 60:.0f} minutes on a 2-core CPU.")
     signal_job = signals.latest_signal_job(store, run.id)
     busy = signal_job is not None and signal_job.status in ("queued", "running")
     st.button("Add signal", key="signal_add", on_click=add_signal, args=(kind,), disabled=busy and kind == "ifd")
@@ -172,97 +176,95 @@ with st.expander("Signals beside the score: length, novelty, exemplar similarity
             weights = parse_weights(blend)
         except ScarError as e:
             shared.error(str(e))
-try:
-    cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, policy=policy,
-                                  keep_flagged=not skip_flagged, quotas=quotas, table=table, coverage=coverage,
-                                  space=space, weights=weights)
-except ScarError as e:  # a weight naming no signal
-    shared.error(str(e))
-    st.stop()
-if cut.blend:
-    st.caption(f"Cut on the blend {cut.blend['weights']} ({cut.blend['scale']}): the kept rows are the best by the "
-               "blend (a threshold compares blended values), and the manifest records the weights and each signal's "
-               "settings.")
-left_out = n - cut.eligible
+with st.container():  # one element above the validations, however many the cut draws: see validation_progress
+    try:
+        cut, _ = selection.select_run(store, run.id, rule, value, use_labels=use_labels, policy=policy,
+                                      keep_flagged=not skip_flagged, quotas=quotas, table=table, coverage=coverage,
+                                      space=space, weights=weights)
+    except ScarError as e:  # a weight naming no signal
+        shared.error(str(e))
+        st.stop()
+    if cut.blend:
+        st.caption(f"Cut on the blend {cut.blend['weights']} ({cut.blend['scale']}): the kept rows are the best by "
+                   "the blend (a threshold compares blended values), and the manifest records the weights and each "
+                   "signal's settings.")
+    left_out = n - cut.eligible
 
-m = st.columns(5)
-m[0].metric("Kept", f"{len(cut.kept)} of {n}")
-m[1].metric("Lowest kept score", "n/a" if cut.threshold is None else f"{cut.threshold:.4f}")
-m[2].metric("Left out by cleaning", left_out)
-m[3].metric("Overrides", f"+{cut.forced_in} / -{cut.forced_out}")
-m[4].metric("Skipped by quotas", cut.quota_skipped)
-if cut.label_policy:
-    st.caption(f"Labels under this policy: {steps_in_words(cut.label_policy['rows'])}"
-               + (". A lead can decide the unresolved ones in Explore's conflict queue."
-                  if cut.label_policy["rows"]["unresolved"] else "."))
-st.table(split_stats(cut.mask, table["words"].to_numpy()))
+    m = st.columns(5)
+    m[0].metric("Kept", f"{len(cut.kept)} of {n}")
+    m[1].metric("Lowest kept score", "n/a" if cut.threshold is None else f"{cut.threshold:.4f}")
+    m[2].metric("Left out by cleaning", left_out)
+    m[3].metric("Overrides", f"+{cut.forced_in} / -{cut.forced_out}")
+    m[4].metric("Skipped by quotas", cut.quota_skipped)
+    if cut.label_policy:
+        st.caption(f"Labels under this policy: {steps_in_words(cut.label_policy['rows'])}"
+                   + (". A lead can decide the unresolved ones in Explore's conflict queue."
+                      if cut.label_policy["rows"]["unresolved"] else "."))
+    st.table(split_stats(cut.mask, table["words"].to_numpy()))
 
-decided = labelling.resolution(store, run.id, policy)  # the label column near the cut and the evidence
-if st.toggle("Evidence: the cut beside random, longest-k and length-matched subsets of the same size",
-             value=True, key="show_evidence") and len(cut.kept):
-    st.dataframe(selection.run_evidence(cut, table, space, decided), key="evidence")
-    st.caption("Each baseline keeps as many rows as the cut under the same cleaning, quotas and labels (random: "
-               "seeded; longest: the longest responses; length-matched: random within the cut's length bins). "
-               "Mean score favours the cut by construction; clusters touched, diversity (mean pairwise cosine "
-               "distance of v_lf), length and overlap with longest-k say more.")
+    decided = labelling.resolution(store, run.id, policy)  # the label column near the cut and the evidence
+    if st.toggle("Evidence: the cut beside random, longest-k and length-matched subsets of the same size",
+                 value=True, key="show_evidence") and len(cut.kept):
+        st.dataframe(selection.run_evidence(cut, table, space, decided), key="evidence")
+        st.caption("Each baseline keeps as many rows as the cut under the same cleaning, quotas and labels (random: "
+                   "seeded; longest: the longest responses; length-matched: random within the cut's length bins). "
+                   "Mean score favours the cut by construction; clusters touched, diversity (mean pairwise cosine "
+                   "distance of v_lf), length and overlap with longest-k say more.")
 
-st.subheader("At the cut line")
-above, below = around_cut(cut, scores)
-texts = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(
-    ids=table["example_id"].to_numpy()[np.concatenate([above, below])].tolist()), limit=len(above) + len(below))}
+    st.subheader("At the cut line")
+    above, below = around_cut(cut, scores)
+    texts = {r["example_id"]: r for r in runs.results_page(store, run.id, runs.ResultFilter(
+        ids=table["example_id"].to_numpy()[np.concatenate([above, below])].tolist()), limit=len(above) + len(below))}
 
+    def near_cut(positions: np.ndarray) -> pd.DataFrame:
+        """The rows at these table positions with their rank (1: best score of the run) and a preview."""
+        ranked = rank_and_percentile(scores, scores[positions].tolist())
+        ids = table["example_id"].to_numpy()[positions].tolist()
+        rows = [texts[i] for i in ids]
+        return pd.DataFrame({"rank": [rk for rk, _ in ranked], "score": scores[positions].round(4),
+                             "label": [decided.summary(i) for i in ids], "source": [r["source"] for r in rows],
+                             "instruction": [snippet(r["instruction"], 100) for r in rows],
+                             "response": [snippet(r["response"], 160) for r in rows]})
 
-def near_cut(positions: np.ndarray) -> pd.DataFrame:
-    """The rows at these table positions with their rank (1: best score of the run) and a preview."""
-    ranked = rank_and_percentile(scores, scores[positions].tolist())
-    ids = table["example_id"].to_numpy()[positions].tolist()
-    rows = [texts[i] for i in ids]
-    return pd.DataFrame({"rank": [rk for rk, _ in ranked], "score": scores[positions].round(4),
-                         "label": [decided.summary(i) for i in ids], "source": [r["source"] for r in rows],
-                         "instruction": [snippet(r["instruction"], 100) for r in rows],
-                         "response": [snippet(r["response"], 160) for r in rows]})
+    a1, a2 = st.columns(2)
+    a1.caption(f"Kept, just above the cut: the {len(above)} lowest-scored rows kept")
+    a1.dataframe(near_cut(above), hide_index=True, key="cut_above")
+    a2.caption(f"Left out, just below the cut: the {len(below)} best-scored eligible rows not kept")
+    a2.dataframe(near_cut(below), hide_index=True, key="cut_below")
 
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(plots.histogram(scores, "Score distribution and the cut", "score",
+                                    cut_at=None if cut.blend else cut.threshold),
+                    key="cut_hist")
+    curve_key = f"cut_curve_{st.session_state.get('cut_curve_clicks', 0)}"
+    c2.plotly_chart(plots.threshold_curve(scores[cut.pool], len(cut.kept) / max(cut.eligible, 1)), key=curve_key,
+                    on_select=partial(move_cut, rule, scores[cut.pool], curve_key), selection_mode="points")
+    c2.caption("Click a point of the curve to move the cut there.")
+    c3, c4 = st.columns(2)
+    c3.plotly_chart(plots.kept_dropped_histogram(table["words"].to_numpy(), cut.mask,
+                                                 "Response length, kept vs dropped", "words"), key="cut_lengths")
+    c4.plotly_chart(plots.score_vs_length(scores, table["words"].to_numpy(), cut.mask), key="cut_scatter")
 
-a1, a2 = st.columns(2)
-a1.caption(f"Kept, just above the cut: the {len(above)} lowest-scored rows kept")
-a1.dataframe(near_cut(above), hide_index=True, key="cut_above")
-a2.caption(f"Left out, just below the cut: the {len(below)} best-scored eligible rows not kept")
-a2.dataframe(near_cut(below), hide_index=True, key="cut_below")
+    def save_cut(name_key: str, replace: bool) -> None:
+        """Save the cut under the name typed; a name in use asks first (replace keeps the old as a version)."""
+        saved = selection.save(store, run.id, st.session_state[name_key], cut, table, replace=replace)
+        st.session_state["save_pending"] = saved.selection.name if saved.taken else None
+        if not saved.taken:
+            st.session_state["selection"] = saved.selection.id
+        st.session_state["save_message"] = (saved.taken, saved.message())
 
-c1, c2 = st.columns(2)
-c1.plotly_chart(plots.histogram(scores, "Score distribution and the cut", "score",
-                                cut_at=None if cut.blend else cut.threshold),
-                key="cut_hist")
-curve_key = f"cut_curve_{st.session_state.get('cut_curve_clicks', 0)}"
-c2.plotly_chart(plots.threshold_curve(scores[cut.pool], len(cut.kept) / max(cut.eligible, 1)), key=curve_key,
-                on_select=partial(move_cut, rule, scores[cut.pool], curve_key), selection_mode="points")
-c2.caption("Click a point of the curve to move the cut there.")
-c3, c4 = st.columns(2)
-c3.plotly_chart(plots.kept_dropped_histogram(table["words"].to_numpy(), cut.mask,
-                                             "Response length, kept vs dropped", "words"), key="cut_lengths")
-c4.plotly_chart(plots.score_vs_length(scores, table["words"].to_numpy(), cut.mask), key="cut_scatter")
-
-def save_cut(name_key: str, replace: bool) -> None:
-    """Save the cut under the name typed; a name in use asks first (replace keeps the old as a version)."""
-    saved = selection.save(store, run.id, st.session_state[name_key], cut, table, replace=replace)
-    st.session_state["save_pending"] = saved.selection.name if saved.taken else None
-    if not saved.taken:
-        st.session_state["selection"] = saved.selection.id
-    st.session_state["save_message"] = (saved.taken, saved.message())
-
-
-name_key = f"selection_name::{rule}-{value:g}"  # the suggested name follows the cut until the user types one
-st.text_input("Save this selection as", value=f"{rule}-{value:g}", key=name_key, max_chars=200)
-st.button("Save selection", type="primary", key="save_selection", on_click=save_cut, args=(name_key, False))
-taken, said = st.session_state.pop("save_message", (False, None))
-if taken and st.session_state.get("save_pending") == st.session_state[name_key].strip():
-    st.warning(said)
-    r1, r2 = st.columns(2)
-    r1.button("Replace it (the old one stays as an earlier version)", key="save_replace", on_click=save_cut,
-              args=(name_key, True))
-    r2.button("Choose another name", key="save_rename", on_click=lambda: st.session_state.pop("save_pending", None))
-elif said:
-    st.success(said)
+    name_key = f"selection_name::{rule}-{value:g}"  # the suggested name follows the cut until the user types one
+    st.text_input("Save this selection as", value=f"{rule}-{value:g}", key=name_key, max_chars=200)
+    st.button("Save selection", type="primary", key="save_selection", on_click=save_cut, args=(name_key, False))
+    taken, said = st.session_state.pop("save_message", (False, None))
+    if taken and st.session_state.get("save_pending") == st.session_state[name_key].strip():
+        st.warning(said)
+        r1, r2 = st.columns(2)
+        r1.button("Replace it (the old one stays as an earlier version)", key="save_replace", on_click=save_cut,
+                  args=(name_key, True))
+        r2.button("Choose another name", key="save_rename", on_click=lambda: st.session_state.pop("save_pending", None))
+    elif said:
+        st.success(said)
 
 # --------------------------------------------------------------------------- validation: how much to keep?
 
@@ -283,23 +285,25 @@ def validation_chart(points: list[dict], untuned_nll: float | None, key: str) ->
     st.dataframe(frame, hide_index=True, key=f"{key}_table")
 
 
-finished = validation.reports(store, run.dataset_id)
-if finished:
-    names = {j.id: f"validation job {j.id} (run {j.params['run_id']}, {j.finished_at:%Y-%m-%d %H:%M})"
-             for j in finished}
-    shown = st.selectbox("Validation", list(names), format_func=names.get, key="validation_shown")
-    report = next(j for j in finished if j.id == shown).result
-    validation_chart(report["curve"], report.get("untuned_nll"), "validation")
-    s = report["settings"]
-    st.caption(f"{report['base_model']['name']} + LoRA r={s['lora_r']}, the cut and a random draw of as many rows "
-               f"at each share, the same answer tokens each; eval: {report['eval']['rows']} {report['eval']['source']} "
-               f"rows, mean NLL of the reference answers (lower is better); {s['device']} {s['precision']}, seed "
-               f"{s['seed']}, {display.duration(report['seconds'])}. Win rate: "
-               + (f"judge {report['judge']['model']}, {report['judge']['rule']}" if report.get("judge")
-                  else report.get("win_rate_note") or "not measured"))
-else:
-    st.info("No validation of this data set yet: start one below to see how a model tuned on the cut compares "
-            "with one tuned on random rows, at several shares kept.")
+with st.container():  # one element above the validation's progress, report or not: see validation_progress
+    finished = validation.reports(store, run.dataset_id)
+    if finished:
+        names = {j.id: f"validation job {j.id} (run {j.params['run_id']}, {j.finished_at:%Y-%m-%d %H:%M})"
+                 for j in finished}
+        shown = st.selectbox("Validation", list(names), format_func=names.get, key="validation_shown")
+        report = next(j for j in finished if j.id == shown).result
+        validation_chart(report["curve"], report.get("untuned_nll"), "validation")
+        s = report["settings"]
+        st.caption(f"{report['base_model']['name']} + LoRA r={s['lora_r']}, the cut and a random draw of as many "
+                   f"rows at each share, the same answer tokens each; eval: {report['eval']['rows']} "
+                   f"{report['eval']['source']} rows, mean NLL of the reference answers (lower is better); "
+                   f"{s['device']} {s['precision']}, seed "
+                   f"{s['seed']}, {display.duration(report['seconds'])}. Win rate: "
+                   + (f"judge {report['judge']['model']}, {report['judge']['rule']}" if report.get("judge")
+                      else report.get("win_rate_note") or "not measured"))
+    else:
+        st.info("No validation of this data set yet: start one below to see how a model tuned on the cut compares "
+                "with one tuned on random rows, at several shares kept.")
 
 with st.expander("Validate: fine-tune a small LM on the cut and on random rows at several shares kept "
                  "(background job; a GPU is strongly suggested)", expanded=not finished):
@@ -344,7 +348,13 @@ with st.expander("Validate: fine-tune a small LM on the cut and on random rows a
 
 @st.fragment(run_every=1.0 if validation.active(store, run.dataset_id) else None)
 def validation_progress() -> None:
-    """This data set's running validations: progress, time left, the points so far, a cancel button each."""
+    """This data set's running validations: progress, time left, the points so far, a cancel button each.
+
+    Streamlit names a fragment by its place on the page and drops a click aimed at a name the last run
+    did not draw. So each section above that draws more or fewer elements (quotas, clusters, the cut's
+    captions, evidence and save messages, a finished validation's report) is one container, and the
+    signals' settings are one above the signal job's progress: both Cancel buttons keep their names
+    while a job ends or a setting changes (test_select_page.py)."""
     running = validation.active(store, run.dataset_id)
     watching = st.session_state.setdefault("validations_watched", set())
     if watching - {j.id for j in running}:

@@ -70,6 +70,26 @@ def texts(elements) -> list[str]:
     return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
 
 
+def fragment_names(monkeypatch, *functions: str) -> dict[str, list[str]]:
+    """The name Streamlit gives each of these fragment functions at each run that draws it. A fragment is
+    named by its place on the page, and a click aimed at a name the last full run did not draw is dropped
+    with only a log line: what a page draws above a fragment must not move it (test_explore's labelling
+    fragment test)."""
+    from streamlit.runtime import fragment
+
+    named = {f: [] for f in functions}
+    make = fragment._make_fragment_identity
+
+    def recording(func, **kwargs):
+        identity = make(func, **kwargs)
+        if func.__name__ in named:
+            named[func.__name__].append(identity.fragment_id)
+        return identity
+
+    monkeypatch.setattr(fragment, "_make_fragment_identity", recording)
+    return named
+
+
 def test_datasets_preview_import_rename_delete(store, data_file):
     at = app()
     at.text_input(key="server_path").set_value(str(data_file)).run()
@@ -241,6 +261,18 @@ def test_train_page_trains_from_a_training_file_and_shows_epochs(store, tmp_path
     assert trained and Path(trained[0].location).is_dir()
     term = json.loads((Path(trained[0].location) / "config.json").read_text())["lm_term"]
     assert term["lm"] == "smollm2" and term["std"] > 0 and trained[0].recipe["lm_surprisal"] is True
+
+
+def test_the_training_progress_keeps_its_name_whatever_the_settings_above_draw(store, monkeypatch):
+    """The settings draw a data set chooser and the LLM's settings, or one box for a training file: the
+    progress below, with its Cancel, keeps its name either way."""
+    job = jobs.create_job(store, "train", {"out": "mine"})
+    named = fragment_names(monkeypatch, "progress")
+    at = app("train")
+    at.radio(key="train_source").set_value("a training file on the server").run()
+    assert at.button(key="cancel_train") and at.selectbox(key="_train_job").value == job.id
+    assert not at.exception, at.exception
+    assert len(named["progress"]) == 2 and len(set(named["progress"])) == 1, named
 
 
 def test_explore_shows_the_lm_terms_nll(store, data_file, tmp_path, tiny_lm):

@@ -351,18 +351,9 @@ def test_the_labelling_fragment_keeps_its_name_whatever_the_maps_section_draws(s
     run did not draw. The maps section draws more or fewer elements (a map selection adds buttons, colour
     by selection a caption, a map job its progress): the labelling fragment below it must keep its name,
     or K pressed while the maps redraw is lost with nothing said (seen in CI: test_browser_team)."""
-    from streamlit.runtime import fragment
+    from tests.test_app import fragment_names
 
-    named = []
-    make = fragment._make_fragment_identity
-
-    def recording(func, **kwargs):
-        identity = make(func, **kwargs)
-        if func.__name__ == "ranked_examples":
-            named.append(identity.fragment_id)
-        return identity
-
-    monkeypatch.setattr(fragment, "_make_fragment_identity", recording)
+    named = fragment_names(monkeypatch, "ranked_examples")["ranked_examples"]
     ordered = best_first(store, scored)
     at = explore()
     at = lasso(at, 0, [r["example_id"] for r in ordered[:3]])

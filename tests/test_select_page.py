@@ -13,7 +13,7 @@ from scar_core.errors import ScarError
 from scar_core.jobs import labelling
 from scar_core.select import around_cut, cut, rule_value_at, select
 from tests.conftest import score_file, style_pool
-from tests.test_app import app, texts
+from tests.test_app import app, fragment_names, texts
 
 
 @pytest.fixture
@@ -121,3 +121,31 @@ def test_the_coverage_slider_spreads_the_cut_and_the_evidence_panel_follows(stor
     assert spread.loc["cut"].to_dict() != plain[1]
     assert any("clusters (k-means" in c.value for c in at.caption)
     assert not at.exception and not at.error, texts(at.error)
+
+
+def test_the_progress_fragments_keep_their_names_whatever_the_page_draws_above_them(store, scored14, tiny_lm,
+                                                                                    monkeypatch):
+    """Quotas draw an editor and a signal kind its own box above the signal job's progress; a save its
+    message and a finished validation its report above the validation's progress: both Cancel buttons
+    keep their names."""
+    from scar_core.jobs import signals, validation
+    from scar_core.jobs.runner import run_job
+    from scar_core.validate import Settings
+    from tests.test_validate_job import TINY
+
+    signals.submit_signal(store, scored14.id, "ifd", made_by="ann", launch=False)
+    check = validation.start_validation(store, scored14.id, [1.0], settings=Settings(**TINY),
+                                        tune_model=str(tiny_lm), eval_rows=4, launch=False)
+    named = fragment_names(monkeypatch, "signal_progress", "validation_progress")
+    at = app("select")
+    assert any("No validation of this data set yet" in i.value for i in at.info)
+    at.checkbox(key="use_quotas").check()
+    at.selectbox(key="signal_kind").set_value("exemplar")
+    at.button(key="save_selection").click().run()
+    assert texts(at.success)[0].startswith("Saved selection 'ratio-0.3'")
+    assert at.button(key="signal_cancel") and at.button(key=f"cancel_validation_{check.id}")
+    assert run_job(store, check.id).status == "done"
+    at.run()
+    assert at.selectbox(key="validation_shown").value == check.id and at.button(key="signal_cancel")
+    assert not at.exception, at.exception
+    assert all(len(n) >= 3 and len(set(n)) == 1 for n in named.values()), named

@@ -234,6 +234,32 @@ def test_a_sample_run_measures_the_rate_the_rank_page_estimates_from(store, tmp_
         jobs.get_job(store, sample.job_id).params["sample_ids"])
 
 
+def test_the_progress_and_the_history_keep_their_names_as_a_run_ends(store, tmp_path, tiny_checkpoint,
+                                                                      monkeypatch):
+    """The line saying a run was started shows above the progress only while that run goes, and the ranker's
+    settings draw an estimate only once a ranker is named: Cancel in the progress and Resume in the history
+    keep their fragments' names through both."""
+    from db import jobs
+    from scar_core.jobs.score import submit_score
+    from tests.test_app import fragment_names
+
+    dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl"))
+    run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/rank.py").run()
+    at.radio(key="ranker_kind").set_value("checkpoint folder").run()
+    named = fragment_names(monkeypatch, "progress", "run_history")
+    at.session_state["rank_said"] = (run.id, f"Started run {run.id}.")
+    at.text_input(key="checkpoint_dir").set_value(str(tiny_checkpoint)).run()
+    assert texts(at.success) == [f"Started run {run.id}."] and at.button(key=f"cancel_{run.job_id}")
+    assert any(i.startswith("No rate measured for this ranker") for i in texts(at.info))
+    jobs.finish(store, run.job_id, "cancelled")
+    at.text_input(key="checkpoint_dir").set_value("").run()
+    assert not at.success and not at.info and at.button(key="resume")
+    assert not at.exception, at.exception
+    assert all(len(n) >= 2 and len(set(n)) == 1 for n in named.values()), named
+
+
 def test_the_lm_term_loads_in_the_loading_phase_not_in_the_first_chunk(store, tmp_path, tiny_lm, monkeypatch):
     from db import jobs
     from scar_core.jobs.runner import run_job
