@@ -67,6 +67,19 @@ def test_ctranslate2_float32_gives_the_torch_nlls(tiny_lm):
     np.testing.assert_allclose(got, reference, atol=1e-4)
 
 
+def test_loading_the_int8_lm_leaves_torch_s_threads_alone(tiny_lm):
+    """CTranslate2's Generator sets the calling thread's OpenMP thread count to its intra_threads, and
+    torch reads that count: a Generator with fewer threads would silently put the rest of scoring (the
+    head, the bf16 encoder) on fewer cores (models/default/README.md, "Work side by side")."""
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_int8_language_model(str(tiny_lm))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_int8_engine_scores_within_its_tolerance_of_torch(lm_ranker, cache, monkeypatch):
     """In fp32 the encoder runs in ONNX Runtime (torch's vectors to 1e-4) and the LM term's NLLs within
     0.05 nats of fp32; each conversion happens once, then the cached files load."""
