@@ -42,8 +42,9 @@ LOCAL_ENGINES = ("auto", "torch", "int8")
 INT8_COMPUTE = "int8"  # CTranslate2's compute type: int8 weights and GEMMs, float32 elsewhere
 # Whether "auto" takes the int8 engine where it helps: a CPU with VNNI but without native bf16, a ranker
 # that runs its LM (2.3x torch fp32 there on the 640-pair mix). Where bf16 is native it is only 1.1x
-# torch's bf16, whose scores rank 0.9999 with fp32 against int8's 0.998, so auto keeps torch. It met the accuracy guard of models/default/README.md ("Engines"): Spearman 0.998 to fp32
-# torch on that mix, no held-out pool AUC more than 0.0015 below fp32 on 300 rows per pool.
+# torch's bf16, whose scores rank 0.9999 with fp32 against int8's 0.998, so auto keeps torch. It met the
+# accuracy guard of models/default/README.md ("Engines"): Spearman 0.998 to fp32 torch on that mix, no
+# held-out pool AUC more than 0.0015 below fp32 on 300 rows per pool.
 INT8_BY_DEFAULT = True
 # Names the engine "auto" means on this machine ("torch" or "int8"), over the CPU's choice: one setting
 # for the app, its workers and the CLI alike (the test suite pins torch with it).
@@ -182,7 +183,7 @@ class EmbedGraph(torch.nn.Module):
 def onnx_embed_file(ranker: StyleRanker) -> Path:
     """StyleRanker.embed as an ONNX file, exported once into cache_folder()/onnx/ under the checkpoint's
     weights hash (the encoder's parameters hashed where the ranker was not loaded from a file)."""
-    key = getattr(ranker, "weights_hash", None) or state_hash(ranker.encoder)
+    key = ranker.weights_hash or state_hash(ranker.encoder)
     target = cache_folder() / "onnx" / f"embed-{key[:24]}.onnx"
     if target.exists():
         return target
