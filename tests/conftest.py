@@ -128,3 +128,23 @@ def chooser(at, key: str):
     """The page's remembered selectbox for `key` ("run", "dataset"), whose widget key names the value
     it was drawn with (pages/shared.py, _remembered)."""
     return next(s for s in at.selectbox if (s.key or "").startswith(f"_{key}-"))
+
+
+def fragment_names(monkeypatch, *functions: str) -> dict[str, list[str]]:
+    """The name Streamlit gives each of these fragment functions at each run that draws it. A fragment is
+    named by its place on the page, and a click aimed at a name the last full run did not draw is dropped
+    with only a log line: what a page draws above a fragment must not move it (test_explore's labelling
+    fragment test)."""
+    from streamlit.runtime import fragment
+
+    named = {f: [] for f in functions}
+    make = fragment._make_fragment_identity
+
+    def recording(func, **kwargs):
+        identity = make(func, **kwargs)
+        if func.__name__ in named:
+            named[func.__name__].append(identity.fragment_id)
+        return identity
+
+    monkeypatch.setattr(fragment, "_make_fragment_identity", recording)
+    return named

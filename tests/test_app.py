@@ -17,7 +17,7 @@ from scar_core.jobs.runner import run_job
 from scar_core.jobs.score import submit_score
 from scar_core.export import file_sha256
 from scar_core.ranker import WEIGHTS
-from tests.conftest import score_file
+from tests.conftest import fragment_names, score_file
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -68,26 +68,6 @@ def started_run(store, at: AppTest, timeout_s: float = 180):
 def texts(elements) -> list[str]:
     """Element values; messages are markdown-escaped by the app, so the escapes are removed here."""
     return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
-
-
-def fragment_names(monkeypatch, *functions: str) -> dict[str, list[str]]:
-    """The name Streamlit gives each of these fragment functions at each run that draws it. A fragment is
-    named by its place on the page, and a click aimed at a name the last full run did not draw is dropped
-    with only a log line: what a page draws above a fragment must not move it (test_explore's labelling
-    fragment test)."""
-    from streamlit.runtime import fragment
-
-    named = {f: [] for f in functions}
-    make = fragment._make_fragment_identity
-
-    def recording(func, **kwargs):
-        identity = make(func, **kwargs)
-        if func.__name__ in named:
-            named[func.__name__].append(identity.fragment_id)
-        return identity
-
-    monkeypatch.setattr(fragment, "_make_fragment_identity", recording)
-    return named
 
 
 def test_datasets_preview_import_rename_delete(store, data_file):

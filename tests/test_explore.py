@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import labels, runs
 from scar_core.jobs import labelling
-from tests.conftest import score_file
+from tests.conftest import fragment_names, score_file
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 HOSTILE = ('<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> '
@@ -351,8 +351,6 @@ def test_the_labelling_fragment_keeps_its_name_whatever_the_maps_section_draws(s
     run did not draw. The maps section draws more or fewer elements (a map selection adds buttons, colour
     by selection a caption, a map job its progress): the labelling fragment below it must keep its name,
     or K pressed while the maps redraw is lost with nothing said (seen in CI: test_browser_team)."""
-    from tests.test_app import fragment_names
-
     named = fragment_names(monkeypatch, "ranked_examples")["ranked_examples"]
     ordered = best_first(store, scored)
     at = explore()

@@ -12,8 +12,8 @@ from db import runs
 from scar_core.errors import ScarError
 from scar_core.jobs import labelling
 from scar_core.select import around_cut, cut, rule_value_at, select
-from tests.conftest import score_file, style_pool
-from tests.test_app import app, fragment_names, texts
+from tests.conftest import fragment_names, score_file, style_pool
+from tests.test_app import app, texts
 
 
 @pytest.fixture

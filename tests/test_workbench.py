@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from scar_core.jobs import datasets as importing
-from tests.conftest import chooser
+from tests.conftest import chooser, fragment_names
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -241,7 +241,6 @@ def test_the_progress_and_the_history_keep_their_names_as_a_run_ends(store, tmp_
     keep their fragments' names through both."""
     from db import jobs
     from scar_core.jobs.score import submit_score
-    from tests.test_app import fragment_names
 
     dataset = importing.import_file(store, pool(tmp_path, "pairs.jsonl"))
     run = submit_score(store, dataset.id, model=str(tiny_checkpoint), device="cpu", precision="fp32", launch=False)
